@@ -1,0 +1,49 @@
+"""Deterministic autoencoder: the baseline of the AE-vs-VAE argument.
+
+Objective: reconstruction only, loss = -log p(x | z = f(x)) summed over pixels (cross-entropy for Bernoulli
+pixels). Nothing shapes the code space, so an AE has no prior to sample from: `sample` decodes N(0, I) codes,
+which is exactly what shows why an AE is not a generative model (holes between the codes of training digits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .base import EncoderOutput, LossOutput, VAEFamilyModel
+from .blocks import LIKELIHOODS, Decoder, Encoder, ModelConfig
+
+
+@dataclass
+class AEConfig(ModelConfig):
+    model_type: str = "ae"
+    likelihood: str = "bernoulli"  # pixel likelihood used as reconstruction loss
+    gaussian_std: float = 0.1  # fixed pixel std of the gaussian likelihood; unused otherwise
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_choice("likelihood", LIKELIHOODS)
+        if self.gaussian_std <= 0:
+            raise ValueError("gaussian_std must be > 0")
+
+
+class AE(VAEFamilyModel):
+    config_class = AEConfig
+
+    def __init__(self, config: AEConfig):
+        super().__init__(config)
+        self.encoder = Encoder(config, config.latent_dim)
+        self.decoder = Decoder(config, config.latent_dim)
+
+    def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
+        return EncoderOutput(z=self.encoder(x))
+
+    def decoder_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.decoder(z)
+
+    def loss(self, batch) -> LossOutput:
+        x, _ = batch
+        reconstruction = -self.log_likelihood(self.decoder_logits(self.encode(x).z), x).mean()
+        return LossOutput(reconstruction, {"reconstruction": reconstruction})

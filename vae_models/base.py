@@ -1,0 +1,143 @@
+"""The interface every model shares, and Hub (de)serialisation that only ever reads safetensors + strict JSON.
+
+Every model is an `nn.Module` and a `huggingface_hub.PyTorchModelHubMixin`, built from one dataclass config:
+
+    model.encode(x, labels=None)         -> EncoderOutput (a latent sample z, and mean/logvar when Gaussian)
+    model.decode(z, labels=None)         -> images in [0, 1], (B, 1, 28, 28)
+    model.reconstruct(x, labels=None)    -> decode(the posterior's mean code)
+    model.sample(n, labels=None, temperature=1.0, generator=None) -> n images from the prior
+    model.loss(batch)                    -> LossOutput: the objective to minimise and its named positive terms
+
+A batch is the pair (images, labels) that the data loaders yield; models that do not use labels ignore them.
+Loss convention: every term is summed over pixels / latent dimensions and averaged over the batch, so the
+numbers are nats per image and comparable with the papers; any weight (beta, alpha, ...) is a config field.
+
+Adversarial models (AAE, AVB) set `is_adversarial = True` and also provide `discriminator_loss(batch)`,
+`generator_parameters()` and `discriminator_parameters()`; the trainer alternates the two updates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from safetensors.torch import load_model
+from torch import Tensor, nn
+
+from .blocks import ConfigError, ModelConfig, log_normal, pixel_log_likelihood, pixel_mean
+
+REPO_URL = "https://github.com/vae-family/vae-family"
+
+
+@dataclass
+class LossOutput:
+    loss: Tensor  # the scalar the optimiser minimises
+    terms: dict[str, Tensor] = field(default_factory=dict)  # named, positive parts for logging (nats per image)
+
+
+@dataclass
+class EncoderOutput:
+    z: Tensor  # a sample from q(z|x) (or the deterministic code)
+    mean: Tensor | None = None  # Gaussian posteriors only
+    logvar: Tensor | None = None
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, incomplete, or does not match its config."""
+
+
+class VAEFamilyModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="vae-family",
+    repo_url=REPO_URL,
+    license="mit",
+    tags=["vae-family", "mnist"],
+):
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    is_adversarial: ClassVar[bool] = False
+    uses_labels: ClassVar[bool] = False  # sample/decode need labels (label-conditional models)
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    # -- shared defaults ------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """z ~ p(z); N(0, I) unless the model says otherwise."""
+        return torch.randn(n, self.config.latent_dim, generator=generator, device="cpu").to(self.device)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        return log_normal(z)
+
+    def decoder_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return pixel_mean(self.decoder_logits(z, labels), getattr(self.config, "likelihood", "bernoulli"))
+
+    def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        out = self.encode(x, labels)
+        return self.decode(out.mean if out.mean is not None else out.z, labels)
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        """n images decoded from prior samples; temperature scales z (1.0 = the prior itself)."""
+        z = self.prior_sample(n, generator) * temperature
+        return self.decode(z, labels)
+
+    def log_likelihood(self, logits: Tensor, x: Tensor) -> Tensor:
+        cfg = self.config
+        return pixel_log_likelihood(logits, x, getattr(cfg, "likelihood", "bernoulli"), getattr(cfg, "gaussian_std", 0.1))
+
+    def generator_parameters(self) -> Iterator[nn.Parameter]:
+        return self.parameters()
+
+    def discriminator_parameters(self) -> Iterator[nn.Parameter]:
+        return iter(())
+
+    # -- loading: safetensors + strictly validated config.json only -----------------------------------------
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,
+                         map_location: str = "cpu", strict: bool = True, **model_kwargs):
+        """Replaces the mixin's loader: it would fall back to unpickling `pytorch_model.bin` and load with
+        strict=False. Here a checkpoint is a `model.safetensors` whose keys match the model exactly."""
+        def fetch(name: str) -> str:
+            if os.path.isdir(model_id):
+                path = os.path.join(model_id, name)
+                if not os.path.isfile(path):
+                    raise CheckpointError(f"{model_id} has no {name}")
+                return path
+            return hf_hub_download(model_id, name, revision=revision, cache_dir=cache_dir,
+                                   force_download=force_download, token=token, local_files_only=local_files_only)
+
+        config = cls.config_class.from_dict(read_config(fetch("config.json")))
+        model = cls(config)
+        weights = fetch("model.safetensors")
+        try:
+            load_model(model, weights, strict=True, device=map_location)
+        except Exception as exc:  # safetensors raises several types for bad headers, wrong keys or shapes
+            raise CheckpointError(f"{weights} does not match {cls.__name__}({config}): {exc}") from exc
+        return model.eval()
+
+
+def read_config(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a JSON object")
+    return data

@@ -1,0 +1,82 @@
+"""Variational autoencoder (Kingma & Welling 2013, "Auto-Encoding Variational Bayes").
+
+Objective (negative of the SGVB estimator, eq. 10, with the KL term in closed form, Appendix B):
+
+    loss = E_q(z|x)[ -log p(x|z) ]  +  beta * KL( q(z|x) || N(0, I) ),    q(z|x) = N(mu(x), diag sigma^2(x))
+
+with one reparameterised sample of z per image; beta = 1 is the ELBO (beta != 1 is Higgins et al. 2017's
+beta-VAE and no longer a bound). `log_importance_weights` gives the k-sample bound of Burda et al. 2015 (eq. 8)
+used for test log-likelihoods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .base import EncoderOutput, LossOutput, VAEFamilyModel
+from .blocks import LIKELIHOODS, Decoder, Encoder, ModelConfig, kl_standard_normal, log_normal, reparameterize
+
+
+@dataclass
+class VAEConfig(ModelConfig):
+    model_type: str = "vae"
+    likelihood: str = "bernoulli"  # bernoulli (binarised data), continuous_bernoulli or gaussian (grey levels)
+    gaussian_std: float = 0.1  # fixed pixel std of the gaussian likelihood; unused otherwise
+    beta: float = 1.0  # weight of the KL term; 1.0 is the true ELBO
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_choice("likelihood", LIKELIHOODS)
+        if self.gaussian_std <= 0 or self.beta < 0:
+            raise ValueError("gaussian_std must be > 0 and beta >= 0")
+
+
+class GaussianEncoderMixin:
+    """Shared by the Gaussian-posterior models (VAE, DVAE, CVAE): encode, the per-image ELBO parts, and the
+    importance weights log p(x,z) - log q(z|x) of the IWAE bound."""
+
+    def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
+        mean, logvar = self.encoder(x, self.condition(labels)).chunk(2, dim=1)
+        return EncoderOutput(z=reparameterize(mean, logvar), mean=mean, logvar=logvar)
+
+    def condition(self, labels: Tensor | None) -> Tensor | None:
+        return None
+
+    def decoder_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        c = self.condition(labels)
+        return self.decoder(z if c is None else torch.cat([z, c], dim=1))
+
+    def elbo_terms(self, encoder_input: Tensor, target: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(-log p(target|z), KL(q(z|encoder_input)||p(z))) per image, z a single reparameterised sample."""
+        enc = self.encode(encoder_input, labels)
+        reconstruction = -self.log_likelihood(self.decoder_logits(enc.z, labels), target)
+        return reconstruction, kl_standard_normal(enc.mean, enc.logvar)
+
+    def log_importance_weights(self, x: Tensor, num_samples: int, labels: Tensor | None = None) -> Tensor:
+        """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), z_i ~ q(z|x); shape (num_samples, B)."""
+        enc = self.encode(x, labels)
+        b, d = enc.mean.shape
+        z = enc.mean + (0.5 * enc.logvar).exp() * torch.randn(num_samples, b, d, device=x.device)
+        flat = z.reshape(num_samples * b, d)
+        rep = lambda t: None if t is None else t.repeat(num_samples, *([1] * (t.dim() - 1)))  # noqa: E731
+        logits = self.decoder_logits(flat, rep(labels))
+        log_px = self.log_likelihood(logits, rep(x)).view(num_samples, b)
+        return log_px + log_normal(z) - log_normal(z, enc.mean, enc.logvar)
+
+
+class VAE(GaussianEncoderMixin, VAEFamilyModel):
+    config_class = VAEConfig
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        self.encoder = Encoder(config, 2 * config.latent_dim)
+        self.decoder = Decoder(config, config.latent_dim)
+
+    def loss(self, batch) -> LossOutput:
+        x, labels = batch
+        reconstruction, kl = self.elbo_terms(x, x, None)
+        reconstruction, kl = reconstruction.mean(), kl.mean()
+        return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})
