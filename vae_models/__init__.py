@@ -1,11 +1,13 @@
 """The VAE family on MNIST: AE, VAE, CVAE, DVAE, AVB and AAE behind one interface (see `base.py`)."""
 
+from .aae import AAE, AAEConfig
 from .ae import AE, AEConfig
+from .avb import AVB, AVBConfig
 from .base import CheckpointError, EncoderOutput, LossOutput, VAEFamilyModel, read_config
 from .blocks import ConfigError, ModelConfig
 from .vae import VAE, VAEConfig
 
-MODELS: dict[str, type[VAEFamilyModel]] = {"ae": AE, "vae": VAE}
+MODELS: dict[str, type[VAEFamilyModel]] = {"ae": AE, "vae": VAE, "avb": AVB, "aae": AAE}
 
 
 def build_model(model_type: str, **config_fields) -> VAEFamilyModel:
