@@ -14,4 +14,17 @@ VARIANTS: dict[str, list[dict]] = {
         {"likelihood": "gaussian", "gaussian_std": 0.2},
         {"beta": 4.0, "activation": "tanh"},
     ],
+    "avb": [
+        {"discriminator_hidden_dims": [32], "noise_dim": 4},
+        {"discriminator_hidden_dims": [32], "adaptive_contrast": True, "contrast_samples": 4},
+        {"backbone": "conv", "hidden_dims": [16], "discriminator_hidden_dims": [16], "likelihood": "gaussian"},
+    ],
+    "aae": [
+        {"discriminator_hidden_dims": [32]},
+        {"discriminator_hidden_dims": [32], "posterior": "gaussian", "adversarial_weight": 0.5},
+        {"discriminator_hidden_dims": [32], "latent_dim": 2, "prior": "mixture10", "supervised_prior": True},
+        {"discriminator_hidden_dims": [32], "latent_dim": 2, "prior": "swiss_roll", "posterior": "universal"},
+        {"backbone": "conv", "hidden_dims": [16], "discriminator_hidden_dims": [16], "latent_dim": 2,
+         "prior": "mixture10"},
+    ],
 }
