@@ -5,9 +5,11 @@ from .ae import AE, AEConfig
 from .avb import AVB, AVBConfig
 from .base import CheckpointError, EncoderOutput, LossOutput, VAEFamilyModel, read_config
 from .blocks import ConfigError, ModelConfig
+from .classifier import ClassifierConfig, MNISTClassifier
 from .vae import VAE, VAEConfig
 
 MODELS: dict[str, type[VAEFamilyModel]] = {"ae": AE, "vae": VAE, "avb": AVB, "aae": AAE}
+MODELS["classifier"] = MNISTClassifier  # not a VAE: the judge of the sample-quality metrics (metrics.py)
 
 
 def build_model(model_type: str, **config_fields) -> VAEFamilyModel:
