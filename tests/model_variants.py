@@ -14,6 +14,19 @@ VARIANTS: dict[str, list[dict]] = {
         {"likelihood": "gaussian", "gaussian_std": 0.2},
         {"beta": 4.0, "activation": "tanh"},
     ],
+    "cvae": [{}, {"backbone": "conv", "hidden_dims": [16], "likelihood": "continuous_bernoulli"}],
+    "dvae": [
+        {"corruption": "salt_and_pepper", "noise_level": 0.3},
+        {"corruption": "gaussian", "noise_level": 0.2, "likelihood": "gaussian"},
+        {"corruption": "block", "noise_level": 0.5, "backbone": "conv", "hidden_dims": [16]},
+    ],
+    "socvae": [
+        {"objective": "cvae"},
+        {"objective": "gsnn", "num_given_quadrants": 1},
+        {"objective": "hybrid", "alpha": 0.5, "num_given_quadrants": 3},
+        {"objective": "hybrid", "alpha": 0.2, "backbone": "conv", "hidden_dims": [16]},
+    ],
+    "quadrant_nn": [{}, {"num_given_quadrants": 2, "backbone": "conv", "hidden_dims": [16]}],
     "avb": [
         {"discriminator_hidden_dims": [32], "noise_dim": 4},
         {"discriminator_hidden_dims": [32], "adaptive_contrast": True, "contrast_samples": 4},

@@ -6,9 +6,14 @@ from .avb import AVB, AVBConfig
 from .base import CheckpointError, EncoderOutput, LossOutput, VAEFamilyModel, read_config
 from .blocks import ConfigError, ModelConfig
 from .classifier import ClassifierConfig, MNISTClassifier
+from .corruption import CORRUPTIONS, corrupt
+from .cvae import CVAE, CVAEConfig
+from .dvae import DVAE, DVAEConfig
+from .socvae import QuadrantBaseline, QuadrantBaselineConfig, StructuredCVAE, StructuredCVAEConfig
 from .vae import VAE, VAEConfig
 
 MODELS: dict[str, type[VAEFamilyModel]] = {"ae": AE, "vae": VAE, "avb": AVB, "aae": AAE}
+MODELS.update({"cvae": CVAE, "dvae": DVAE, "socvae": StructuredCVAE, "quadrant_nn": QuadrantBaseline})
 MODELS["classifier"] = MNISTClassifier  # not a VAE: the judge of the sample-quality metrics (metrics.py)
 
 
