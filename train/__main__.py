@@ -1,0 +1,102 @@
+"""Command line: `python -m train --model vae --data-dir ../shared/data/mnist --max-steps 2000 --save-pretrained out/vae`.
+
+Also runs under DDP: `accelerate launch --multi_gpu --num_processes 2 -m train ...` (on CPU add ACCELERATE_USE_CPU=true).
+Bad input ends with one `error: ...` line on stderr and exit status 2; a diverged loss or a failed push with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .trainer import Diverged, TrainConfig, TrainError, train
+
+
+def parse_set(items: list[str]) -> dict:
+    """--set key=value pairs; values are JSON (latent_dim=2, hidden_dims=[64,32], beta=0.5), else plain strings."""
+    fields = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise TrainError(f"--set expects key=value, got {item!r}")
+        try:
+            fields[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            fields[key.strip()] = raw
+    return fields
+
+
+def read_config_file(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TrainError(f"cannot read --config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TrainError(f"--config {path} must hold a JSON object of model config fields")
+    return data
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train", description="Train a model of the VAE family on MNIST.")
+    p.add_argument("--model", help="model name (vae_models.MODELS); optional when --config has a model_type")
+    p.add_argument("--config", help="JSON file of model config fields (an exported config.json works too)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model config field, JSON value (repeatable; overrides --config)")
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: download to the cache)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist"])
+    p.add_argument("--binarize", choices=["dynamic", "fixed", "none"], help="default: the model's choice")
+    p.add_argument("--batch-size", type=int, default=128, help="per process")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--max-steps", type=int, help="total optimisation steps (overrides --epochs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output-dir", default=None, help="run folder (default: runs/MODEL)")
+    p.add_argument("--checkpoint-every", type=int, default=500, metavar="N", help="steps between checkpoints")
+    p.add_argument("--keep-checkpoints", type=int, default=3)
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/latest")
+    p.add_argument("--log-with", choices=["tensorboard", "trackio"])
+    p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
+    p.add_argument("--save-pretrained", metavar="DIR", help="export the final model, samples and card here")
+    p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the export to this Hub repo")
+    p.add_argument("--revision", help="Hub branch for --push-to-hub (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    return p
+
+
+def config_from_args(argv: list[str]) -> TrainConfig:
+    args = parser().parse_args(argv)
+    fields = read_config_file(args.config) if args.config else {}
+    fields |= parse_set(args.set)
+    model = args.model or fields.get("model_type")
+    if not model:
+        raise TrainError("--model is required (or a --config whose model_type names the model)")
+    fields.pop("model_type", None) if fields.get("model_type") == model else None
+    return TrainConfig(
+        model=model, model_config=fields, data_dir=args.data_dir, dataset=args.dataset, binarize=args.binarize,
+        batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, max_steps=args.max_steps, seed=args.seed,
+        output_dir=args.output_dir or f"runs/{model}", checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints, resume=args.resume, log_with=args.log_with,
+        mixed_precision=args.mixed_precision, save_pretrained=args.save_pretrained, push_to_hub=args.push_to_hub,
+        revision=args.revision, private=args.private, command=list(argv),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .hub import PushError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        train(config_from_args(argv))
+    except TrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, Diverged) else 2
+    except PushError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,446 @@
+"""One Accelerate training loop for every model of the family.
+
+The trainer owns devices, processes, optimisers, checkpoints, logging and export; each model owns its objective
+(`model.loss(batch)`, and `model.discriminator_loss(batch)` for adversarial models). The same code runs as a plain
+`python -m train ...` and under `accelerate launch` (DDP, any number of processes, mixed precision).
+
+DDP and two losses on one module: DDP only all-reduces gradients of a backward pass that follows a forward pass
+*of the wrapped module*. Calling `unwrap_model(model).discriminator_loss(...)` would silently skip that sync and
+the ranks would drift apart. So both objectives go through `LossModule.forward`, and the adversarial case turns
+on `find_unused_parameters` (the discriminator step does not touch the generator, and vice versa for some models).
+
+Checkpoints: `output_dir/checkpoints/step_XXXXXXX` (accelerator.save_state + trainer_state.json), written into a
+hidden temp folder and renamed into place only when complete; `checkpoints/latest` names the newest one and is
+replaced atomically. A run killed at any moment therefore leaves `latest` pointing at a whole checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from torch import nn
+from tqdm.auto import tqdm
+
+import vae_models
+from vae_models import ConfigError, build_model
+from vae_models.images import grid_image
+
+# Data binarisation per model when neither --binarize nor the model class (`default_binarize`) says otherwise.
+# The classifier judges generated grey-level images, so it trains on grey levels too.
+BINARIZE_DEFAULTS = {"classifier": "none"}
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+PREVIEW_COUNT = 64  # images in each sample grid (8 x 8)
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start or continue: bad input or inconsistent settings. Its message is one line for users."""
+
+
+class Diverged(TrainError):
+    """The loss (or the weights) stopped being finite; the latest checkpoint is the last good one."""
+
+
+@dataclass
+class TrainConfig:
+    model: str  # registry name, a key of vae_models.MODELS ("vae", "aae", ...)
+    model_config: dict = field(default_factory=dict)  # the model's config fields; the rest keep their defaults
+    data_dir: str | None = None  # folder with the MNIST IDX files; None: vae_models.data's cache / download
+    dataset: str = "mnist"  # "mnist" or "fashion_mnist"
+    binarize: str | None = None  # "dynamic", "fixed" or "none"; None: the model's default (see default_binarize)
+    batch_size: int = 128  # per process: the global batch is batch_size * number of processes
+    lr: float = 1e-3  # Adam learning rate (both players of an adversarial model)
+    epochs: int = 10  # passes over the training set, unless max_steps is given
+    max_steps: int | None = None  # total optimisation steps; overrides epochs
+    seed: int = 0  # seeds model init, data order, binarisation and sampling noise: same seed, same weights
+    output_dir: str = "runs/run"  # run folder: checkpoints/, metrics.jsonl, samples/, tracker logs
+    checkpoint_every: int = 500  # save a checkpoint every this many steps (0: only at the end)
+    keep_checkpoints: int = 3  # how many recent checkpoints to keep
+    resume: bool = False  # continue from output_dir/checkpoints/latest (a fresh start if there is none)
+    log_with: str | None = None  # experiment tracker: "tensorboard", "trackio" or None (metrics.jsonl only)
+    mixed_precision: str | None = None  # "no", "fp16", "bf16"; None: whatever `accelerate launch` configured
+    save_pretrained: str | None = None  # export folder: model.safetensors, config.json, samples.png, README.md
+    push_to_hub: str | None = None  # Hub repo id ORG/NAME to upload the export to (one commit)
+    revision: str | None = None  # Hub branch to push to (created if missing); None: main
+    private: bool = False  # create the Hub repo as private
+    command: list[str] = field(default_factory=list)  # the command line, recorded in the export
+
+
+class LossModule(nn.Module):
+    """Routes both objectives through forward(), so that DDP sees (and syncs) every backward pass."""
+
+    def __init__(self, model: vae_models.VAEFamilyModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, labels, discriminator: bool = False):
+        batch = (images, labels)
+        out = self.model.discriminator_loss(batch) if discriminator else self.model.loss(batch)
+        return out.loss, out.terms  # plain tuple/dict: what DDP and autocast output conversion traverse
+
+
+def default_binarize(model: vae_models.VAEFamilyModel) -> str:
+    """Binary data for Bernoulli likelihoods, grey levels for continuous ones, unless the model says otherwise."""
+    explicit = getattr(type(model), "default_binarize", None)
+    if explicit:
+        return explicit
+    if getattr(model.config, "likelihood", "bernoulli") != "bernoulli":
+        return "none"
+    return BINARIZE_DEFAULTS.get(model.config.model_type, "dynamic")
+
+
+def build(cfg: TrainConfig) -> vae_models.VAEFamilyModel:
+    try:
+        return build_model(cfg.model, **cfg.model_config)
+    except (ConfigError, ValueError, TypeError) as exc:  # configs raise ValueError for out-of-range fields
+        raise TrainError(f"invalid config for model {cfg.model!r}: {exc}") from exc
+
+
+def load_data(cfg: TrainConfig, split: str = "train"):
+    from vae_models import data
+
+    try:
+        return data.load_mnist(split, data_dir=cfg.data_dir, dataset=cfg.dataset)
+    except (ValueError, OSError) as exc:  # DataError is a ValueError
+        raise TrainError(f"cannot load {cfg.dataset} {split} data: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    pointer = output_dir / CHECKPOINTS / LATEST
+    if not pointer.is_file():
+        return None
+    path = output_dir / CHECKPOINTS / pointer.read_text().strip()
+    if not (path / "trainer_state.json").is_file():
+        raise TrainError(f"{pointer} names {path.name}, which is missing or incomplete")
+    return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, state: dict, keep: int) -> Path:
+    """Every process calls this (save_state writes each rank's RNG state); only the main process renames."""
+    root = output_dir / CHECKPOINTS
+    name = f"step_{step:07d}"
+    tmp, final = root / f".tmp_{name}", root / name
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+        if final.exists():  # left by a run killed after the rename but before `latest` moved on
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _write_atomic(root / LATEST, name)
+        for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ------------------------------------------------------------------------------------------- the loop
+
+
+def settings(cfg: TrainConfig, model, binarize: str, num_processes: int) -> dict:
+    """What a resumed run must share with the run it continues (the rest, e.g. max_steps, may change)."""
+    return {
+        "model": cfg.model, "model_config": dataclasses.asdict(model.config), "dataset": cfg.dataset,
+        "binarize": binarize, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+        "num_processes": num_processes,
+    }
+
+
+def preview_images(model, images: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor | None:
+    """A grid's worth of samples from the prior (label-conditional models: each digit in turn). Models that cannot
+    sample unconditionally show completions of the fixed test images (`complete`, the structured-output CVAE) or
+    their reconstructions; models that produce no images at all (the classifier) show nothing."""
+    generator = torch.Generator().manual_seed(seed)  # own RNG: previews never perturb training randomness
+    x = images[:PREVIEW_COUNT].to(model.device)
+    y = labels[:PREVIEW_COUNT].to(model.device)
+    cond = (torch.arange(PREVIEW_COUNT, device=model.device) % 10) if model.uses_labels else None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            try:
+                return model.sample(PREVIEW_COUNT, labels=cond, generator=generator).float().cpu()
+            except (NotImplementedError, ValueError):  # no unconditional samples (documented by raising)
+                pass
+            try:
+                if hasattr(model, "complete"):
+                    return model.complete(x, model.default_num_given, 1, generator=generator)[0].float().cpu()
+                return model.reconstruct(x, y if model.uses_labels else None).float().cpu()
+            except NotImplementedError:
+                return None
+    finally:
+        model.train(was_training)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.output_dir = Path(cfg.output_dir)
+        # Everything that can be wrong with the input is checked before anything is written.
+        self._check_args()
+        probe = build(cfg)
+        self.binarize = cfg.binarize or default_binarize(probe)
+        self.images, self.labels = load_data(cfg, "train")
+        self.preview_x, self.preview_y = load_data(cfg, "test")
+        self.preview_x = self.preview_x[:PREVIEW_COUNT].float().div(255).unsqueeze(1)
+        self.preview_y = self.preview_y[:PREVIEW_COUNT]
+
+        self.accelerator = Accelerator(
+            mixed_precision=cfg.mixed_precision,
+            log_with=cfg.log_with,
+            project_dir=str(self.output_dir),
+            # The sampler reseeds itself with data_seed + epoch: the data order of any epoch is known on resume.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=probe.is_adversarial)],
+        )
+        self.settings = settings(cfg, probe, self.binarize, self.accelerator.num_processes)
+        existing = latest_checkpoint(self.output_dir)
+        if existing is not None and not cfg.resume:
+            raise TrainError(f"{self.output_dir} already holds a run (at {existing.name}); "
+                             "pass --resume to continue it or choose another --output-dir")
+        self.resume_from = existing if cfg.resume else None
+        if self.resume_from is not None:
+            saved = json.loads((self.resume_from / "trainer_state.json").read_text())["settings"]
+            diff = {k: (saved.get(k), v) for k, v in self.settings.items() if saved.get(k) != v}
+            if diff:
+                raise TrainError(f"cannot resume {self.resume_from}: settings differ (saved, now): {diff}")
+
+        # Seeded per process (process_index added): ranks see different noise, while DDP copies rank 0's weights.
+        set_seed(cfg.seed, device_specific=True)
+        self.model = build(cfg)
+
+    def _check_args(self) -> None:
+        cfg = self.cfg
+        for name in ("batch_size", "epochs"):
+            if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+                raise TrainError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)!r}")
+        if cfg.max_steps is not None and cfg.max_steps < 1:
+            raise TrainError(f"--max-steps must be a positive integer, got {cfg.max_steps}")
+        if cfg.checkpoint_every < 0 or cfg.keep_checkpoints < 1:
+            raise TrainError("--checkpoint-every must be >= 0 and --keep-checkpoints >= 1")
+        if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+            raise TrainError(f"--lr must be a positive number, got {cfg.lr}")
+        if cfg.binarize not in (None, "dynamic", "fixed", "none"):
+            raise TrainError(f"--binarize must be dynamic, fixed or none, got {cfg.binarize!r}")
+
+    # -- main entry ------------------------------------------------------------------------------------------
+    def run(self) -> Path | None:
+        cfg, acc = self.cfg, self.accelerator
+        from vae_models.data import make_loader
+
+        model = self.model
+        loader = make_loader(self.images, self.labels, cfg.batch_size, shuffle=True, binarize=self.binarize,
+                             drop_last=True, seed=cfg.seed)
+        if model.is_adversarial:
+            optimizers = [torch.optim.Adam(model.discriminator_parameters(), lr=cfg.lr),
+                          torch.optim.Adam(model.generator_parameters(), lr=cfg.lr)]
+        else:
+            optimizers = [torch.optim.Adam(model.parameters(), lr=cfg.lr)]
+        wrapped, *prepared = acc.prepare(LossModule(model), *optimizers, loader)
+        *optimizers, loader = prepared
+        self.wrapped, self.optimizers = wrapped, optimizers
+
+        steps_per_epoch = len(loader)
+        if steps_per_epoch == 0:
+            raise TrainError(f"--batch-size {cfg.batch_size} is larger than the training set per process")
+        total = cfg.max_steps or cfg.epochs * steps_per_epoch
+        step = 0
+        if self.resume_from is not None:
+            acc.load_state(str(self.resume_from))
+            step = json.loads((self.resume_from / "trainer_state.json").read_text())["step"]
+            acc.print(f"resumed from {self.resume_from} at step {step}")
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            for stale in (self.output_dir / CHECKPOINTS).glob(".tmp_*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        acc.init_trackers("train", config=_flat(self.settings | {"total_steps": total}))
+        metrics = open(self.output_dir / "metrics.jsonl", "a") if acc.is_main_process else None
+        bar = tqdm(total=total, initial=step, disable=not acc.is_local_main_process, dynamic_ncols=True,
+                   desc=cfg.model)
+        last_saved = step
+        try:
+            while step < total:
+                epoch, offset = divmod(step, steps_per_epoch)
+                loader.set_epoch(epoch)
+                # Resuming mid-epoch: skip the batches already seen, at the sampler level (no data is loaded).
+                batches = acc.skip_first_batches(loader, offset) if offset else loader
+                for images, labels in batches:
+                    logs = self.train_step(images, labels, step)
+                    step += 1
+                    bar.update(1)
+                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
+                    acc.log(logs, step=step)
+                    if metrics:
+                        metrics.write(json.dumps({"step": step, "epoch": epoch, **logs}) + "\n")
+                        metrics.flush()
+                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                        self.checkpoint(step)
+                        last_saved = step
+                    if step >= total:
+                        break
+                if step % steps_per_epoch == 0 or step >= total:  # an epoch finished, or the run did
+                    self.log_preview(step)
+            if last_saved != step:
+                self.checkpoint(step)
+        finally:
+            bar.close()
+            if metrics:
+                metrics.close()
+            acc.end_training()
+        export = self.export(step) if cfg.save_pretrained or cfg.push_to_hub else None
+        return export
+
+    def train_step(self, images, labels, step: int) -> dict[str, float]:
+        """One update: the discriminator first (adversarial models), then the model's own loss."""
+        acc, logs = self.accelerator, {}
+        if self.model.is_adversarial:
+            d_opt, g_opt = self.optimizers
+            logs |= self._update(d_opt, images, labels, step, discriminator=True, prefix="train/discriminator/")
+        else:
+            (g_opt,) = self.optimizers
+        logs |= self._update(g_opt, images, labels, step, discriminator=False, prefix="train/")
+        return logs
+
+    def _update(self, optimizer, images, labels, step, discriminator: bool, prefix: str) -> dict[str, float]:
+        acc = self.accelerator
+        for opt in self.optimizers:  # both players: the other's loss left gradients on these parameters too
+            opt.zero_grad(set_to_none=True)
+        loss, terms = self.wrapped(images, labels, discriminator=discriminator)
+        names = ["loss", *terms]
+        values = torch.stack([loss.detach().float(), *(t.detach().float().reshape(()) for t in terms.values())])
+        values = acc.gather(values[None]).mean(0)  # all ranks decide together whether to stop; logs are global means
+        if not torch.isfinite(values).all():
+            bad = ", ".join(f"{n}={v:g}" for n, v in zip(names, values.tolist()) if not math.isfinite(v))
+            raise Diverged(
+                f"{'discriminator ' if discriminator else ''}loss is not finite at step {step + 1} ({bad}); "
+                f"training stopped, {self._latest_text()} (try a lower --lr)")
+        acc.backward(loss)
+        optimizer.step()
+        return {prefix + n: v for n, v in zip(names, values.tolist())}
+
+    def _latest_text(self) -> str:
+        pointer = self.output_dir / CHECKPOINTS / LATEST
+        return f"latest good checkpoint: {pointer.read_text().strip()}" if pointer.is_file() else "no checkpoint saved"
+
+    def checkpoint(self, step: int) -> None:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise Diverged(f"weights are not finite at step {step}; training stopped, {self._latest_text()}")
+        save_checkpoint(self.accelerator, self.output_dir, step, {"settings": self.settings},
+                        self.cfg.keep_checkpoints)
+
+    def log_preview(self, step: int) -> None:
+        acc = self.accelerator
+        if not acc.is_main_process:
+            return
+        images = preview_images(acc.unwrap_model(self.wrapped).model, self.preview_x, self.preview_y, self.cfg.seed)
+        if images is None:
+            return
+        grid = grid_image(images, nrow=8)
+        folder = self.output_dir / "samples"
+        folder.mkdir(exist_ok=True)
+        grid.save(folder / f"step_{step:07d}.png")
+        for tracker in acc.trackers:
+            if tracker.name == "tensorboard":
+                tracker.log_images({"samples": _as_array(grid)}, step=step, dataformats="HW")
+            elif tracker.name == "trackio":
+                import trackio
+
+                trackio.log({"samples": trackio.Image(grid)}, step=step)
+
+    # -- export ----------------------------------------------------------------------------------------------
+    def export(self, step: int) -> Path | None:
+        acc, cfg = self.accelerator, self.cfg
+        folder = Path(cfg.save_pretrained or self.output_dir / "export")
+        if acc.is_main_process:
+            from .card import write_card
+
+            model = acc.unwrap_model(self.wrapped).model
+            folder.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(folder)
+            images = preview_images(model, self.preview_x, self.preview_y, cfg.seed)
+            if images is not None:
+                grid_image(images, nrow=8, scale=2).save(folder / "samples.png")
+            args = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command"}
+            record = {
+                "command": training_command(cfg.command, acc.num_processes),
+                "argv": cfg.command, "steps": step, "num_processes": acc.num_processes,
+                "mixed_precision": acc.mixed_precision, "binarize": self.binarize, "args": args,
+                "versions": {"torch": torch.__version__, "accelerate": _version("accelerate")},
+                "date": time.strftime("%Y-%m-%d"),
+            }
+            (folder / "training_args.json").write_text(json.dumps(record, indent=2))
+            write_card(folder, repo_id=cfg.push_to_hub)
+            acc.print(f"exported to {folder}")
+        acc.wait_for_everyone()
+        if cfg.push_to_hub and acc.is_main_process:
+            from .hub import push_folder
+
+            url = push_folder(folder, cfg.push_to_hub, revision=cfg.revision, private=cfg.private)
+            acc.print(f"pushed to {url}")
+        return folder
+
+
+def training_command(argv: list[str], num_processes: int) -> str:
+    import shlex
+
+    launcher = "python -m train" if num_processes == 1 else (
+        f"accelerate launch --multi_gpu --num_processes {num_processes} -m train")
+    return f"{launcher} {shlex.join(argv)}".strip()
+
+
+def _flat(d: dict) -> dict:
+    """Tracker hyperparameters must be scalars (TensorBoard's hparams reject lists and None)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= {f"{k}.{kk}": vv for kk, vv in _flat(v).items()}
+        else:
+            out[k] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+def _as_array(image):
+    import numpy as np
+
+    return np.asarray(image)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def train(cfg: TrainConfig) -> Path | None:
+    """Train (or resume) per `cfg`; returns the export folder when one was written."""
+    return Trainer(cfg).run()
+
+
+if __name__ == "__main__":  # pragma: no cover - use `python -m train`
+    sys.exit("run `python -m train --help`")
