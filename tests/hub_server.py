@@ -67,7 +67,7 @@ class HubServer:
         self.httpd.daemon_threads = True
         self.httpd.hub = self
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def stop(self) -> None:
         self.httpd.shutdown()
