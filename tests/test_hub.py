@@ -108,6 +108,7 @@ HfApi().create_branch("org/branchy", branch="dev")
 dev_sha = dev_model.push_to_hub("org/branchy", branch="dev", commit_message="dev weights").oid
 assert same(load_model("org/branchy", revision="dev"), dev_model)
 assert same(load_model("org/branchy"), main_model), "a push to a branch must leave main alone"
+HfApi().delete_file("README.md", "org/branchy", revision="dev")
 
 main_model.push_to_hub("org/secret", private=True)
 print(json.dumps({
@@ -118,8 +119,11 @@ print(json.dumps({
 '''
     result = json.loads(hub_run(code, OUT=str(tmp_path)).stdout.splitlines()[-1])
     repo = hub_server.repos[("model", "org/branchy")]
-    assert repo.branches == {"main": result["main_sha"], "dev": result["dev_sha"]}
-    assert hub_server.commits("org/branchy")[-1].parent == result["main_sha"]  # dev branched off main
+    assert repo.branches["main"] == result["main_sha"]
+    *_, dev_push, deletion = hub_server.commits("org/branchy")
+    assert dev_push.sha == result["dev_sha"] and dev_push.parent == result["main_sha"]  # dev branched off main
+    assert repo.branches["dev"] == deletion.sha and deletion.deleted == ["README.md"]
+    assert "README.md" not in deletion.files and "README.md" in hub_server.commits("org/branchy")[1].files
     assert ("POST", "/api/models/org/branchy/branch/dev") in hub_server.requests
     assert hub_server.repos[("model", "org/secret")].private
     assert result["secret_with_token"] == "ok"
