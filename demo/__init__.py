@@ -1,0 +1,39 @@
+"""The Gradio app: one module per tab (sampling, conditional, denoising, priors), models from weights.py.
+
+    from demo import build_app
+    build_app(weights_dir="pretrained", hub=False).launch()
+"""
+
+from __future__ import annotations
+
+TITLE = "The VAE family on MNIST"
+DESCRIPTION = """# The VAE family on MNIST
+AE, VAE, CVAE, denoising VAE, adversarial autoencoder and adversarial variational Bayes, trained on MNIST and shown
+side by side. Every button is also an API endpoint (see "Use via API" at the bottom of the page)."""
+
+
+def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_dir=None):
+    """The app as a gr.Blocks (not launched). weights_dir: the bundled checkpoints (default `pretrained/`);
+    hub: download from the Hub (None: --hub / VAE_FAMILY_HUB / on a Space); revisions: overrides of
+    weights.HUB_REVISIONS; data_dir: MNIST folder for the latent scatters."""
+    import gradio as gr
+
+    from . import conditional, denoising, priors, sampling
+    from .weights import ModelStore
+
+    store = ModelStore(weights_dir, hub=hub, revisions=revisions, data_dir=data_dir)
+    with gr.Blocks(title=TITLE) as app:
+        gr.Markdown(DESCRIPTION)
+        if store.notice:
+            gr.Markdown(store.notice, elem_id="weights-notice")
+        with gr.Tabs():
+            with gr.Tab("Sampling", id="sampling"):
+                sampling.build(store)
+            with gr.Tab("Conditional digits", id="conditional"):
+                conditional.build(store)
+            with gr.Tab("Denoising", id="denoising"):
+                denoising.build(store)
+            with gr.Tab("Adversarial priors", id="priors"):
+                priors.build(store)
+    app.store = store  # for tests and callers that want the loaded models
+    return app

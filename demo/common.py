@@ -1,0 +1,124 @@
+"""What the tabs share: the digit input (draw / upload / bundled test digit), turning errors into messages the user
+sees, and rendering image tensors for gr.Image."""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vae_models.images import grid_image
+from vae_models.preprocess import ImageInputError, has_ink, to_mnist
+
+from .weights import ModelUnavailable
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+SCALE = 4  # grids are enlarged (nearest neighbour) so 28 px digits are visible on screen
+
+
+@functools.cache
+def test_digits() -> tuple[torch.Tensor, list[int]]:
+    """The bundled MNIST test digits: images (20, 1, 28, 28) in [0, 1] and their labels."""
+    strip = np.asarray(Image.open(ASSETS / "test_digits.png").convert("L"), dtype=np.float32) / 255.0
+    labels = json.loads((ASSETS / "test_digits.json").read_text())["labels"]
+    images = torch.from_numpy(strip).view(28, len(labels), 28).permute(1, 0, 2).unsqueeze(1).contiguous()
+    return images, labels
+
+
+def example_choices() -> list[str]:
+    return [f"test digit {i}: a {label}" for i, label in enumerate(test_digits()[1])]
+
+
+def digit_inputs(title: str, default_example: int = 0):
+    """A digit source: draw it, upload a picture, or pick a bundled MNIST test digit. Returns the three
+    components in the order `read_digit` takes them."""
+    import gradio as gr
+
+    with gr.Group():
+        gr.Markdown(f"**{title}** — an upload wins over a drawing, a drawing over the test digit")
+        with gr.Tabs():
+            with gr.Tab("Test digit"):
+                example = gr.Dropdown(example_choices(), value=example_choices()[default_example],
+                                      label="Bundled MNIST test digit")
+            with gr.Tab("Draw"):
+                sketch = gr.Sketchpad(type="numpy", format="png", canvas_size=(280, 280), fixed_canvas=True,
+                                      label="Draw a digit", brush=gr.Brush(colors=["#000000"], color_mode="fixed",
+                                                                           default_size=18))
+            with gr.Tab("Upload"):
+                upload = gr.File(label="Upload a picture of a digit (any size or mode)", type="filepath",
+                                 file_types=["image"])
+    return sketch, upload, example
+
+
+def _composite(sketch):
+    """The flattened drawing from a Sketchpad value (a dict with "composite"), or None."""
+    if sketch is None:
+        return None
+    if isinstance(sketch, dict):
+        return sketch.get("composite")
+    return sketch
+
+
+def read_digit(sketch, upload, example) -> tuple[torch.Tensor, int | None, str]:
+    """(image (1, 1, 28, 28) in [0, 1], the test digit's label or None, where it came from), by precedence
+    upload > drawing > test digit. Raises ImageInputError for an unusable upload."""
+    if upload:
+        return to_mnist(upload).unsqueeze(0), None, "your upload"
+    drawing = _composite(sketch)
+    if drawing is not None and has_ink(drawing):
+        return to_mnist(drawing).unsqueeze(0), None, "your drawing"
+    if example:
+        choices = example_choices()
+        if example not in choices:
+            raise ImageInputError(f"unknown test digit {example!r}")
+        images, labels = test_digits()
+        i = choices.index(example)
+        return images[i:i + 1], labels[i], f"test digit {i}"
+    raise ImageInputError("no digit given: draw one, upload a picture, or pick a test digit")
+
+
+def to_image(images: torch.Tensor, nrow: int | None = None, scale: int = SCALE) -> Image.Image:
+    """(B, 1, 28, 28) or (1, 28, 28) in [0, 1] -> an enlarged PIL grid."""
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    return grid_image(images.detach().cpu(), nrow=nrow, scale=scale)
+
+
+def generator(seed) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def user_errors(fn):
+    """Run a handler; what the user can fix (a missing model, a bad image, a bad option) becomes a gr.Error
+    with the reason, which Gradio shows as a message while the server keeps serving."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import gradio as gr
+
+        try:
+            return fn(*args, **kwargs)
+        except (ModelUnavailable, ImageInputError, ValueError) as exc:
+            raise gr.Error(html.escape(str(exc)), print_exception=False) from exc
+
+    return wrapper
+
+
+def bind(fn, store):
+    """fn(store, ...) as a Gradio handler fn(...) with user-facing errors."""
+    return user_errors(functools.partial(fn, store))
+
+
+def intro(text: str, store, names) -> None:
+    """The tab's two-sentence explanation, then what is unavailable and why."""
+    import gradio as gr
+
+    gr.Markdown(text)
+    missing = store.missing_message(names)
+    if missing:
+        gr.Markdown(missing, elem_classes=["missing-models"])

@@ -1,0 +1,177 @@
+"""Tab 4, Adversarial prior comparison on the 2-D models: how VAE (KL), AAE (adversarial on z) and AVB (adversarial
+on (x, z)) fill their prior, seen as latent scatters over the prior's density, prior samples, and measured numbers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .common import bind, generator, intro, test_digits, to_image
+from .weights import ModelStore
+
+MODELS = {
+    "vae-2d": "VAE: KL to N(0, I)",
+    "aae-2d-gaussian": "AAE: adversarial on z, N(0, I)",
+    "aae-2d-mixture": "AAE: adversarial on z, 10-Gaussian mixture",
+    "avb-2d": "AVB: adversarial on (x, z), N(0, I)",
+}
+# eval_results.json keys (flattened, lower case) recognised for each column: the first key containing the word wins
+METRICS = {"NLL (nats)": ("nll",), "classifier FD": ("classifier_fd", "fd", "frechet"), "prior MMD": ("mmd",)}
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # matplotlib's tab10
+SIZE, MAX_POINTS = 300, 5000
+
+INTRO = """### Adversarial priors
+All four models have a 2-D code: the VAE pulls each q(z|x) towards the prior with a KL term, the AAE trains a
+discriminator to make the encoded codes indistinguishable from prior samples, and AVB makes the posterior itself
+implicit and learns the KL with a discriminator on (x, z). Look at how well the coloured codes of test digits cover
+the prior's density (grey): gaps mean prior samples that decode to no digit, and compare NLL, FD and MMD below."""
+
+
+@functools.cache
+def _test_set(data_dir: str | None, allow_download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """MNIST test digits for the scatter: the real test set when it can be read, else the 20 bundled ones."""
+    try:
+        from vae_models.data import load_mnist
+
+        images, labels = load_mnist("test", data_dir=data_dir, download=allow_download)
+        return images.unsqueeze(1).float() / 255.0, labels, "MNIST test digits"
+    except Exception:  # no local copy and no download allowed / possible: the bundled digits still show the idea
+        images, labels = test_digits()
+        return images, torch.tensor(labels), "the 20 bundled test digits (MNIST test set not found)"
+
+
+def _codes(model, x: torch.Tensor) -> torch.Tensor:
+    out = model.encode(x.to(model.device))
+    return (out.mean if out.mean is not None else out.z).cpu()
+
+
+def render_scatter(codes: torch.Tensor, labels: torch.Tensor, prior: torch.Tensor, title: str) -> Image.Image:
+    """Codes coloured by digit over a grey histogram of the prior's density, with a legend."""
+    codes, prior = codes.numpy(), prior.numpy()
+    both = np.concatenate([codes, prior])
+    lim = float(np.quantile(np.abs(both), 0.995)) * 1.1 or 1.0
+    bins = 75
+    density, _, _ = np.histogram2d(prior[:, 1], prior[:, 0], bins=bins, range=[[-lim, lim], [-lim, lim]])
+    kernel = np.array([1, 4, 6, 4, 1], dtype=np.float64) / 16  # binomial blur, a cheap Gaussian
+    for axis in (0, 1):
+        density = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), axis, density)
+    density = np.sqrt(density / max(density.max(), 1e-12))[::-1]  # sqrt keeps the tails visible; y up
+    shade = (255 - 110 * density).astype(np.uint8)
+    image = Image.fromarray(shade).resize((SIZE, SIZE), Image.BILINEAR).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    to_px = lambda v: (v + lim) / (2 * lim) * (SIZE - 1)  # noqa: E731
+    for (u, v), label in zip(codes, labels.tolist()):
+        x, y = to_px(u), SIZE - 1 - to_px(v)
+        draw.ellipse([x - 1.5, y - 1.5, x + 1.5, y + 1.5], fill=PALETTE[label % 10])
+    canvas = Image.new("RGB", (SIZE, SIZE + 40), "white")
+    canvas.paste(image, (0, 20))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 4), f"{title}   (axes ±{lim:.1f})", fill="black")
+    for d in range(10):
+        draw.text((8 + d * 29, SIZE + 24), str(d), fill=PALETTE[d])
+    return canvas
+
+
+@torch.no_grad()
+def latent_scatter(store: ModelStore, num_points: int, seed: int):
+    """One scatter per 2-D model (None where the model is unavailable), and a note."""
+    if not 10 <= int(num_points) <= MAX_POINTS:
+        raise ValueError(f"number of points must be 10-{MAX_POINTS}")
+    images, labels, source = _test_set(store.data_dir, store.hub)
+    pick = torch.randperm(len(images), generator=generator(seed))[: int(num_points)]
+    x, y = images[pick], labels[pick]
+    outputs, notes = [], [f"{len(x)} of {source}."]
+    for name, title in MODELS.items():
+        try:
+            model = store.get(name)
+            if model.config.latent_dim != 2:
+                raise ValueError(f"{name} has a {model.config.latent_dim}-D code; this view needs 2-D")
+            prior = model.prior_sample(20_000, generator(seed)).cpu()
+            outputs.append(render_scatter(_codes(model, x), y, prior, title))
+        except Exception as exc:
+            outputs.append(None)
+            notes.append(str(exc))
+    if all(o is None for o in outputs):
+        raise ValueError(" ".join(notes[1:]))
+    return (*outputs, " ".join(notes))
+
+
+@torch.no_grad()
+def prior_samples(store: ModelStore, num_samples: int, seed: int):
+    """Samples decoded from each model's prior (None where unavailable)."""
+    if not 1 <= int(num_samples) <= 100:
+        raise ValueError("number of samples must be 1-100")
+    outputs = []
+    for name in MODELS:
+        try:
+            outputs.append(to_image(store.get(name).sample(int(num_samples), generator=generator(seed)), scale=2))
+        except Exception:
+            outputs.append(None)
+    if all(o is None for o in outputs):
+        raise ValueError("none of the 2-D models is available: " + ", ".join(MODELS))
+    return tuple(outputs)
+
+
+def _flatten(data, prefix: str = "") -> dict:
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in _flatten(value, f"{prefix}{key}.".lower()).items()}
+    return {prefix.rstrip("."): data}
+
+
+def _format(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "not measured"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
+
+
+def metrics_table(store: ModelStore) -> str:
+    """Markdown table of each model's eval_results.json (written by the evaluation CLI); "not measured" if absent."""
+    header = "| model | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS)
+    rows = []
+    for name, title in MODELS.items():
+        folder = store.folder(name)
+        path = folder / "eval_results.json" if folder else None
+        try:
+            results = _flatten(json.loads(path.read_text(encoding="utf-8"))) if path and path.is_file() else {}
+        except (OSError, ValueError):
+            results = {}
+        cells = []
+        for words in METRICS.values():
+            key = next((k for w in words for k in results if w in k.split(".")[-1]), None)
+            cells.append(_format(results[key]) if key else "not measured")
+        rows.append(f"| {title} | " + " | ".join(cells) + " |")
+    return header + "\n" + "\n".join(rows)
+
+
+def build(store: ModelStore) -> None:
+    import gradio as gr
+
+    intro(INTRO, store, list(MODELS))
+    with gr.Row():
+        num = gr.Slider(10, MAX_POINTS, value=2000, step=10, label="Encoded test digits")
+        seed = gr.Number(0, precision=0, label="Seed")
+        btn = gr.Button("Encode test digits", variant="primary")
+    with gr.Row():
+        scatters = [gr.Image(type="pil", label=title, elem_id=f"scatter-{name}", format="png")
+                    for name, title in MODELS.items()]
+    note = gr.Markdown()
+    btn.click(bind(latent_scatter, store), [num, seed], [*scatters, note], api_name="latent_scatter")
+
+    with gr.Row():
+        n_samples = gr.Slider(1, 100, value=25, step=1, label="Samples per prior")
+        s_seed = gr.Number(0, precision=0, label="Seed")
+        s_btn = gr.Button("Sample each prior", variant="primary")
+    with gr.Row():
+        samples = [gr.Image(type="pil", label=f"Samples: {title}", format="png") for title in MODELS.values()]
+    s_btn.click(bind(prior_samples, store), [n_samples, s_seed], samples, api_name="prior_samples")
+
+    gr.Markdown("#### Measured (from each checkpoint's eval_results.json)")
+    table = gr.Markdown(metrics_table(store))
+    refresh = gr.Button("Reload measurements")
+    refresh.click(bind(metrics_table, store), None, table, api_name="prior_metrics")

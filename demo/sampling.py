@@ -1,0 +1,118 @@
+"""Tab 1, Sampling: prior samples of each model, latent interpolation (AE vs VAE), the 2-D latent manifold."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from .common import bind, digit_inputs, generator, intro, read_digit, to_image
+from .weights import ModelStore
+
+SAMPLERS = {"AE": "ae", "VAE": "vae", "DVAE": "dvae", "AVB": "avb", "AAE": "aae"}
+MANIFOLD_MODELS = {"VAE (2-D)": "vae-2d", "AAE, Gaussian prior (2-D)": "aae-2d-gaussian",
+                   "AAE, mixture prior (2-D)": "aae-2d-mixture", "AVB (2-D)": "avb-2d"}
+MAX_SAMPLES, MAX_STEPS, MAX_GRID = 100, 16, 30
+
+INTRO = """### Sampling from the prior
+Each model decodes codes z drawn from its prior p(z) (temperature scales z; an AE has no prior, so N(0, I) codes
+land in the holes between its training codes). Compare the interpolations: the VAE's path between two digits
+passes through plausible digits, the AE's often through blots — the KL term made the VAE's latent space smooth."""
+
+
+def _code(model, x: torch.Tensor) -> torch.Tensor:
+    out = model.encode(x)
+    return out.mean if out.mean is not None else out.z
+
+
+@torch.no_grad()
+def sample_grid(store: ModelStore, model_name: str, num_samples: int, temperature: float, seed: int) -> Image.Image:
+    """`num_samples` images decoded from prior samples z * temperature, as one grid."""
+    if model_name not in SAMPLERS.values():
+        raise ValueError(f"unknown model {model_name!r}; choose one of {list(SAMPLERS.values())}")
+    if not 1 <= int(num_samples) <= MAX_SAMPLES or not 0 < float(temperature) <= 3:
+        raise ValueError(f"number of samples must be 1-{MAX_SAMPLES} and temperature in (0, 3]")
+    model = store.get(model_name)
+    images = model.sample(int(num_samples), temperature=float(temperature), generator=generator(seed))
+    return to_image(images)
+
+
+@torch.no_grad()
+def interpolate(store: ModelStore, sketch_a, upload_a, example_a, sketch_b, upload_b, example_b, steps: int):
+    """Linear interpolation between the codes of two digits, decoded by the AE and by the VAE.
+    Returns (the two preprocessed inputs, AE row or None, VAE row or None, a note)."""
+    if not 2 <= int(steps) <= MAX_STEPS:
+        raise ValueError(f"steps must be 2-{MAX_STEPS}")
+    x_a, _, source_a = read_digit(sketch_a, upload_a, example_a)
+    x_b, _, source_b = read_digit(sketch_b, upload_b, example_b)
+    t = torch.linspace(0, 1, int(steps)).unsqueeze(1)
+    rows, notes = {}, [f"From {source_a} to {source_b}."]
+    for name in ("ae", "vae"):
+        try:
+            model = store.get(name)
+        except Exception as exc:
+            rows[name] = None
+            notes.append(str(exc))
+            continue
+        z_a, z_b = _code(model, x_a), _code(model, x_b)
+        rows[name] = to_image(model.decode((1 - t) * z_a + t * z_b), nrow=int(steps))
+    if rows["ae"] is None and rows["vae"] is None:
+        raise ValueError(" ".join(notes[1:]))
+    return to_image(torch.cat([x_a, x_b]), nrow=2), rows["ae"], rows["vae"], " ".join(notes)
+
+
+@torch.no_grad()
+def manifold(store: ModelStore, model_name: str, grid_size: int) -> Image.Image:
+    """Decode a grid_size x grid_size grid of codes placed at the prior's marginal quantiles (i + 1/2) / n
+    (Kingma & Welling 2013, Fig. 4, where the prior is N(0, I) and the quantiles are the inverse Gaussian CDF;
+    estimated from prior samples here, so non-Gaussian priors get a grid that covers them too)."""
+    if model_name not in MANIFOLD_MODELS.values():
+        raise ValueError(f"unknown 2-D model {model_name!r}; choose one of {list(MANIFOLD_MODELS.values())}")
+    n = int(grid_size)
+    if not 2 <= n <= MAX_GRID:
+        raise ValueError(f"grid size must be 2-{MAX_GRID}")
+    model = store.get(model_name)
+    if model.config.latent_dim != 2:
+        raise ValueError(f"the manifold view needs a 2-D latent space; {model_name} has {model.config.latent_dim}")
+    z = model.prior_sample(20_000, generator(0)).cpu()
+    q = (torch.arange(n, dtype=torch.float32) + 0.5) / n
+    z1 = torch.quantile(z[:, 0], q)
+    z2 = torch.quantile(z[:, 1], q).flip(0)  # top row = largest z2, as on a plot
+    grid = torch.stack(torch.meshgrid(z2, z1, indexing="ij"), dim=-1).reshape(-1, 2).flip(1)  # (z1, z2) row-major
+    return to_image(model.decode(grid.to(model.device)), nrow=n, scale=2)
+
+
+def build(store: ModelStore) -> None:
+    import gradio as gr
+
+    intro(INTRO, store, ["ae", "vae", "dvae", "avb", "aae", *MANIFOLD_MODELS.values()])
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown(list(SAMPLERS.items()), value="vae", label="Model")
+            num = gr.Slider(1, MAX_SAMPLES, value=36, step=1, label="Number of samples")
+            temperature = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="Temperature (scales z)")
+            seed = gr.Number(0, precision=0, label="Seed")
+            sample_btn = gr.Button("Sample", variant="primary")
+        samples = gr.Image(type="pil", label="Samples", elem_id="samples-out", format="png")
+    sample_btn.click(bind(sample_grid, store), [model, num, temperature, seed], samples, api_name="sample")
+
+    gr.Markdown("#### Latent interpolation: AE vs VAE")
+    with gr.Row():
+        a = digit_inputs("Start digit", 0)
+        b = digit_inputs("End digit", 13)
+    steps = gr.Slider(2, MAX_STEPS, value=10, step=1, label="Steps")
+    interp_btn = gr.Button("Interpolate", variant="primary")
+    pair = gr.Image(type="pil", label="Preprocessed inputs (MNIST format)", format="png", height=140)
+    ae_row = gr.Image(type="pil", label="AE: decoded path", elem_id="interp-ae", format="png")
+    vae_row = gr.Image(type="pil", label="VAE: decoded path", elem_id="interp-vae", format="png")
+    note = gr.Markdown()
+    interp_btn.click(bind(interpolate, store), [*a, *b, steps], [pair, ae_row, vae_row, note], api_name="interpolate")
+
+    gr.Markdown("#### 2-D latent manifold\nCodes on a grid over the prior's quantiles, decoded: each region of the "
+                "plane is a kind of digit, and neighbours morph smoothly.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            model_2d = gr.Dropdown(list(MANIFOLD_MODELS.items()), value="vae-2d", label="2-D model")
+            size = gr.Slider(2, MAX_GRID, value=15, step=1, label="Grid size")
+            manifold_btn = gr.Button("Show manifold", variant="primary")
+        grid = gr.Image(type="pil", label="Latent manifold", elem_id="manifold-out", format="png")
+    manifold_btn.click(bind(manifold, store), [model_2d, size], grid, api_name="manifold")
