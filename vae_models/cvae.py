@@ -59,7 +59,8 @@ class CVAE(GaussianEncoderMixin, VAEFamilyModel):
         if n is not None and len(labels) != n:
             raise ValueError(f"need one label per image: got {len(labels)} labels for {n} images")
         if len(labels) and (labels.min() < 0 or labels.max() >= k):
-            raise ValueError(f"labels must be in 0..{k - 1}, got values in {labels.min().item()}..{labels.max().item()}")
+            low, high = labels.min().item(), labels.max().item()
+            raise ValueError(f"labels must be in 0..{k - 1}, got values in {low}..{high}")
         return labels.long().to(self.device)
 
     def condition(self, labels) -> Tensor:
