@@ -29,7 +29,7 @@ def cvae_samples(store: ModelStore, digit: int, style_seed: int, num_samples: in
         raise ValueError(f"digit must be 0-9 and the number of samples 1-{MAX_SAMPLES}")
     model = store.get("cvae")
     labels = torch.full((int(num_samples),), int(digit), dtype=torch.long)
-    return to_image(model.sample(int(num_samples), labels, generator=generator(style_seed)), nrow=8)
+    return to_image(model.sample(int(num_samples), labels, generator=generator(style_seed)), nrow=min(8, int(num_samples)))
 
 
 @torch.no_grad()
@@ -66,7 +66,7 @@ def complete_quadrants(store: ModelStore, sketch, upload, example, num_given: in
         baseline = to_image(store.get("quadrant_nn").complete(x, num_given, 1)[0])
     except Exception as exc:  # the baseline is optional: the CVAE completions stand on their own
         baseline, note = None, f"{note} {exc}"
-    return to_image(torch.stack([x[0], shown]), nrow=2), to_image(completions, nrow=8), baseline, note
+    return to_image(torch.stack([x[0], shown]), nrow=2), to_image(completions, nrow=min(8, num_samples)), baseline, note
 
 
 def build(store: ModelStore) -> None:
