@@ -101,7 +101,8 @@ class ModelStore:
 
     def _download(self, table: dict[str, dict[str, str]]) -> None:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+        from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                            RevisionNotFoundError)
 
         failed: list[str] = []
         unreachable: str | None = None
@@ -111,6 +112,10 @@ class ModelStore:
                 continue
             try:
                 folder = snapshot_download(entry["repo_id"], revision=entry["revision"], allow_patterns=ALLOW_PATTERNS)
+            except LocalEntryNotFoundError as exc:  # no connection and nothing cached: the Hub is unreachable
+                unreachable = str(exc).splitlines()[0][:200]
+                failed.append(name)
+                continue
             except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
                 failed.append(f"{name} ({type(exc).__name__})")
                 continue

@@ -1,0 +1,238 @@
+"""The real app server, launched in-process on 127.0.0.1 and driven over HTTP by gradio_client: every named endpoint,
+bad uploads (clear messages, server keeps serving), Hub loading from a loopback Hub, startup time of app.py."""
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from demo import build_app  # noqa: E402
+from demo import common  # noqa: E402
+from demo.common import example_choices  # noqa: E402
+
+from .demo_weights import make_tiny_weights  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = REPO_ROOT.parent / "shared/data/mnist"
+ENDPOINTS = {"/sample", "/interpolate", "/manifold", "/cvae_samples", "/same_style", "/complete_quadrants",
+             "/denoise", "/latent_scatter", "/prior_samples", "/prior_metrics"}
+ZERO, SIX = example_choices()[0], example_choices()[13]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_tmp")))
+    app = build_app(weights_dir=make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False, data_dir=MNIST_DIR)
+    _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield url, Client(url, verbose=False)
+    app.close()
+
+
+def image(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+
+
+def test_every_endpoint_over_http(server, tmp_path):
+    _, client = server
+    assert ENDPOINTS <= set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+
+    a = image(client.predict("vae", 16, 1.0, 0, api_name="/sample"))
+    b = image(client.predict("vae", 16, 1.0, 1, api_name="/sample"))
+    assert a.shape == (488, 488) and np.abs(a - b).mean() > 0.1
+
+    pair, ae_row, vae_row, note = client.predict(None, None, ZERO, None, None, SIX, 5, api_name="/interpolate")
+    assert image(ae_row).shape == image(vae_row).shape == (128, 4 * 152) and "test digit 13" in note
+    assert image(client.predict("avb-2d", 4, api_name="/manifold")).shape == (244, 244)
+
+    three = image(client.predict(3, 0, 8, api_name="/cvae_samples"))
+    seven = image(client.predict(7, 0, 8, api_name="/cvae_samples"))
+    assert three.shape == (128, 968) and np.abs(three - seven).mean() > 0.1
+
+    upload = tmp_path / "six.png"  # a dark-on-light RGB photo-like upload of a bundled 6
+    Image.fromarray(255 - (common.test_digits()[0][13, 0].numpy() * 255).astype(np.uint8)).convert("RGB").resize(
+        (140, 140)).save(upload)
+    seen, row, note = client.predict(None, handle_file(upload), ZERO, "6", api_name="/same_style")
+    assert image(row).shape == (128, 1208) and "your upload" in note and "**6**" in note
+
+    truth, completions, baseline, note = client.predict(None, None, ZERO, 3, 4, 0, api_name="/complete_quadrants")
+    assert image(completions).shape == (128, 488) and image(baseline).shape == (128, 128)
+
+    clean, noisy, dvae, vae, table = client.predict(None, None, ZERO, "gaussian", 0.4, 0, api_name="/denoise")
+    assert all(image(p).shape == (128, 128) for p in (clean, noisy, dvae, vae)) and "PSNR" in table
+
+    *scatters, note = client.predict(300, 0, api_name="/latent_scatter")
+    assert len(scatters) == 4 and image(scatters[3]).shape == (340, 300) and "MNIST test digits" in note
+    samples = client.predict(4, 0, api_name="/prior_samples")
+    assert len(samples) == 4 and image(samples[0]).shape == (124, 124)
+    assert "135.25" in client.predict(api_name="/prior_metrics")
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_bad_uploads_give_clear_messages_and_server_keeps_serving(server, tmp_path):
+    _, client = server
+    digit = (common.test_digits()[0][0, 0].numpy() * 255).astype(np.uint8)
+    good = png(Image.fromarray(digit))
+    bad = {
+        "not_an_image.png": (b"%PDF-1.4 definitely not a picture", "not an image"),
+        "truncated.png": (good[: len(good) // 2], "truncated or corrupt"),
+        "huge.png": (png(Image.new("1", (10000, 10000), 1)), "megapixels"),
+        "white.png": (png(Image.new("L", (300, 200), 255)), "blank \\(all white\\)"),
+        "black.jpg": (None, "blank \\(all black\\)"),
+    }
+    for name, (data, message) in bad.items():
+        path = tmp_path / name
+        if data is None:
+            Image.new("RGB", (64, 64), 0).save(path)
+        else:
+            path.write_bytes(data)
+        with pytest.raises(AppError, match=message):
+            client.predict(None, handle_file(path), ZERO, "gaussian", 0.3, 0, api_name="/denoise")
+    # unusual but valid images are converted: RGBA with transparency, 16-bit grayscale
+    rgba = np.zeros((100, 100, 4), np.uint8)
+    rgba[20:80, 45:55] = (200, 30, 30, 255)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(digit.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
+    for name in ("rgba.png", "sixteen.png"):
+        clean, *_, table = client.predict(None, handle_file(tmp_path / name), ZERO, "block", 0.3, 0,
+                                          api_name="/denoise")
+        assert image(clean).max() > 200 and "your upload" in table
+    with pytest.raises(AppError, match="greater than maximum value 100"):  # gradio checks slider bounds
+        client.predict("vae", 1000, 1.0, 0, api_name="/sample")
+    # and a normal call still works afterwards
+    assert image(client.predict("ae", 4, 1.0, 0, api_name="/sample")).shape == (248, 248)
+
+
+def test_server_does_not_serve_arbitrary_files(server):
+    url, _ = server
+    for path in ("/gradio_api/file=/etc/passwd", f"/gradio_api/file={REPO_ROOT / 'app.py'}"):
+        with pytest.raises(urllib.request.HTTPError) as err:
+            urllib.request.urlopen(url.rstrip("/") + path, timeout=10)
+        assert err.value.code in (403, 404)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_page(url: str, proc: subprocess.Popen, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        assert proc.poll() is None, proc.communicate()[0]
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - start
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"no page at {url} within {timeout} s")
+
+
+def test_app_py_starts_offline_from_bundled_weights(tmp_path):
+    weights = make_tiny_weights(tmp_path / "weights")
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+           "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    proc = subprocess.Popen([sys.executable, "app.py", "--weights-dir", str(weights), "--port", str(port)],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        seconds = wait_for_page(f"http://127.0.0.1:{port}/", proc, timeout=60)
+        # ~4-5 s on an idle 2-core machine; generous here because the test machine is shared
+        assert seconds < 30, f"first page after {seconds:.1f} s"
+        result = Client(f"http://127.0.0.1:{port}/", verbose=False).predict("vae", 4, 1.0, 0, api_name="/sample")
+        assert image(result).shape == (248, 248)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+PUSH_AND_SERVE = """
+import json, os
+import numpy as np
+from gradio_client import Client
+from huggingface_hub import HfApi
+from PIL import Image
+from demo import build_app
+from demo.sampling import sample_grid
+from demo.weights import MODEL_NAMES, ModelStore
+
+api = HfApi()
+weights = os.environ["TINY_WEIGHTS"]
+table = {}
+for name in MODEL_NAMES:
+    repo = f"tester/mnist-{name}"
+    api.create_repo(repo, exist_ok=True)
+    info = api.upload_folder(folder_path=os.path.join(weights, name), repo_id=repo)
+    table[name] = {"repo_id": repo, "revision": info.oid}
+# a later commit on main must not change what the pinned app shows
+other = os.environ["OTHER_WEIGHTS"]
+api.upload_folder(folder_path=os.path.join(other, "vae"), repo_id="tester/mnist-vae")
+
+app = build_app(weights_dir=os.environ["BUNDLED"], hub=True, revisions=table)
+store = app.store
+assert store.notice == "", store.notice
+assert store.source("vae") == f"hub tester/mnist-vae@{table['vae']['revision']}", store.source("vae")
+_, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+served = np.asarray(Image.open(Client(url, verbose=False).predict("vae", 9, 1.0, 3, api_name="/sample")))
+app.close()
+pushed = np.asarray(sample_grid(ModelStore(weights, hub=False), "vae", 9, 1.0, 3))
+bundled = np.asarray(sample_grid(ModelStore(os.environ["BUNDLED"], hub=False), "vae", 9, 1.0, 3))
+print(json.dumps({"same_as_pushed": bool((served == pushed).all()),
+                  "same_as_bundled": bool((served == bundled).all())}))
+"""
+
+
+def test_hub_mode_serves_exactly_the_pinned_weights(hub_run, tmp_path):
+    pushed = make_tiny_weights(tmp_path / "pushed", seed=1)
+    other = make_tiny_weights(tmp_path / "other", seed=2)
+    bundled = make_tiny_weights(tmp_path / "bundled", seed=3)
+    proc = hub_run(PUSH_AND_SERVE, timeout=150, TINY_WEIGHTS=str(pushed), OTHER_WEIGHTS=str(other),
+                   BUNDLED=str(bundled), GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"same_as_pushed": True, "same_as_bundled": False}
+
+
+UNREACHABLE = """
+import os
+from demo import build_app
+app = build_app(weights_dir=os.environ["BUNDLED"], hub=None)  # hub mode from VAE_FAMILY_HUB=1
+print("NOTICE:", app.store.notice)
+print("SOURCE:", app.store.source("vae"))
+print("MODEL:", type(app.store.get("vae")).__name__)
+print("BANNER:", any(getattr(b, "elem_id", None) == "weights-notice" for b in app.blocks.values()))
+"""
+
+
+def test_unreachable_hub_falls_back_to_bundled_weights_with_notice(tmp_path):
+    from .hub_server import run_with_hub
+
+    port = free_port()  # nothing listens here
+    bundled = make_tiny_weights(tmp_path / "bundled")
+    start = time.monotonic()
+    proc = run_with_hub(UNREACHABLE, f"http://127.0.0.1:{port}", tmp_path, timeout=120, VAE_FAMILY_HUB="1",
+                        BUNDLED=str(bundled), GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
+    out = proc.stdout
+    assert "could not be reached" in out and "SOURCE: bundled" in out and "MODEL: VAE" in out, out + proc.stderr
+    assert "BANNER: True" in out
+    assert time.monotonic() - start < 60  # one failed connection, not one timeout per model
