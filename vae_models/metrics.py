@@ -1,9 +1,17 @@
-"""Evaluation metrics shared by the trainer, the app and the benchmarks."""
+"""Evaluation metrics shared by the trainer, the app and the benchmarks.
+
+Likelihoods are in nats per image; lower NLL is better. Sample-quality metrics judge images with the project's
+own MNIST classifier (`classifier.py`), so the Fréchet distance here is a "classifier-feature FD", not FID.
+"""
 
 from __future__ import annotations
 
+import math
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.image.fid import FrechetInceptionDistance
 
 
 def mmd_rbf(a: Tensor, b: Tensor, bandwidths: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0)) -> Tensor:
@@ -23,3 +31,216 @@ def mmd_rbf(a: Tensor, b: Tensor, bandwidths: tuple[float, ...] = (0.2, 0.5, 1.0
     term_a = (kaa.sum() - kaa.diagonal().sum()) / (n * (n - 1))
     term_b = (kbb.sum() - kbb.diagonal().sum()) / (m * (m - 1))
     return (term_a + term_b - 2 * kab.mean()).float()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Likelihoods.
+
+
+def _check_images(images: Tensor, labels: Tensor | None) -> None:
+    if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28) or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor (N, 1, 28, 28) in [0, 1], got {images.dtype} {tuple(images.shape)}")
+    if labels is not None and labels.shape != (len(images),):
+        raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
+
+
+def _batches(n: int, batch_size: int, progress: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress, leave=False)
+
+
+@torch.inference_mode()
+def importance_sampled_nll(model: nn.Module, images: Tensor, labels: Tensor | None = None, num_samples: int = 5000,
+                           batch_size: int = 10, chunk: int = 500, progress: bool = False) -> Tensor:
+    """Per-image estimate of -log p(x) (N,) in nats, float64: minus the k-sample importance-weighted bound of
+    Burda et al. 2015 (eq. 8), log p(x) >= E[ log (1/k) sum_i w_i ],  w_i = p(x, z_i) / q(z_i|x),  z_i ~ q(z|x),
+    which tightens as k grows (Theorem 1); k = 5000 is the usual test protocol.
+
+    The k log weights come from `model.log_importance_weights(x, chunk, labels)` in pieces of `chunk` samples,
+    folded into a running logsumexp, so memory stays ~ batch_size * chunk * 784 floats (~16 MB by default)
+    whatever k is. Each call decodes batch_size * chunk latent samples in one matmul and re-encodes its images
+    once, which costs 1/chunk of the decoding (0.2% at chunk=500), so no encoding cache is needed. The cost is
+    dominated by the decoder matmuls and the pixel log-likelihood of the batch_size * k decoded images."""
+    _check_images(images, labels)
+    if num_samples < 1 or batch_size < 1 or chunk < 1:
+        raise ValueError(f"num_samples, batch_size and chunk must be >= 1, got {num_samples}, {batch_size}, {chunk}")
+    if not hasattr(model, "log_importance_weights"):
+        raise TypeError(f"{type(model).__name__} has no log_importance_weights: no importance-sampled likelihood")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    try:
+        for start in _batches(len(images), batch_size, progress, f"IS-NLL k={num_samples}"):
+            x = images[start:start + batch_size].to(device)
+            y = None if labels is None else labels[start:start + batch_size].to(device)
+            total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=device)
+            for done in range(0, num_samples, chunk):
+                k = min(chunk, num_samples - done)
+                w = model.log_importance_weights(x, k, y)
+                if w.shape != (k, len(x)):
+                    raise RuntimeError(f"log_importance_weights returned {tuple(w.shape)}, expected {(k, len(x))}")
+                # Streaming logsumexp: log(sum_old + sum_new) = logaddexp(old, logsumexp(new)), stable in float64.
+                total = torch.logaddexp(total, torch.logsumexp(w.double(), dim=0))
+            out.append((math.log(num_samples) - total).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def elbo(model: nn.Module, images: Tensor, labels: Tensor | None = None, batch_size: int = 500) -> Tensor:
+    """Per-image evidence lower bound log p(x) >= E_q[log p(x|z)] - KL(q(z|x) || p(z)) (N,) in nats (Kingma &
+    Welling 2013, eq. 3): with the KL in closed form for Gaussian-posterior models (`elbo_terms`), otherwise the
+    one-sample estimate log w_1 (the k = 1 case of Burda et al. 2015, eq. 8)."""
+    _check_images(images, labels)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    try:
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device)
+            y = None if labels is None else labels[start:start + batch_size].to(device)
+            if hasattr(model, "elbo_terms"):
+                reconstruction, kl = model.elbo_terms(x, x, y)
+                out.append(-(reconstruction + kl).double().cpu())
+            else:
+                out.append(model.log_importance_weights(x, 1, y)[0].double().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def conditional_nll_quadrants(model: nn.Module, images: Tensor, num_given: int, num_samples: int = 100,
+                              batch_size: int = 100, generator: torch.Generator | None = None,
+                              progress: bool = False) -> Tensor:
+    """Per-image -log p(y|x) (N,) in nats for the quadrant-completion task of Sohn et al. 2015 (Section 5.1,
+    Table 1): x = `num_given` (1-3) quadrants of a binarised digit, y = the missing ones. Thin wrapper over the
+    models' `conditional_log_likelihood` (socvae: importance sampled with num_samples draws; quadrant_nn: exact)."""
+    _check_images(images, None)
+    if num_given not in (1, 2, 3):
+        raise ValueError(f"num_given must be 1, 2 or 3 quadrants, got {num_given!r}")
+    if not hasattr(model, "conditional_log_likelihood"):
+        raise TypeError(f"{type(model).__name__} is not a quadrant-completion model (no conditional_log_likelihood)")
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in _batches(len(images), batch_size, progress, f"CLL {num_given} given"):
+            x = images[start:start + batch_size].to(model.device)
+            out.append(-model.conditional_log_likelihood(x, num_given, num_samples, generator=generator).double().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reconstruction quality.
+
+
+def _reduce(values: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return values
+    if reduction == "mean":
+        return values.mean()
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def _check_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    if a.shape != b.shape or a.dim() != 4:
+        raise ValueError(f"expected two image batches of the same shape (B, C, H, W), got {tuple(a.shape)} and {tuple(b.shape)}")
+    return a.float(), b.float()
+
+
+def psnr(a: Tensor, b: Tensor, reduction: str = "mean") -> Tensor:
+    """Peak signal-to-noise ratio 10 log10(1 / MSE) in dB per image (images in [0, 1]), mean over the batch or
+    per image ("none"); inf for identical images."""
+    a, b = _check_pair(a, b)
+    values = peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return _reduce(values, reduction)
+
+
+def ssim(a: Tensor, b: Tensor, reduction: str = "mean") -> Tensor:
+    """Structural similarity (Wang et al. 2004, eq. 13; 11x11 Gaussian window, sigma 1.5), 1 for identical
+    images; mean over the batch or per image ("none")."""
+    a, b = _check_pair(a, b)
+    return _reduce(structural_similarity_index_measure(a, b, data_range=1.0, reduction="none"), reduction)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sample quality, judged by a classifier.
+
+
+class _Features(nn.Module):
+    """Hands torchmetrics' Fréchet distance the classifier's penultimate features instead of Inception's."""
+
+    def __init__(self, classifier: nn.Module, num_features: int):
+        super().__init__()
+        self.classifier = classifier
+        self.num_features = num_features  # read by torchmetrics instead of probing with a 299x299 dummy image
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier.features(x)
+
+
+@torch.inference_mode()
+def classifier_frechet_distance(classifier: nn.Module, images_a: Tensor, images_b: Tensor,
+                                batch_size: int = 1000) -> float:
+    """Classifier-feature FD: the Fréchet distance between Gaussians fitted to the classifier's penultimate
+    features of two image sets, |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) (Heusel et al. 2017, eq. 6;
+    Dowson & Landau 1982). Computed by torchmetrics in float64 with the MNIST classifier as feature extractor, so
+    it is NOT comparable with Inception FIDs. 0 for identical sets; grows as the sets drift apart."""
+    if len(images_a) < 2 or len(images_b) < 2:
+        raise ValueError("the Fréchet distance needs at least two images in each set")
+    was_training = classifier.training
+    classifier.eval()
+    try:
+        device = next(classifier.parameters(), torch.empty(0)).device
+        num_features = classifier.features(images_a[:1].to(device)).shape[-1]
+        fd = FrechetInceptionDistance(feature=_Features(classifier, num_features), normalize=True).to(device)
+        for images, real in ((images_b, True), (images_a, False)):
+            for start in range(0, len(images), batch_size):
+                fd.update(images[start:start + batch_size].to(device), real=real)
+        return float(fd.compute().clamp_min(0))  # tiny negatives are round-off of a zero distance
+    finally:
+        classifier.train(was_training)
+
+
+@torch.no_grad()
+def conditional_accuracy(classifier: nn.Module, cvae: nn.Module, n_per_digit: int = 1000,
+                         generator: torch.Generator | None = None, batch_size: int = 1000) -> float:
+    """Share of the CVAE's samples asked for digit d (d = 0..9, n_per_digit each) that the classifier labels d:
+    how well the label actually controls the generated class (Sohn et al. 2015 / Kingma et al. 2014 setting)."""
+    if not getattr(cvae, "uses_labels", False):
+        raise TypeError(f"{type(cvae).__name__} is not label-conditional: conditional accuracy needs a CVAE")
+    if n_per_digit < 1:
+        raise ValueError(f"n_per_digit must be >= 1, got {n_per_digit}")
+    labels = torch.arange(10).repeat_interleave(n_per_digit)
+    correct = 0
+    cvae.eval()
+    for start in range(0, len(labels), batch_size):
+        y = labels[start:start + batch_size]
+        images = cvae.sample(len(y), labels=y.to(cvae.device), generator=generator)
+        correct += int((classifier.predict(images).cpu() == y).sum())
+    return correct / len(labels)
+
+
+@torch.no_grad()
+def prior_mmd(model: nn.Module, images: Tensor, labels: Tensor | None = None, n: int = 1000,
+              generator: torch.Generator | None = None) -> float:
+    """MMD^2 (`mmd_rbf`) between codes of n test images (one sample of q(z|x) each, i.e. draws of the aggregate
+    posterior q(z)) and n prior samples: how well the codes fill the prior that `sample` draws from, the quantity
+    an AAE's adversary matches (Makhzani et al. 2015, eq. 1's regulariser) and a VAE's KL only encourages."""
+    _check_images(images, labels)
+    if n < 2:
+        raise ValueError(f"prior_mmd needs n >= 2, got {n}")
+    model.eval()
+    x = images[:n].to(model.device)
+    y = None if labels is None else labels[:n].to(model.device)
+    codes = model.encode(x, y).z
+    prior = model.prior_sample(len(x), generator)
+    return float(mmd_rbf(codes.cpu(), prior.cpu()))
+
