@@ -1,11 +1,14 @@
 """Metrics (vae_models/metrics.py) and the MNIST classifier, on tiny real models."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from train.evaluate import main as evaluate_main
 from vae_models import build_model, load_model
 from vae_models.metrics import (
     classifier_frechet_distance,
@@ -214,3 +217,28 @@ def test_classifier_is_not_generative_and_validates():
         clf(torch.rand(2, 784))
     with pytest.raises(ValueError, match="conv"):
         build_model("classifier", backbone="mlp")
+
+
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+
+
+def test_evaluate_cli_writes_eval_results(tmp_path, capsys):
+    torch.manual_seed(0)
+    build_model("vae", hidden_dims=[16], latent_dim=2).save_pretrained(tmp_path / "vae")
+    build_model("cvae", hidden_dims=[16], latent_dim=2).save_pretrained(tmp_path / "cvae")
+    tiny_classifier().save_pretrained(tmp_path / "classifier")
+    argv = [str(tmp_path / "vae"), str(tmp_path / "cvae"), "--data-dir", str(MNIST_DIR), "--limit", "20",
+            "--num-samples", "4", "--classifier", str(tmp_path / "classifier")]
+    assert evaluate_main(argv) == 0
+    vae = json.loads((tmp_path / "vae" / "eval_results.json").read_text())
+    cvae = json.loads((tmp_path / "cvae" / "eval_results.json").read_text())
+    assert {r["type"] for r in vae} == {"nll", "psnr", "ssim", "classifier_fd", "mmd"}
+    assert {r["type"] for r in cvae} == {"nll", "classifier_fd", "accuracy"}
+    for r in vae + cvae:
+        assert {"name", "type", "value", "dataset", "split", "estimator", "details", "command"} <= set(r)
+        assert r["dataset"] == "mnist" and r["split"] == "test" and math.isfinite(r["value"])
+        assert r["command"].startswith("python -m train.evaluate ") and r["details"]["num_images"] == 20
+    nll = next(r for r in vae if r["type"] == "nll")
+    assert nll["name"] == "IS-NLL (k=4)" and 0 < nll["value"] < 784 * math.log(2) * 2
+    assert "IS-NLL (k=4)" in capsys.readouterr().out  # the printed table
+    assert evaluate_main([str(tmp_path / "missing"), "--data-dir", str(MNIST_DIR)]) == 2
