@@ -165,11 +165,11 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, state
 
 def settings(cfg: TrainConfig, model, binarize: str, num_processes: int) -> dict:
     """What a resumed run must share with the run it continues (the rest, e.g. max_steps, may change)."""
-    return {
+    return json.loads(json.dumps({  # JSON round trip: compared with the copy read back from trainer_state.json
         "model": cfg.model, "model_config": dataclasses.asdict(model.config), "dataset": cfg.dataset,
         "binarize": binarize, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
         "num_processes": num_processes,
-    }
+    }))
 
 
 def preview_images(model, images: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor | None:
@@ -204,6 +204,10 @@ class Trainer:
         self.output_dir = Path(cfg.output_dir)
         # Everything that can be wrong with the input is checked before anything is written.
         self._check_args()
+        existing = latest_checkpoint(self.output_dir)
+        if existing is not None and not cfg.resume:
+            raise TrainError(f"{self.output_dir} already holds a run (at {existing.name}); "
+                             "pass --resume to continue it or choose another --output-dir")
         probe = build(cfg)
         self.binarize = cfg.binarize or default_binarize(probe)
         self.images, self.labels = load_data(cfg, "train")
@@ -220,10 +224,6 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=probe.is_adversarial)],
         )
         self.settings = settings(cfg, probe, self.binarize, self.accelerator.num_processes)
-        existing = latest_checkpoint(self.output_dir)
-        if existing is not None and not cfg.resume:
-            raise TrainError(f"{self.output_dir} already holds a run (at {existing.name}); "
-                             "pass --resume to continue it or choose another --output-dir")
         self.resume_from = existing if cfg.resume else None
         if self.resume_from is not None:
             saved = json.loads((self.resume_from / "trainer_state.json").read_text())["settings"]
@@ -312,9 +312,7 @@ class Trainer:
             bar.close()
             if metrics:
                 metrics.close()
-            acc.end_training()
-        export = self.export(step) if cfg.save_pretrained or cfg.push_to_hub else None
-        return export
+        return self.export(step) if cfg.save_pretrained or cfg.push_to_hub else None
 
     def train_step(self, images, labels, step: int) -> dict[str, float]:
         """One update: the discriminator first (adversarial models), then the model's own loss."""
@@ -439,7 +437,11 @@ def _version(package: str) -> str:
 
 def train(cfg: TrainConfig) -> Path | None:
     """Train (or resume) per `cfg`; returns the export folder when one was written."""
-    return Trainer(cfg).run()
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        trainer.accelerator.end_training()  # flushes the trackers; ends the process group under DDP
 
 
 if __name__ == "__main__":  # pragma: no cover - use `python -m train`
