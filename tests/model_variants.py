@@ -40,4 +40,5 @@ VARIANTS: dict[str, list[dict]] = {
         {"backbone": "conv", "hidden_dims": [16], "discriminator_hidden_dims": [16], "latent_dim": 2,
          "prior": "mixture10"},
     ],
+    "classifier": [{"backbone": "conv", "hidden_dims": [8, 16], "latent_dim": 16}],
 }
