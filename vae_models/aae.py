@@ -11,6 +11,9 @@ Here the trainer's generator step on `loss(batch)` does the reconstruction phase
 together: loss = -log p(x|z) + adversarial_weight * (-log D(z_q)). This is the non-saturating generator loss
 (Goodfellow et al. 2014, Sec. 3) instead of minimising log(1 - D(z_q)), whose gradient vanishes while D easily
 rejects the codes; the decoder gets no gradient from the adversarial term, so the sum equals the two phases.
+One difference remains: the paper gives the regularisation phase its own optimiser step, while here its O(1)
+gradient shares one Adam step with a reconstruction term of hundreds of nats, so the prior is matched more slowly;
+raise adversarial_weight for a tighter match.
 
 Posteriors (Sec. 2.1): deterministic z = f(x); gaussian z ~ N(mu(x), sigma(x)^2) (reparameterised); universal
 approximator z = f(x, eta), eta ~ N(0, I) concatenated to the encoder input. Priors: a standard Gaussian, a mixture
