@@ -50,7 +50,7 @@ def build(store: ModelStore) -> None:
 
     intro(INTRO, store, ["dvae", "vae"])
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=1, elem_id="denoising-panel"):
             source = digit_inputs("Digit to corrupt", 4)
             kind = gr.Dropdown(list(CORRUPTIONS), value="salt_and_pepper", label="Corruption")
             level = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Level (pixel share / noise std / block side)")

@@ -213,3 +213,12 @@ def test_hub_revision_overrides(tmp_path):
     assert hub_revisions(str(path))["ae"] == {"repo_id": "me/ae", "revision": "v1"}
     with pytest.raises(ValueError, match="bad hub revision entry"):
         hub_revisions({"nope": {"revision": "x"}})
+
+
+def test_app_builds_without_any_weights(tmp_path):
+    from demo import build_app
+
+    app = build_app(weights_dir=tmp_path, hub=False)  # e.g. before the pretrained models exist
+    texts = [getattr(b, "value", "") for b in app.blocks.values() if type(b).__name__ == "Markdown"]
+    assert sum("Unavailable here" in str(t) for t in texts) == 4  # one message per tab
+    assert "not measured" in priors.metrics_table(app.store)
