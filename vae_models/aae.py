@@ -69,7 +69,7 @@ class AAEConfig(ModelConfig):
         if self.gaussian_std <= 0 or self.adversarial_weight < 0 or self.noise_dim < 1:
             raise ConfigError("gaussian_std must be > 0, adversarial_weight >= 0 and noise_dim >= 1")
         if not self.discriminator_hidden_dims or min(self.discriminator_hidden_dims) < 1:
-            raise ConfigError(f"discriminator_hidden_dims must be positive widths, got {self.discriminator_hidden_dims}")
+            raise ConfigError(f"discriminator_hidden_dims must be positive, got {self.discriminator_hidden_dims}")
 
 
 def mixture10_sample(labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -78,7 +78,8 @@ def mixture10_sample(labels: Tensor, generator: torch.Generator | None = None) -
     radial = torch.stack([angle.cos(), angle.sin()], dim=1)
     tangential = torch.stack([-angle.sin(), angle.cos()], dim=1)
     noise = torch.randn(len(labels), 2, generator=generator)
-    return (MIXTURE_RADIUS + MIXTURE_RADIAL_STD * noise[:, :1]) * radial + MIXTURE_TANGENTIAL_STD * noise[:, 1:] * tangential
+    along, across = noise[:, :1], noise[:, 1:]
+    return (MIXTURE_RADIUS + MIXTURE_RADIAL_STD * along) * radial + MIXTURE_TANGENTIAL_STD * across * tangential
 
 
 def swiss_roll_sample(labels: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -55,9 +55,9 @@ class AVBConfig(ModelConfig):
         if self.noise_dim < 1:
             raise ConfigError(f"noise_dim must be >= 1, got {self.noise_dim}")
         if not self.discriminator_hidden_dims or min(self.discriminator_hidden_dims) < 1:
-            raise ConfigError(f"discriminator_hidden_dims must be positive widths, got {self.discriminator_hidden_dims}")
+            raise ConfigError(f"discriminator_hidden_dims must be positive, got {self.discriminator_hidden_dims}")
         if self.contrast_samples < 2 or self.proposal_samples < 2:
-            raise ConfigError("contrast_samples and proposal_samples must be >= 2 (a standard deviation needs two draws)")
+            raise ConfigError("contrast_samples and proposal_samples must be >= 2 (a std needs two draws)")
 
 
 class JointDiscriminator(nn.Module):
