@@ -8,9 +8,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import httpx
 from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+
+try:  # huggingface_hub 2.x talks through httpx2 (a fork of httpx), 1.x through httpx: catch whichever it uses
+    from httpx2 import HTTPError as TransportError
+except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    from httpx import HTTPError as TransportError
 
 # What the Hub repo holds: exactly the export layout; run bookkeeping (training_args.json) travels too, so the
 # card's training command can be checked against the recorded arguments.
@@ -43,7 +47,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, revision: str | None = 
     except HfHubHTTPError as exc:
         reason = str(exc).splitlines()[0]
         raise PushError(f"Hub at {constants.ENDPOINT} refused the push to {repo_id}: {reason}") from exc
-    except (httpx.HTTPError, OSError) as exc:  # connection refused, DNS, timeouts
+    except (TransportError, OSError) as exc:  # connection refused, DNS, timeouts
         raise PushError(f"cannot reach the Hub at {constants.ENDPOINT} to push {repo_id} "
                         f"({type(exc).__name__}: {exc}); the export in {folder} is intact") from exc
     return commit.commit_url
