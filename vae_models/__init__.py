@@ -8,6 +8,7 @@ from .blocks import ConfigError, ModelConfig
 from .classifier import ClassifierConfig, MNISTClassifier
 from .corruption import CORRUPTIONS, corrupt
 from .cvae import CVAE, CVAEConfig
+from .data import DataError, MNISTDataset, load_mnist, make_loader
 from .dvae import DVAE, DVAEConfig
 from .socvae import QuadrantBaseline, QuadrantBaselineConfig, StructuredCVAE, StructuredCVAEConfig
 from .vae import VAE, VAEConfig

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -197,7 +198,9 @@ def _download(stem: str, target: Path, dataset: str, mirrors: list[str]) -> None
                 raise DataError(f"SHA-256 checksum mismatch (got {digest[:12]}…, expected {SHA256[dataset][stem][:12]}…)")
             os.replace(tmp, target)
             return
-        except (OSError, DataError) as e:  # URLError, HTTPError, timeouts and connection errors are OSErrors
+        # URLError, HTTPError, timeouts and refused connections are OSErrors; a connection cut mid-body raises
+        # http.client.IncompleteRead; a malformed mirror URL a ValueError (as is our DataError).
+        except (OSError, ValueError, http.client.HTTPException) as e:
             failures.append(f"  {url}: {_describe(e)}")
         finally:
             if os.path.exists(tmp):
@@ -240,7 +243,7 @@ def load_mnist(
         directory = Path(cache_dir).expanduser() / dataset if cache_dir is not None else default_cache_dir(dataset)
         from_user = False
 
-    arrays, paths = [], []
+    arrays, paths, contents = [], [], []
     for stem, magic in zip(FILES[split], (IMAGES_MAGIC, LABELS_MAGIC)):
         path = _find_file(directory, stem)
         if path is None and not from_user and download:
@@ -250,10 +253,13 @@ def load_mnist(
             hint = "" if from_user else " and download=False"
             raise DataError(f"{directory} has no {stem}.gz or {stem}{hint}")
         content = read_idx_bytes(path)
-        _check_digest(content, path, stem, dataset, strict=not from_user)
         arrays.append(parse_idx(content, magic, str(path)))
-        paths.append(str(path))
-    return _to_tensors(*arrays, *paths)
+        paths.append(path)
+        contents.append(content)
+    images, labels = _to_tensors(*arrays, *map(str, paths))  # malformed is an error whatever the checksum says
+    for stem, path, content in zip(FILES[split], paths, contents):
+        _check_digest(content, path, stem, dataset, strict=not from_user)
+    return images, labels
 
 
 def _check_digest(content: bytes, path: Path, stem: str, dataset: str, strict: bool) -> None:
@@ -295,9 +301,9 @@ class MNISTDataset(Dataset):
             # One draw, made once from its own seeded generator, so it is the same whatever else used the RNG.
             generator = torch.Generator().manual_seed(seed)
             self.pixels = torch.bernoulli(images.float() / 255, generator=generator).to(torch.uint8)
-            self.scale = 1.0
+            self.levels = 1.0
         else:
-            self.pixels, self.scale = images, 1 / 255
+            self.pixels, self.levels = images, 255.0
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -308,7 +314,7 @@ class MNISTDataset(Dataset):
 
     def __getitems__(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
-        x = self.pixels[index].unsqueeze(1).float() * self.scale
+        x = self.pixels[index].unsqueeze(1).float() / self.levels  # grey level / 255, exactly as float32 rounds it
         if self.binarize == "dynamic":
             x = torch.bernoulli(x)  # the global RNG: torch.manual_seed / accelerate.utils.set_seed make runs repeat
         return x, self.labels[index]
