@@ -328,7 +328,8 @@ def test_loader_in_real_two_process_accelerate_run(tmp_path):
     # whose OpenMP threads would deadlock the children.
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, str(tmp_path)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += [__file__, str(tmp_path)]
     result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]

@@ -47,7 +47,10 @@ FILES = {
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 
 MIRRORS = {
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
     "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
 }
 
@@ -194,8 +197,9 @@ def _download(stem: str, target: Path, dataset: str, mirrors: list[str]) -> None
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
             digest = hashlib.sha256(read_idx_bytes(tmp)).hexdigest()
-            if digest != SHA256[dataset][stem]:
-                raise DataError(f"SHA-256 checksum mismatch (got {digest[:12]}…, expected {SHA256[dataset][stem][:12]}…)")
+            expected = SHA256[dataset][stem]
+            if digest != expected:
+                raise DataError(f"SHA-256 checksum mismatch (got {digest[:12]}…, expected {expected[:12]}…)")
             os.replace(tmp, target)
             return
         # URLError, HTTPError, timeouts and refused connections are OSErrors; a connection cut mid-body raises
@@ -294,7 +298,9 @@ class MNISTDataset(Dataset):
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.shape[1:] != (28, 28):
             raise ValueError(f"images must be a uint8 tensor of shape (N,28,28), got {_describe_tensor(images)}")
         if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.shape != (len(images),):
-            raise ValueError(f"labels must be an int64 tensor of shape ({len(images)},), got {_describe_tensor(labels)}")
+            raise ValueError(
+                f"labels must be an int64 tensor of shape ({len(images)},), got {_describe_tensor(labels)}"
+            )
         self.binarize = binarize
         self.labels = labels
         if binarize == "fixed":
