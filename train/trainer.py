@@ -316,7 +316,7 @@ class Trainer:
 
     def train_step(self, images, labels, step: int) -> dict[str, float]:
         """One update: the discriminator first (adversarial models), then the model's own loss."""
-        acc, logs = self.accelerator, {}
+        logs = {}
         if self.model.is_adversarial:
             d_opt, g_opt = self.optimizers
             logs |= self._update(d_opt, images, labels, step, discriminator=True, prefix="train/discriminator/")
