@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
@@ -63,7 +64,15 @@ class GaussianEncoderMixin:
         flat = z.reshape(num_samples * b, d)
         rep = lambda t: None if t is None else t.repeat(num_samples, *([1] * (t.dim() - 1)))  # noqa: E731
         logits = self.decoder_logits(flat, rep(labels))
-        log_px = self.log_likelihood(logits, rep(x)).view(num_samples, b)
+        if getattr(self.config, "likelihood", None) == "bernoulli" and (
+                type(self).log_likelihood is VAEFamilyModel.log_likelihood):
+            # The Bernoulli sum of pixel_log_likelihood, sum_p x_p l_p - softplus(l_p), without repeating x k times:
+            # sum_p x_p l_p is one matrix-vector product per image. It reads the (k*B, 784) logits twice instead
+            # of four times and makes the k=5000 test NLL about 1.6x faster (benchmarks/eval_nll.py).
+            flat_logits = logits.view(num_samples, b, -1)
+            log_px = torch.einsum("kbp,bp->kb", flat_logits, x.flatten(1)) - F.softplus(flat_logits).sum(-1)
+        else:
+            log_px = self.log_likelihood(logits, rep(x)).view(num_samples, b)
         return log_px + log_normal(z) - log_normal(z, enc.mean, enc.logvar)
 
 
