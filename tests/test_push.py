@@ -116,3 +116,14 @@ def test_unreachable_hub_clear_error_export_intact(export, tmp_path):
     proc = run([sys.executable, "-m", "train.push", str(export), "--repo-id", "team/x", "--no-card"], env)
     assert proc.returncode == 1 and proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr
     assert digest(export) == before
+
+
+def test_card_only_rewrites_the_card_with_the_model_index_and_pushes_nothing(export, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(export, folder)
+    (folder / "eval_results.json").write_text(json.dumps(EVAL_RESULTS))
+    env = hub_env("http://127.0.0.1:9", tmp_path)  # nothing listens there: a push would fail
+    proc = run([sys.executable, "-m", "train.push", str(folder), "--repo-id", "org/vae-tiny", "--card-only"], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card = (folder / "README.md").read_text()
+    assert 'load_model("org/vae-tiny")' in card and "model-index" in card and "99.5" in card

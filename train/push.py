@@ -20,10 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--revision", help="branch to push to (created if missing); default main")
     p.add_argument("--private", action="store_true", help="create the repo as private")
     p.add_argument("--no-card", action="store_true", help="push README.md as it is")
+    p.add_argument("--card-only", action="store_true",
+                   help="only (re)write the card, e.g. for the bundled pretrained/ folders; push nothing")
     args = p.parse_args(argv)
+    if args.no_card and args.card_only:
+        p.error("--no-card and --card-only exclude each other")
     try:
         if not args.no_card:
             write_card(Path(args.folder), repo_id=args.repo_id)
+        if args.card_only:
+            print(f"wrote {Path(args.folder) / 'README.md'}")
+            return 0
         url = push_folder(args.folder, args.repo_id, revision=args.revision, private=args.private)
     except (CardError, PushError) as exc:
         print(f"error: {exc}", file=sys.stderr)
