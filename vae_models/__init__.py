@@ -1,5 +1,9 @@
 """The VAE family on MNIST: AE, VAE, CVAE, DVAE, AVB and AAE behind one interface (see `base.py`)."""
 
+import os
+
+from huggingface_hub import hf_hub_download
+
 from .aae import AAE, AAEConfig
 from .ae import AE, AEConfig
 from .avb import AVB, AVBConfig
@@ -13,9 +17,11 @@ from .dvae import DVAE, DVAEConfig
 from .socvae import QuadrantBaseline, QuadrantBaselineConfig, StructuredCVAE, StructuredCVAEConfig
 from .vae import VAE, VAEConfig
 
-MODELS: dict[str, type[VAEFamilyModel]] = {"ae": AE, "vae": VAE, "avb": AVB, "aae": AAE}
-MODELS.update({"cvae": CVAE, "dvae": DVAE, "socvae": StructuredCVAE, "quadrant_nn": QuadrantBaseline})
-MODELS["classifier"] = MNISTClassifier  # not a VAE: the judge of the sample-quality metrics (metrics.py)
+MODELS: dict[str, type[VAEFamilyModel]] = {
+    "ae": AE, "vae": VAE, "cvae": CVAE, "socvae": StructuredCVAE, "quadrant_nn": QuadrantBaseline, "dvae": DVAE,
+    "avb": AVB, "aae": AAE,
+    "classifier": MNISTClassifier,  # not a VAE: the judge of the sample-quality metrics (metrics.py)
+}
 
 
 def build_model(model_type: str, **config_fields) -> VAEFamilyModel:
@@ -28,10 +34,6 @@ def build_model(model_type: str, **config_fields) -> VAEFamilyModel:
 
 def load_model(path_or_repo: str, revision: str | None = None, **hub_kwargs) -> VAEFamilyModel:
     """Load any model of the family from a local folder or a Hub repo, dispatching on config.json's model_type."""
-    import os
-
-    from huggingface_hub import hf_hub_download
-
     if os.path.isdir(path_or_repo):
         config_path = os.path.join(path_or_repo, "config.json")
         if not os.path.isfile(config_path):

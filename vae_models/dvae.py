@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import LossOutput, VAEFamilyModel
-from .blocks import ConfigError, Decoder, Encoder
+from .base import LossOutput
+from .blocks import ConfigError
 from .corruption import check_corruption, corrupt
-from .vae import GaussianEncoderMixin, VAEConfig
+from .vae import VAE, VAEConfig
 
 
 @dataclass
@@ -41,13 +41,8 @@ class DVAEConfig(VAEConfig):
             raise ConfigError(str(exc)) from exc
 
 
-class DVAE(GaussianEncoderMixin, VAEFamilyModel):
+class DVAE(VAE):
     config_class = DVAEConfig
-
-    def __init__(self, config: DVAEConfig):
-        super().__init__(config)
-        self.encoder = Encoder(config, 2 * config.latent_dim)
-        self.decoder = Decoder(config, config.latent_dim)
 
     def corrupt(self, x, generator=None):
         """x~ ~ p(x~|x) with this model's corruption."""
@@ -56,6 +51,4 @@ class DVAE(GaussianEncoderMixin, VAEFamilyModel):
     def loss(self, batch) -> LossOutput:
         x, _ = batch
         # Encode the corrupted image, score the reconstruction against the clean one: the denoising criterion.
-        reconstruction, kl = self.elbo_terms(self.corrupt(x), x, None)
-        reconstruction, kl = reconstruction.mean(), kl.mean()
-        return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})
+        return self.negative_elbo(self.corrupt(x), x)

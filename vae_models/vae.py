@@ -85,7 +85,11 @@ class VAE(GaussianEncoderMixin, VAEFamilyModel):
         self.decoder = Decoder(config, config.latent_dim)
 
     def loss(self, batch) -> LossOutput:
-        x, labels = batch
-        reconstruction, kl = self.elbo_terms(x, x, None)
+        x, _ = batch
+        return self.negative_elbo(x, x)
+
+    def negative_elbo(self, encoder_input: Tensor, target: Tensor) -> LossOutput:
+        """Batch mean of -log p(target|z) + beta KL(q(z|encoder_input) || p(z)); the DVAE reuses it."""
+        reconstruction, kl = self.elbo_terms(encoder_input, target, None)
         reconstruction, kl = reconstruction.mean(), kl.mean()
         return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})
