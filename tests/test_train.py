@@ -216,3 +216,21 @@ def test_ddp_two_processes_identical_weights(tmp_path):
         assert before0 != before1, f"{name}: ranks start from different seeds, so DDP's broadcast matters"
         assert after0 == after1, f"{name}: ranks diverged"
         assert after0 != before0, f"{name}: training changed the weights"
+
+
+def test_trackio_tracker_records_every_loss_term(tmp_path):
+    """--log-with trackio runs offline: the terms land in trackio's local database."""
+    import sqlite3
+
+    store = tmp_path / "trackio"
+    args = ["--model", "vae", *TINY, "--data-dir", str(MNIST_DIR), "--max-steps", "3", "--checkpoint-every", "0",
+            "--output-dir", str(tmp_path / "run"), "--log-with", "trackio"]
+    proc = subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, env={**ENV, "TRACKIO_DIR": str(store)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (database,) = store.glob("*.db")
+    rows = [(step, json.loads(m)) for step, m in sqlite3.connect(database).execute("select step, metrics from metrics")]
+    losses = {step: m for step, m in rows if "train/loss" in m}
+    assert sorted(losses) == [1, 2, 3]
+    assert all({"train/reconstruction", "train/kl"} <= set(m) for m in losses.values())
+    assert any(m.get("samples", {}).get("_type") == "trackio.image" for _, m in rows), "the sample grid is logged"
