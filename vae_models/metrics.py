@@ -58,10 +58,12 @@ def importance_sampled_nll(model: nn.Module, images: Tensor, labels: Tensor | No
     which tightens as k grows (Theorem 1); k = 5000 is the usual test protocol.
 
     The k log weights come from `model.log_importance_weights(x, chunk, labels)` in pieces of `chunk` samples,
-    folded into a running logsumexp, so memory stays ~ batch_size * chunk * 784 floats (~16 MB by default)
-    whatever k is. Each call decodes batch_size * chunk latent samples in one matmul and re-encodes its images
-    once, which costs 1/chunk of the decoding (0.2% at chunk=500), so no encoding cache is needed. The cost is
-    dominated by the decoder matmuls and the pixel log-likelihood of the batch_size * k decoded images."""
+    folded into a running logsumexp, so memory stays below ~ batch_size * chunk * 784 floats (~16 MB by default)
+    whatever k is. Each call decodes batch_size * chunk latent samples (the Gaussian-posterior models in blocks
+    of ~1000 rows that stay in cache, `GaussianEncoderMixin.ROWS_PER_STEP`) and re-encodes its images once,
+    which costs 1/chunk of the decoding (0.2% at chunk=500), so no encoding cache is needed. The cost is
+    dominated by the decoder matmuls and the pixel log-likelihood of the batch_size * k decoded images
+    (benchmarks/eval_nll.py has the timings)."""
     _check_images(images, labels)
     if num_samples < 1 or batch_size < 1 or chunk < 1:
         raise ValueError(f"num_samples, batch_size and chunk must be >= 1, got {num_samples}, {batch_size}, {chunk}")
