@@ -1,0 +1,246 @@
+"""Latency of the demo: handlers called in-process, every endpoint over HTTP through gradio_client with 1 and 16
+concurrent clients, cold start of `python app.py` to its first HTTP 200, and the server's peak memory.
+
+    python -m benchmarks.app_latency                  # ~3 min on 2 idle cores
+    python -m benchmarks.app_latency --calls 5 --concurrent-calls 1 --starts 1    # quick look
+
+Weights: pretrained/ when it holds every checkpoint the app uses, else tiny random checkpoints
+(tests/demo_weights.py; the table says which). The server is `python app.py --weights-dir ... --port ...` as a
+subprocess (queue concurrency 2, as app.py sets it), offline (HF_HUB_OFFLINE=1); the clients run in this process
+on the same 2 cores, so the latencies include the client's own work (request, polling, downloading the PNGs).
+Peak memory is the server process's VmHWM from /proc after all the calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from .common import REPO_ROOT, header, median, percentile, table, verdict
+
+IN_PROCESS_TARGET_MS = 20.0
+P50_TARGET_MS = 300.0
+COLD_START_TARGET_S = 6.0
+
+
+def weights_dir(choice: str, tmp: Path) -> tuple[Path, str]:
+    from demo.weights import MODEL_NAMES
+
+    bundled = REPO_ROOT / "pretrained"
+    missing = [n for n in MODEL_NAMES if not (bundled / n / "model.safetensors").is_file()]
+    if choice == "pretrained" or (choice == "auto" and not missing):
+        if missing:
+            raise SystemExit(f"pretrained/ lacks {missing}")
+        return bundled, "pretrained/ (all checkpoints)"
+    from tests.demo_weights import make_tiny_weights
+
+    note = f"tiny random checkpoints (tests/demo_weights.py); pretrained/ lacks {', '.join(missing)}" if missing \
+        else "tiny random checkpoints (tests/demo_weights.py)"
+    return make_tiny_weights(tmp / "weights"), note
+
+
+def endpoint_calls():
+    """(api_name, args) for every named endpoint, with the UI's default inputs (/sample: a 64-sample grid)."""
+    from demo.common import example_choices
+
+    zero, six = example_choices()[0], example_choices()[13]
+    return [
+        ("/sample", ("vae", 64, 1.0, 0)),
+        ("/interpolate", (None, None, zero, None, None, six, 10)),
+        ("/manifold", ("vae-2d", 15)),
+        ("/cvae_samples", (3, 0, 16)),
+        ("/same_style", (None, None, zero, "6")),
+        ("/complete_quadrants", (None, None, zero, 2, 8, 0)),
+        ("/denoise", (None, None, zero, "salt_and_pepper", 0.3, 0)),
+        ("/latent_scatter", (2000, 0)),
+        ("/prior_samples", (25, 0)),
+        ("/prior_metrics", ()),
+    ]
+
+
+# --------------------------------------------------------------------------------------------- in-process
+
+
+def in_process(weights: Path, calls: int) -> list[list]:
+    from demo import denoising, sampling
+    from demo.common import example_choices
+    from demo.weights import ModelStore
+
+    store = ModelStore(weights, hub=False)
+    zero = example_choices()[0]
+    handlers = {
+        "/sample handler: `sample_grid(store, 'vae', 64, 1.0, seed)`":
+            lambda i: sampling.sample_grid(store, "vae", 64, 1.0, i),
+        "/denoise handler: `denoise(store, None, None, digit, 'salt_and_pepper', 0.3, seed)`":
+            lambda i: denoising.denoise(store, None, None, zero, "salt_and_pepper", 0.3, i),
+    }
+    rows = []
+    for name, fn in handlers.items():
+        for i in range(3):  # warm-up: first calls load the checkpoint and touch lazy imports
+            fn(i)
+        times = []
+        for i in range(calls):
+            start = time.perf_counter()
+            fn(i)
+            times.append((time.perf_counter() - start) * 1000)
+        rows.append([name, calls, f"{median(times):.1f}", f"{percentile(times, 95):.1f}",
+                     f"≤ {IN_PROCESS_TARGET_MS:.0f} ms", verdict(median(times) <= IN_PROCESS_TARGET_MS)])
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(weights: Path, tmp: Path) -> tuple[subprocess.Popen, str, float]:
+    """`python app.py` as a user starts it; returns (process, url, seconds to the first HTTP 200)."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp / "gradio")}
+    url = f"http://127.0.0.1:{port}/"
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "app.py", "--weights-dir", str(weights), "--port", str(port)],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while time.monotonic() - start < 120:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return proc, url, time.monotonic() - start
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("app.py served no page within 120 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def timed_calls(url: str, api_name: str, args: tuple, clients: int, calls_each: int) -> tuple[list[float], list[str]]:
+    """`clients` threads, each with its own gradio_client.Client, start together and make `calls_each` calls."""
+    from gradio_client import Client
+
+    handles = [Client(url, verbose=False) for _ in range(clients)]
+    latencies, errors, lock = [], [], threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def work(client):
+        barrier.wait()
+        for _ in range(calls_each):
+            start = time.perf_counter()
+            try:
+                client.predict(*args, api_name=api_name)
+                ms = (time.perf_counter() - start) * 1000
+                with lock:
+                    latencies.append(ms)
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in handles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in handles:
+        c.close() if hasattr(c, "close") else None
+    return latencies, errors
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", choices=["auto", "pretrained", "tiny"], default="auto")
+    p.add_argument("--in-process-calls", type=int, default=100)
+    p.add_argument("--calls", type=int, default=20, help="sequential calls per endpoint with 1 client")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--concurrent-calls", type=int, default=3, help="calls per client with --concurrency clients")
+    p.add_argument("--starts", type=int, default=3, help="cold starts of app.py")
+    args = p.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        weights, weights_note = weights_dir(args.weights, tmp)
+        out = [header("Demo latency"), f"Weights: {weights_note}.", ""]
+
+        starts = []
+        for _ in range(args.starts):
+            proc, url, seconds = start_server(weights, tmp)
+            starts.append(seconds)
+            stop(proc)
+        print(f"cold starts: {starts}", file=sys.stderr, flush=True)
+
+        rows = in_process(weights, args.in_process_calls)
+        out += [f"#### In-process handler calls (median of {args.in_process_calls} calls after 3 warm-up calls)", "",
+                table(["handler", "calls", "median ms", "p95 ms", "target", ""], rows), ""]
+
+        proc, url, seconds = start_server(weights, tmp)
+        starts.append(seconds)
+        try:
+            rows = []
+            all_errors = []
+            for api_name, call_args in endpoint_calls():
+                timed_calls(url, api_name, call_args, 1, 2)  # warm-up
+                single, e1 = timed_calls(url, api_name, call_args, 1, args.calls)
+                many, e16 = timed_calls(url, api_name, call_args, args.concurrency, args.concurrent_calls)
+                errors = e1 + e16
+                all_errors += [f"{api_name}: {e}" for e in errors]
+                ok = not errors and single and many and median(single) <= P50_TARGET_MS and \
+                    median(many) <= P50_TARGET_MS
+                rows.append([f"`{api_name}`", f"{median(single):.0f}" if single else "–",
+                             f"{percentile(single, 95):.0f}" if single else "–",
+                             f"{median(many):.0f}" if many else "–", f"{percentile(many, 95):.0f}" if many else "–",
+                             f"{len(errors)} / {args.calls + args.concurrency * args.concurrent_calls}",
+                             verdict(bool(ok))])
+                print(f"{api_name}: 1 client p50 {median(single) if single else float('nan'):.0f} ms, "
+                      f"{args.concurrency} clients p50 {median(many) if many else float('nan'):.0f} ms, "
+                      f"{len(errors)} errors", file=sys.stderr, flush=True)
+            peak = peak_rss_mb(proc.pid)
+        finally:
+            stop(proc)
+        out += [f"#### Over HTTP (gradio_client), per endpoint: {args.calls} sequential calls from 1 client, then "
+                f"{args.concurrency} clients × {args.concurrent_calls} calls at once; target p50 ≤ "
+                f"{P50_TARGET_MS:.0f} ms in both, no errors", "",
+                table(["endpoint", "1 client p50 ms", "1 client p95 ms", f"{args.concurrency} clients p50 ms",
+                       f"{args.concurrency} clients p95 ms", "errors", ""], rows), ""]
+        if all_errors:
+            out += ["Errors:", "", *[f"- {e}" for e in all_errors[:20]], ""]
+        out += ["#### Start-up and memory", "",
+                table(["measure", "value", "target", ""], [
+                    [f"cold start of `python app.py` to first HTTP 200 ({len(starts)} starts)",
+                     " / ".join(f"{s:.1f} s" for s in starts), f"≤ {COLD_START_TARGET_S:.0f} s each",
+                     verdict(max(starts) <= COLD_START_TARGET_S)],
+                    ["server peak RSS (VmHWM) after all the calls above", f"{peak:.0f} MB", "", ""],
+                ]), ""]
+        print("\n".join(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""Training throughput (images/s): our Accelerate trainer vs a plain PyTorch loop, vs Pythae's BaseTrainer, and
+2-process DDP on CPU vs 1 process. Also Pythae's `get_nll` vs our `importance_sampled_nll` on the same digits.
+
+    python -m benchmarks.train_throughput                      # everything (~8 min on 2 idle cores)
+    python -m benchmarks.train_throughput --models vae --repeats 3 --no-ddp --no-pythae   # quick look
+
+Method: every variant trains the same model (the config of its pretrained/ recipe, seed 0) on the same MNIST
+training images at the same batch size and learning rate. A timestamp is taken after every optimisation step;
+throughput is (steps after warm-up) * batch size / (time between the warm-up step and the last step), so process
+start-up, data loading and the final checkpoint are excluded but everything a training step costs (the loader,
+logging, progress bar, metrics file) is included. The variants of one model run in interleaved order, `--repeats`
+times, in this one process (same threads), and the table reports the median of the per-repeat ratios, which a
+shared, noisy machine disturbs much less than absolute numbers.
+
+The plain loop is the pytorch/examples (vae/main.py, dcgan/main.py) style: the same `make_loader`, Adam,
+`zero_grad(); model.loss(batch).loss.backward(); step()`, `loss.item()` accumulated each step; adversarial models
+take the discriminator step first, as the trainer does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .common import MNIST_DIR, REPO_ROOT, header, median, table, verdict
+
+# The model configs of pretrained/train_all.sh (what the bundled weights are trained with); batch size 128, lr 1e-3.
+CONFIGS = {
+    "ae": {"hidden_dims": [200, 200], "latent_dim": 50},
+    "vae": {"hidden_dims": [200, 200], "latent_dim": 50},
+    "cvae": {"hidden_dims": [400, 200], "latent_dim": 16},
+    "dvae": {"hidden_dims": [200, 200], "latent_dim": 50, "corruption": "salt_and_pepper", "noise_level": 0.2},
+    "avb": {"hidden_dims": [200, 200], "latent_dim": 32, "discriminator_hidden_dims": [256, 256]},
+    "aae": {"hidden_dims": [400, 200], "latent_dim": 8, "posterior": "deterministic", "adversarial_weight": 5.0,
+            "discriminator_hidden_dims": [256, 256]},
+}
+LR = 1e-3
+
+
+def images_per_second(stamps: list[float], warmup: int, batch_size: int) -> float:
+    """Steady-state throughput from per-step end times, skipping the first `warmup` steps."""
+    if len(stamps) <= warmup + 1:
+        raise ValueError(f"need more than {warmup + 1} steps, got {len(stamps)}")
+    return (len(stamps) - 1 - warmup) * batch_size / (stamps[-1] - stamps[warmup])
+
+
+# --------------------------------------------------------------------------------------------- our trainer
+
+
+def run_trainer(model: str, steps: int, batch_size: int, data_dir: str, output_dir: str) -> list[float]:
+    """Our trainer as `python -m train` runs it (tqdm bar, metrics.jsonl, a checkpoint at the end), timestamped."""
+    from train.trainer import TrainConfig, Trainer
+
+    class TimedTrainer(Trainer):
+        stamps: list[float] = []
+
+        def train_step(self, images, labels, step):
+            logs = super().train_step(images, labels, step)
+            self.stamps.append(time.perf_counter())
+            return logs
+
+    cfg = TrainConfig(model=model, model_config=CONFIGS[model], data_dir=data_dir, batch_size=batch_size, lr=LR,
+                      max_steps=steps, seed=0, output_dir=output_dir, checkpoint_every=0)
+    trainer = TimedTrainer(cfg)
+    trainer.stamps = []
+    try:
+        trainer.run()
+    finally:
+        trainer.accelerator.end_training()
+    return trainer.stamps
+
+
+# --------------------------------------------------------------------------------------------- plain PyTorch
+
+
+def run_plain(model_name: str, steps: int, batch_size: int, images, labels, fused: bool = False) -> list[float]:
+    """fused=True: the same loop with Adam(fused=True), PyTorch's one-kernel-per-tensor Adam (CPU too)."""
+    import torch
+
+    from train.trainer import default_binarize
+    from vae_models import build_model
+    from vae_models.data import make_loader
+
+    torch.manual_seed(0)
+    model = build_model(model_name, **CONFIGS[model_name])
+    loader = make_loader(images, labels, batch_size, shuffle=True, binarize=default_binarize(model),
+                         drop_last=True, seed=0)
+    adam = {"lr": LR, "fused": True} if fused else {"lr": LR}
+    if model.is_adversarial:
+        d_opt = torch.optim.Adam(model.discriminator_parameters(), **adam)
+        g_opt = torch.optim.Adam(model.generator_parameters(), **adam)
+    else:
+        g_opt = torch.optim.Adam(model.parameters(), **adam)
+    model.train()
+    stamps, train_loss = [], 0.0
+    while len(stamps) < steps:
+        for x, y in loader:
+            if model.is_adversarial:
+                d_opt.zero_grad()
+                model.discriminator_loss((x, y)).loss.backward()
+                d_opt.step()
+            g_opt.zero_grad()
+            loss = model.loss((x, y)).loss
+            loss.backward()
+            g_opt.step()
+            train_loss += loss.item()
+            stamps.append(time.perf_counter())
+            if len(stamps) == steps:
+                break
+    return stamps
+
+
+# --------------------------------------------------------------------------------------------- Pythae
+
+
+def pythae_vae(our_model):
+    """Pythae's VAE with encoder/decoder modules that are copies of ours (784-200-200-50 MLP), so the network and
+    its initial weights are identical; Pythae's own loss (BCE on sigmoid outputs + closed-form KL)."""
+    import torch
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+
+    class Encoder(BaseEncoder):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            mean, logvar = self.net(x).chunk(2, dim=1)
+            return ModelOutput(embedding=mean, log_covariance=logvar)
+
+    class Decoder(BaseDecoder):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
+
+    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=our_model.config.latent_dim, reconstruction_loss="bce")
+    return VAE(config, encoder=Encoder(copy.deepcopy(our_model.encoder)),
+               decoder=Decoder(copy.deepcopy(our_model.decoder)))
+
+
+def run_pythae(steps: int, batch_size: int, images, output_dir: str) -> list[float]:
+    """Pythae's BaseTrainer, one epoch over exactly `steps` batches. Pythae has no dynamic binarisation, so it
+    gets the training digits binarised once (its usual input: a tensor)."""
+    import torch
+    from pythae.data.datasets import BaseDataset
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+    from pythae.trainers.training_callbacks import TrainingCallback
+
+    from vae_models import build_model
+
+    class Stamps(TrainingCallback):
+        def __init__(self):
+            self.stamps = []
+
+        def on_train_step_end(self, training_config, **kwargs):
+            self.stamps.append(time.perf_counter())
+
+    torch.manual_seed(0)
+    model = pythae_vae(build_model("vae", **CONFIGS["vae"]))
+    n = steps * batch_size
+    x = torch.bernoulli(images[:n].float().div(255).unsqueeze(1), generator=torch.Generator().manual_seed(0))
+    config = BaseTrainerConfig(output_dir=output_dir, per_device_train_batch_size=batch_size, num_epochs=1,
+                               learning_rate=LR, optimizer_cls="Adam", no_cuda=True, seed=0)
+    stamps = Stamps()
+    trainer = BaseTrainer(model, BaseDataset(x, torch.zeros(n)), training_config=config, callbacks=[stamps])
+    trainer.train()
+    return stamps.stamps
+
+
+def nll_comparison(num_digits: int, num_samples: int, pythae_batch: int) -> list[list]:
+    """Pythae's VAE.get_nll vs our importance_sampled_nll: the same weights, the same binarised test digits."""
+    import torch
+
+    from vae_models import build_model, load_model
+    from vae_models.data import load_mnist
+    from vae_models.metrics import importance_sampled_nll
+
+    source = REPO_ROOT / "pretrained" / "vae"
+    if (source / "model.safetensors").is_file():
+        ours, weights = load_model(source).eval(), "pretrained/vae"
+    else:
+        torch.manual_seed(0)
+        ours, weights = build_model("vae", **CONFIGS["vae"]).eval(), "untrained 784-200-200-50 VAE"
+    theirs = pythae_vae(ours).eval()
+    grey, _ = load_mnist("test", data_dir=MNIST_DIR)
+    x = torch.bernoulli(grey[:num_digits].float().div(255).unsqueeze(1), generator=torch.Generator().manual_seed(0))
+
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    our_nll = importance_sampled_nll(ours, x, num_samples=num_samples).mean().item()
+    our_s = time.perf_counter() - start
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    with torch.no_grad():  # get_nll itself does not turn autograd off; a careful user would
+        their_nll = -float(theirs.get_nll(x, n_samples=num_samples, batch_size=pythae_batch))
+    their_s = time.perf_counter() - start
+    note = f"{num_digits} test digits, k={num_samples}, {weights}"
+    return [
+        [f"ours: `importance_sampled_nll` (batch 10, chunk 500)", note, f"{our_s:.1f}", f"{our_nll:.2f}", "1.00×"],
+        [f"Pythae 0.1.2: `VAE.get_nll` (batch_size={pythae_batch})", note, f"{their_s:.1f}", f"{their_nll:.2f}",
+         f"{their_s / our_s:.2f}×"],
+    ]
+
+
+# --------------------------------------------------------------------------------------------- DDP
+
+
+def ddp_worker(args) -> None:
+    """Runs under `accelerate launch` (or plain python for 1 process); the main process prints one RESULT line."""
+    import torch
+
+    stamps = run_trainer(args.models[0], args.warmup + args.steps, args.batch_size, str(args.data_dir),
+                         args.output_dir)
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:
+        ips = images_per_second(stamps, args.warmup, args.batch_size * state.num_processes)
+        print("RESULT " + json.dumps({"num_processes": state.num_processes, "images_per_s": ips,
+                                      "threads": torch.get_num_threads()}), flush=True)
+
+
+def run_ddp(model: str, processes: int, batch_size: int, steps: int, warmup: int, data_dir: str) -> dict:
+    worker = ["-m", "benchmarks.train_throughput", "--ddp-worker", "--models", model, "--steps", str(steps),
+              "--warmup", str(warmup), "--batch-size", str(batch_size), "--data-dir", data_dir]
+    with tempfile.TemporaryDirectory() as tmp:
+        worker += ["--output-dir", str(Path(tmp) / "run")]
+        if processes == 1:
+            cmd, env = [sys.executable, *worker], dict(os.environ)
+        else:
+            cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   *worker]
+            env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
+        out = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    results = [json.loads(line[7:]) for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or len(results) != 1 or results[0]["num_processes"] != processes:
+        raise RuntimeError(f"DDP run failed ({out.returncode}): {out.stderr[-2000:]}")
+    return results[0]
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--steps", type=int, default=200, help="timed steps per run (after the warm-up)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed steps at the start of each run")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved runs of each variant")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--data-dir", default=str(MNIST_DIR))
+    p.add_argument("--no-pythae", action="store_true", help="skip the Pythae comparisons")
+    p.add_argument("--no-ddp", action="store_true", help="skip the 2-process DDP comparison")
+    p.add_argument("--ddp-models", nargs="+", default=["vae", "aae"], choices=list(CONFIGS))
+    p.add_argument("--ddp-repeats", type=int, default=3)
+    p.add_argument("--nll-digits", type=int, default=1000, help="test digits for the get_nll comparison (0: skip)")
+    p.add_argument("--nll-samples", type=int, default=5000)
+    p.add_argument("--pythae-nll-batch", type=int, default=100, help="get_nll's batch_size (its default, 100)")
+    p.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--output-dir", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.ddp_worker:
+        return ddp_worker(args)
+
+    from vae_models.data import load_mnist
+
+    images, labels = load_mnist("train", data_dir=args.data_dir)
+    pythae_error = None
+    if not args.no_pythae:
+        try:
+            import pythae  # noqa: F401
+        except Exception as exc:  # noqa: BLE001 - reported in the table instead
+            pythae_error = f"{type(exc).__name__}: {exc}"
+    out = [header("Training throughput")]
+    total = args.warmup + args.steps
+    rows, pythae_rows = [], []
+    for name in args.models:
+        variants = ["trainer", "plain", "fused"] + (["pythae"] if name == "vae" and not args.no_pythae and not pythae_error
+                                            else [])
+        ips = {v: [] for v in variants}
+        for r in range(args.repeats):
+            order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate who goes first
+            for variant in order:
+                with tempfile.TemporaryDirectory() as tmp:
+                    if variant == "trainer":
+                        stamps = run_trainer(name, total, args.batch_size, args.data_dir, str(Path(tmp) / "run"))
+                    elif variant in ("plain", "fused"):
+                        stamps = run_plain(name, total, args.batch_size, images, labels, fused=variant == "fused")
+                    else:
+                        stamps = run_pythae(total, args.batch_size, images, tmp)
+                ips[variant].append(images_per_second(stamps, args.warmup, args.batch_size))
+            print(f"{name} repeat {r + 1}: " + ", ".join(f"{v} {ips[v][-1]:.0f}/s" for v in variants),
+                  file=sys.stderr, flush=True)
+        ratios = [t / p for t, p in zip(ips["trainer"], ips["plain"])]
+        fused = [f / p for f, p in zip(ips["fused"], ips["plain"])]
+        rows.append([name, f"{median(ips['trainer']):,.0f}", f"{median(ips['plain']):,.0f}",
+                     f"{median(ratios):.3f}× ({min(ratios):.3f}–{max(ratios):.3f})", "≥ 1.0×",
+                     verdict(median(ratios) >= 0.995), f"{median(fused):.3f}×"])
+        if "pythae" in ips:
+            vs_trainer = [p / t for p, t in zip(ips["pythae"], ips["trainer"])]
+            vs_plain = [p / q for p, q in zip(ips["pythae"], ips["plain"])]
+            pythae_rows.append(["vae (784-200-200-50)", f"{median(ips['pythae']):,.0f}",
+                                f"{median(ips['trainer']):,.0f}", f"{median(ips['plain']):,.0f}",
+                                f"{median(vs_trainer):.3f}×", f"{median(vs_plain):.3f}×"])
+    out += [f"Batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up steps, "
+            f"{args.repeats} interleaved repeats; median (min–max) of the per-repeat ratios.", "",
+            table(["model", "trainer images/s", "plain loop images/s", "trainer / plain", "target", "",
+                   "plain with Adam(fused=True) / plain"], rows), ""]
+    if pythae_error:
+        out += [f"Pythae could not be imported, so it was not measured: `{pythae_error}`", ""]
+    elif pythae_rows:
+        out += ["#### Pythae 0.1.2 BaseTrainer, same architecture, data, batch size and lr, same run", "",
+                table(["model", "Pythae images/s", "our trainer images/s", "plain loop images/s",
+                       "Pythae / our trainer", "Pythae / plain"], pythae_rows), ""]
+    if not args.no_pythae and not pythae_error and args.nll_digits:
+        out += ["#### Importance-sampled NLL: Pythae `get_nll` vs ours (one run each, back to back)", "",
+                table(["implementation", "data", "seconds", "mean NLL (nats)", "time vs ours"],
+                      nll_comparison(args.nll_digits, args.nll_samples, args.pythae_nll_batch)), ""]
+    print("\n".join(out), flush=True)
+
+    if not args.no_ddp:
+        ddp_rows = []
+        for name in args.ddp_models:
+            single, double = [], []
+            for r in range(args.ddp_repeats):
+                for processes in ((1, 2) if r % 2 == 0 else (2, 1)):
+                    result = run_ddp(name, processes, args.batch_size, args.steps, args.warmup, args.data_dir)
+                    (single if processes == 1 else double).append(result)
+                print(f"ddp {name} repeat {r + 1}: 1 process {single[-1]['images_per_s']:.0f}/s, "
+                      f"2 processes {double[-1]['images_per_s']:.0f}/s", file=sys.stderr, flush=True)
+            ratios = [d["images_per_s"] / s["images_per_s"] for s, d in zip(single, double)]
+            ddp_rows.append([name, f"{median([s['images_per_s'] for s in single]):,.0f} "
+                                   f"({single[0]['threads']} threads)",
+                             f"{median([d['images_per_s'] for d in double]):,.0f} "
+                             f"(2 × {double[0]['threads']} thread{'s' if double[0]['threads'] > 1 else ''})",
+                             f"{median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"])
+        print("\n".join([
+            "#### 2-process DDP on CPU (gloo) vs 1 process", "",
+            f"`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 ... -m train`-style runs of "
+            f"our trainer, batch {args.batch_size} per process (global {2 * args.batch_size} under DDP), "
+            f"{args.steps} timed steps, {args.ddp_repeats} interleaved repeats; images/s counts all processes.", "",
+            table(["model", "1 process images/s", "2-process DDP images/s", "DDP / 1 process"], ddp_rows), ""]),
+            flush=True)
+
+
+if __name__ == "__main__":
+    main()
