@@ -4,8 +4,8 @@ concurrent clients, cold start of `python app.py` to its first HTTP 200, and the
     python -m benchmarks.app_latency                  # ~3 min on 2 idle cores
     python -m benchmarks.app_latency --calls 5 --concurrent-calls 1 --starts 1    # quick look
 
-Weights: pretrained/ when it holds every checkpoint the app uses, else tiny random checkpoints
-(tests/demo_weights.py; the table says which). The server is `python app.py --weights-dir ... --port ...` as a
+Weights (`--weights auto`): pretrained/ for every checkpoint it holds, tiny random checkpoints
+(tests/demo_weights.py) for any still missing; the table says which. The server is `python app.py --weights-dir ... --port ...` as a
 subprocess (queue concurrency 2, as app.py sets it), offline (HF_HUB_OFFLINE=1); the clients run in this process
 on the same 2 cores, so the latencies include the client's own work (request, polling, downloading the PNGs).
 Peak memory is the server process's VmHWM from /proc after all the calls.
@@ -32,19 +32,25 @@ COLD_START_TARGET_S = 6.0
 
 
 def weights_dir(choice: str, tmp: Path) -> tuple[Path, str]:
+    """pretrained/ (all of it), tiny checkpoints, or "auto": pretrained/ where a checkpoint exists, tiny ones for
+    the rest (while the bundled weights are still being trained)."""
     from demo.weights import MODEL_NAMES
+    from tests.demo_weights import make_tiny_weights
 
     bundled = REPO_ROOT / "pretrained"
-    missing = [n for n in MODEL_NAMES if not (bundled / n / "model.safetensors").is_file()]
+    present = [n for n in MODEL_NAMES if (bundled / n / "model.safetensors").is_file()]
+    missing = [n for n in MODEL_NAMES if n not in present]
     if choice == "pretrained" or (choice == "auto" and not missing):
         if missing:
             raise SystemExit(f"pretrained/ lacks {missing}")
-        return bundled, "pretrained/ (all checkpoints)"
-    from tests.demo_weights import make_tiny_weights
-
-    note = f"tiny random checkpoints (tests/demo_weights.py); pretrained/ lacks {', '.join(missing)}" if missing \
-        else "tiny random checkpoints (tests/demo_weights.py)"
-    return make_tiny_weights(tmp / "weights"), note
+        return bundled, "pretrained/ (every checkpoint)"
+    if choice == "tiny":
+        return make_tiny_weights(tmp / "weights"), "tiny random checkpoints (tests/demo_weights.py)"
+    folder = make_tiny_weights(tmp / "weights", skip=tuple(present))
+    for name in present:
+        (folder / name).symlink_to(bundled / name, target_is_directory=True)
+    return folder, (f"pretrained/ for {', '.join(present)}; tiny random checkpoints (tests/demo_weights.py) for "
+                    f"{', '.join(missing)}, which were still training")
 
 
 def endpoint_calls():
