@@ -50,7 +50,7 @@ def load(num_digits: int):
 
 
 def previous_nll(model, images, num_samples: int, batch_size: int = 10, chunk: int = 500):
-    """`importance_sampled_nll` as it was before commits 2304ca9 and df8be3d: the same streaming, but all
+    """`importance_sampled_nll` as it was before commits 2304ca9, df8be3d and 5dd8e5f: the same streaming, but all
     batch * chunk samples decoded at once and the Bernoulli likelihood taken against x repeated k times."""
     import torch
 
@@ -97,6 +97,19 @@ def naive_nll(model, images, num_samples: int):
     return torch.stack(out)
 
 
+def decoder_only(model, images, num_samples: int, rows: int = 1024):
+    """A floor, not an estimate: only the decoder forward passes the NLL needs (its matmuls, biases and ReLUs on
+    num_samples latent codes per image, `rows` at a time), no likelihood, no encoder, no reduction."""
+    import torch
+
+    total = len(images) * num_samples
+    d = model.config.latent_dim
+    with torch.inference_mode():
+        for start in range(0, total, rows):
+            model.decoder(torch.randn(min(rows, total - start), d))
+    return torch.full((len(images),), float("nan"))
+
+
 # --------------------------------------------------------------------------------------------- one setting
 
 
@@ -130,6 +143,8 @@ def run_one(impl: str, num_digits: int, num_samples: int, batch_size: int, chunk
         nll = importance_sampled_nll(model, images, num_samples=num_samples, batch_size=batch_size, chunk=chunk)
     elif impl == "previous":
         nll = previous_nll(model, images, num_samples, batch_size, chunk)
+    elif impl == "decoder_only":
+        nll = decoder_only(model, images, num_samples)
     else:
         nll = naive_nll(model, images, num_samples)
     seconds = time.perf_counter() - start
@@ -206,16 +221,17 @@ def main(argv=None) -> None:
                    "peak RSS (MB)", "extra RSS (MB)"], rows), ""]
 
     # 3. ours vs the previous implementation and a naive one, interleaved.
-    impls = ("ours", "previous", "naive")
+    impls = ("ours", "previous", "naive", "decoder_only")
     times = {i: [] for i in impls}
     results = {}
     for rep in range(args.compare_repeats):
-        for impl in impls[rep % 3:] + impls[:rep % 3]:
+        for impl in impls[rep % len(impls):] + impls[:rep % len(impls)]:
             results[impl] = measure(impl, args.compare_digits, 5000)
             times[impl].append(results[impl]["seconds"])
     labels = {"ours": "`importance_sampled_nll` (batch 10, chunk 500)",
-              "previous": "the same before 2304ca9/df8be3d: one decoder call per chunk, x repeated k times",
-              "naive": "naive: per image, all k at once, BCE-with-logits, torch.distributions"}
+              "previous": "before commits 2304ca9, df8be3d, 5dd8e5f: one decoder call per chunk, x repeated k times",
+              "naive": "naive: per image, all k at once, BCE-with-logits, torch.distributions",
+              "decoder_only": "floor: the decoder forward passes alone (1024 rows each), nothing else"}
     rows = [[labels[i], f"{median(times[i]):.2f}", f"{median([t / o for t, o in zip(times[i], times['ours'])]):.2f}×",
              f"{results[i]['peak_mb']:.0f}", f"{results[i]['nll']:.2f}"] for i in impls]
     out += [f"k=5000 on {args.compare_digits} test digits, {args.compare_repeats} interleaved repeats "

@@ -80,16 +80,18 @@ def run_trainer(model: str, steps: int, batch_size: int, data_dir: str, output_d
 # --------------------------------------------------------------------------------------------- plain PyTorch
 
 
-def run_plain(model_name: str, steps: int, batch_size: int, images, labels, fused: bool = False) -> list[float]:
-    """fused=True: the same loop with Adam(fused=True), PyTorch's one-kernel-per-tensor Adam (CPU too)."""
+def run_plain(model_name: str, steps: int, batch_size: int, images, labels, fused: bool = False,
+              init: Path | None = None) -> list[float]:
+    """fused=True: the same loop with Adam(fused=True), PyTorch's one-kernel-per-tensor Adam (CPU too).
+    init: start from these trained weights (a save_pretrained folder) instead of a fresh initialisation."""
     import torch
 
     from train.trainer import default_binarize
-    from vae_models import build_model
+    from vae_models import build_model, load_model
     from vae_models.data import make_loader
 
     torch.manual_seed(0)
-    model = build_model(model_name, **CONFIGS[model_name])
+    model = load_model(init) if init else build_model(model_name, **CONFIGS[model_name])
     loader = make_loader(images, labels, batch_size, shuffle=True, binarize=default_binarize(model),
                          drop_last=True, seed=0)
     adam = {"lr": LR, "fused": True} if fused else {"lr": LR}
@@ -319,6 +321,22 @@ def main(argv=None) -> None:
             f"{args.repeats} interleaved repeats; median (min–max) of the per-repeat ratios.", "",
             table(["model", "trainer images/s", "plain loop images/s", "trainer / plain", "target", "",
                    "plain with Adam(fused=True) / plain"], rows), ""]
+    trained = REPO_ROOT / "pretrained" / "vae"
+    if "vae" in args.models and (trained / "model.safetensors").is_file():
+        # A trained decoder's confident background logits (-30 to -100) put log1p inside softplus (the Bernoulli
+        # likelihood) on a slow denormal path; a fresh decoder's logits are near 0. Same loop, same data.
+        speed = {"fresh": [], "trained": []}
+        for r in range(args.repeats):
+            for variant in (("fresh", "trained") if r % 2 == 0 else ("trained", "fresh")):
+                stamps = run_plain("vae", total, args.batch_size, images, labels,
+                                   init=trained if variant == "trained" else None)
+                speed[variant].append(images_per_second(stamps, args.warmup, args.batch_size))
+        ratios = [t / f for t, f in zip(speed["trained"], speed["fresh"])]
+        out += ["#### The same plain loop (vae) from a fresh initialisation vs from the trained pretrained/vae", "",
+                table(["start", "images/s", "trained / fresh"],
+                      [["fresh initialisation", f"{median(speed['fresh']):,.0f}", ""],
+                       ["pretrained/vae weights", f"{median(speed['trained']):,.0f}",
+                        f"{median(ratios):.3f}× ({min(ratios):.3f}–{max(ratios):.3f})"]]), ""]
     if pythae_error:
         out += [f"Pythae could not be imported, so it was not measured: `{pythae_error}`", ""]
     elif pythae_rows:
