@@ -29,8 +29,8 @@ def cpu_model() -> str:
 
 
 def training_jobs() -> list[str]:
-    """Other `python -m train` processes on the machine: they share the cores with the benchmark."""
-    out = subprocess.run(["pgrep", "-af", "python -m train --model"], capture_output=True, text=True).stdout
+    """Other `python -m train ...` processes (training, evaluation) on the machine: they share the cores."""
+    out = subprocess.run(["pgrep", "-af", "python -m train"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if str(os.getpid()) != line.split(" ", 1)[0]]
 
 
@@ -40,7 +40,8 @@ def header(title: str) -> str:
 
     load = os.getloadavg()[0]
     jobs = training_jobs()
-    busy = f"; {len(jobs)} training job(s) running beside it" if jobs else ""
+    names = sorted({" ".join(j.split()[1:4]) for j in jobs})
+    busy = f"; running beside it: {', '.join(names)}" if jobs else "; no other `python -m train` job running"
     command = "python -m " + Path(sys.argv[0]).with_suffix("").relative_to(REPO_ROOT).as_posix().replace("/", ".") \
         if Path(sys.argv[0]).resolve().is_relative_to(REPO_ROOT) else sys.argv[0]
     return "\n".join([
