@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The exact commands that produced the bundled weights in pretrained/ (CPU, this repo's trainer), then their
-# evaluation. Usage: bash pretrained/train_all.sh [DATA_DIR] [NAME ...]   (default: ../shared/data/mnist, all)
+# evaluation and cards. Usage: bash pretrained/train_all.sh [DATA_DIR] [NAME ...]   (default: ../shared/data/mnist, all)
 # Each model trains in its own run folder under runs/; the export lands in pretrained/<name>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,3 +28,13 @@ for name in "${NAMES[@]}"; do
   python -m train ${RECIPES[$name]} --data-dir "$DATA" --seed 0 --output-dir "runs/$name" \
     --checkpoint-every 2000 --save-pretrained "pretrained/$name"
 done
+
+# Evaluation (what produced each eval_results.json) and the model cards, when all models were (re)trained.
+if [ $# -eq 0 ]; then
+  EVAL=(python -m train.evaluate --data-dir "$DATA" --classifier pretrained/classifier)
+  "${EVAL[@]}" pretrained/classifier pretrained/ae pretrained/aae pretrained/cvae pretrained/dvae pretrained/vae \
+    pretrained/socvae pretrained/quadrant_nn pretrained/vae-2d
+  # AVB's Gaussian-proposal estimator refits per chunk; k=1000 kept its evaluation within CPU budget.
+  "${EVAL[@]}" --num-samples 1000 pretrained/avb pretrained/avb-2d pretrained/aae-2d-gaussian pretrained/aae-2d-mixture
+  for dir in pretrained/*/; do python -m train.push "$dir" --repo-id "vae-family/mnist-$(basename "$dir")" --card-only; done
+fi

@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from vae_models import ConfigError, read_config
+
 from .trainer import Diverged, TrainConfig, TrainError, train
 
 
@@ -29,13 +31,9 @@ def parse_set(items: list[str]) -> dict:
 
 def read_config_file(path: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TrainError(f"cannot read --config {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise TrainError(f"--config {path} must hold a JSON object of model config fields")
-    return data
+        return read_config(path)
+    except ConfigError as exc:
+        raise TrainError(f"--config: {exc}") from exc
 
 
 def parser() -> argparse.ArgumentParser:
