@@ -20,8 +20,8 @@ MODELS = {
     "aae-2d-mixture": "AAE: adversarial on z, 10-Gaussian mixture",
     "avb-2d": "AVB: adversarial on (x, z), N(0, I)",
 }
-# eval_results.json keys (flattened, lower case) recognised for each column: the first key containing the word wins
-METRICS = {"NLL (nats)": ("nll",), "classifier FD": ("classifier_fd", "fd", "frechet"), "prior MMD": ("mmd",)}
+# column -> the eval_results.json entry type (see train/evaluate.py) shown in it
+METRICS = {"NLL (nats)": "nll", "classifier FD": "classifier_fd", "prior MMD": "mmd"}
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # matplotlib's tab10
 SIZE, MAX_POINTS = 300, 5000
@@ -118,16 +118,22 @@ def prior_samples(store: ModelStore, num_samples: int, seed: int):
     return tuple(outputs)
 
 
-def _flatten(data, prefix: str = "") -> dict:
-    if isinstance(data, dict):
-        return {k: v for key, value in data.items() for k, v in _flatten(value, f"{prefix}{key}.".lower()).items()}
-    return {prefix.rstrip("."): data}
-
-
 def _format(value) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "not measured"
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
+
+
+def read_results(path: Path | None) -> dict[str, dict]:
+    """eval_results.json (a list of {"name", "type", "value", ...} written by `python -m train.evaluate`) by type;
+    empty when the file is absent or malformed, so the table says "not measured" rather than failing the tab."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else []
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(entries, list):
+        return {}
+    return {e["type"]: e for e in entries if isinstance(e, dict) and {"type", "value", "name"} <= set(e)}
 
 
 def metrics_table(store: ModelStore) -> str:
@@ -136,15 +142,12 @@ def metrics_table(store: ModelStore) -> str:
     rows = []
     for name, title in MODELS.items():
         folder = store.folder(name)
-        path = folder / "eval_results.json" if folder else None
-        try:
-            results = _flatten(json.loads(path.read_text(encoding="utf-8"))) if path and path.is_file() else {}
-        except (OSError, ValueError):
-            results = {}
+        results = read_results(folder / "eval_results.json" if folder else None)
         cells = []
-        for words in METRICS.values():
-            key = next((k for w in words for k in results if w in k.split(".")[-1]), None)
-            cells.append(_format(results[key]) if key else "not measured")
+        for metric_type in METRICS.values():
+            entry = results.get(metric_type)
+            cell = _format(entry["value"]) if entry else "not measured"
+            cells.append(f"{cell} ({entry['name']})" if entry and metric_type == "nll" else cell)
         rows.append(f"| {title} | " + " | ".join(cells) + " |")
     return header + "\n" + "\n".join(rows)
 

@@ -26,7 +26,12 @@ CHECKPOINTS = {  # app name -> (model_type, config fields)
     "aae-2d-mixture": ("aae", {**TINY, **ADVERSARIAL, "prior": "mixture10"}),
     "avb-2d": ("avb", {**TINY, **ADVERSARIAL, "noise_dim": 2, "proposal_samples": 4}),
 }
-EVAL_RESULTS = {"vae-2d": {"test": {"nll": 135.25, "classifier_fd": 12.5, "prior_mmd": 0.0123}}}
+# In the format `python -m train.evaluate` writes (a list of entries), for the prior-comparison table.
+EVAL_RESULTS = {"vae-2d": [
+    {"name": "IS-NLL (k=5000)", "type": "nll", "value": 135.25, "dataset": "mnist", "split": "test"},
+    {"name": "Classifier-feature FD", "type": "classifier_fd", "value": 12.5, "dataset": "mnist", "split": "test"},
+    {"name": "Prior MMD", "type": "mmd", "value": 0.0123, "dataset": "mnist", "split": "test"},
+]}
 
 
 def make_tiny_weights(root: Path, skip: tuple[str, ...] = (), seed: int = 0) -> Path:
