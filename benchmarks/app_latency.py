@@ -29,6 +29,7 @@ from .common import REPO_ROOT, header, median, percentile, table, verdict
 IN_PROCESS_TARGET_MS = 20.0
 P50_TARGET_MS = 300.0
 COLD_START_TARGET_S = 6.0
+CALL_TIMEOUT_S = 60.0  # a call that has not answered by then counts as an error
 
 
 def weights_dir(choice: str, tmp: Path) -> tuple[Path, str]:
@@ -154,16 +155,21 @@ def timed_calls(url: str, api_name: str, args: tuple, clients: int, calls_each: 
     """`clients` threads, each with its own gradio_client.Client, start together and make `calls_each` calls."""
     from gradio_client import Client
 
-    handles = [Client(url, verbose=False) for _ in range(clients)]
     latencies, errors, lock = [], [], threading.Lock()
-    barrier = threading.Barrier(clients)
+    handles = []
+    for _ in range(clients):  # a busy server can time out a client's start-up too: an error, not a crash
+        try:
+            handles.append(Client(url, verbose=False, httpx_kwargs={"timeout": CALL_TIMEOUT_S}))
+        except Exception as exc:  # noqa: BLE001 - counted and reported
+            errors += [f"client start-up: {type(exc).__name__}: {exc}"] * calls_each
+    barrier = threading.Barrier(len(handles)) if handles else None
 
     def work(client):
         barrier.wait()
         for _ in range(calls_each):
             start = time.perf_counter()
-            try:
-                client.predict(*args, api_name=api_name)
+            try:  # submit + result(timeout): a lost event must not hang the benchmark (predict waits forever)
+                client.submit(*args, api_name=api_name).result(timeout=CALL_TIMEOUT_S)
                 ms = (time.perf_counter() - start) * 1000
                 with lock:
                     latencies.append(ms)
