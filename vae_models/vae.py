@@ -57,8 +57,8 @@ class GaussianEncoderMixin:
         return reconstruction, kl_standard_normal(enc.mean, enc.logvar)
 
     # Decoded samples per step of log_importance_weights. A (1024, 784) block of logits (3 MB) is still in cache
-    # for the likelihood passes that follow the decoder matmul; 5000 rows at once made the k=5000 test NLL ~1.6x
-    # slower per sample on a 2-core Xeon (benchmarks/eval_nll.py). Same samples, same result, either way.
+    # for the likelihood passes that follow the decoder matmul; 5000 rows at once made the k=5000 test NLL 1.15x
+    # slower on a 2-core Xeon, and used ~400 MB more memory (benchmarks/eval_nll.py). Same samples, same result.
     ROWS_PER_STEP = 1024
 
     def log_importance_weights(self, x: Tensor, num_samples: int, labels: Tensor | None = None) -> Tensor:
