@@ -122,3 +122,33 @@ def intro(text: str, store, names) -> None:
     missing = store.missing_message(names)
     if missing:
         gr.Markdown(missing, elem_classes=["missing-models"])
+
+
+def install_atomic_image_cache() -> None:
+    """Work around a race in gradio 6.31: output images are cached under a path named by their content hash and
+    written with a plain `write_bytes`, so two requests that produce the same image (same inputs: the UI's defaults)
+    rewrite the file while another request streams it, and that client gets a truncated response ("Response content
+    shorter than Content-Length"). Writing to a temporary name and renaming makes each write atomic; an existing file
+    already holds exactly these bytes (the name is their hash), so it is kept."""
+    import os
+    import tempfile
+
+    from gradio import processing_utils
+
+    if getattr(processing_utils.save_pil_to_cache, "atomic", False):
+        return
+
+    def save_pil_to_cache(img, cache_dir, name="image", format="webp"):
+        data = processing_utils.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        if not path.is_file():
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        return str(path)
+
+    save_pil_to_cache.atomic = True
+    processing_utils.save_pil_to_cache = save_pil_to_cache

@@ -82,6 +82,29 @@ def test_every_endpoint_over_http(server, tmp_path):
     assert "135.25" in client.predict(api_name="/prior_metrics")
 
 
+def test_concurrent_identical_requests_all_get_complete_images(server):
+    """Sixteen clients asking for the same image at once: gradio caches outputs under their content hash, and
+    without demo.common.install_atomic_image_cache a rewrite of that file truncated other clients' downloads."""
+    import threading
+
+    url, _ = server
+    results, errors = [], []
+
+    def call():
+        try:
+            results.append(image(Client(url, verbose=False).predict("vae", 36, 1.0, 0, api_name="/sample")))
+        except Exception as exc:  # collected and reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=call) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    assert len(results) == 16 and all(np.array_equal(r, results[0]) for r in results)
+
+
 def png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
