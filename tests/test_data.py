@@ -321,6 +321,10 @@ def two_process_worker(out_dir: str) -> None:
         "labels": [y.tolist() for _, y in batches],
     }
     Path(out_dir, f"rank{accelerator.process_index}.json").write_text(json.dumps(record))
+    # Tear the gloo process group down before the interpreter exits, as the trainer does: left to exit-time
+    # destructors, its threads can abort a rank ("terminate called without an active exception").
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
 
 
 def test_loader_in_real_two_process_accelerate_run(tmp_path):
