@@ -49,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--max-steps", type=int, help="total optimisation steps (overrides --epochs)")
+    p.add_argument("--lr-decay-to", type=float, metavar="LR",
+                   help="decay the learning rate exponentially to LR at the last step (default: constant)")
+    p.add_argument("--init-from", metavar="DIR", help="start from this export's weights (same model config)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default=None, help="run folder (default: runs/MODEL)")
     p.add_argument("--checkpoint-every", type=int, default=500, metavar="N", help="steps between checkpoints")
@@ -77,7 +80,8 @@ def config_from_args(argv: list[str]) -> TrainConfig:
         output_dir=args.output_dir or f"runs/{model}", checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints, resume=args.resume, log_with=args.log_with,
         mixed_precision=args.mixed_precision, save_pretrained=args.save_pretrained, push_to_hub=args.push_to_hub,
-        revision=args.revision, private=args.private, command=list(argv),
+        revision=args.revision, private=args.private, init_from=args.init_from, lr_decay_to=args.lr_decay_to,
+        command=list(argv),
     )
 
 
