@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .common import bind, generator, intro, test_digits, to_image
+from .test_codes import encode, read_test_codes
 from .weights import ModelStore
 
 MODELS = {
@@ -35,20 +36,31 @@ the prior's density (grey): gaps mean prior samples that decode to no digit, and
 
 @functools.cache
 def _test_set(data_dir: str | None, allow_download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """MNIST test digits for the scatter: the real test set when it can be read, else the 20 bundled ones."""
+    """MNIST test digits (uint8 (N, 28, 28), labels) for checkpoints without stored codes: the real test set when it
+    can be read, else the 20 bundled ones."""
     try:
         from vae_models.data import load_mnist
 
         images, labels = load_mnist("test", data_dir=data_dir, download=allow_download)
-        return images.unsqueeze(1).float() / 255.0, labels, "MNIST test digits"
+        return images, labels, "the MNIST test digits"
     except Exception:  # no local copy and no download allowed / possible: the bundled digits still show the idea
         images, labels = test_digits()
-        return images, torch.tensor(labels), "the 20 bundled test digits (MNIST test set not found)"
+        return (images[:, 0] * 255).round().to(torch.uint8), torch.tensor(labels), \
+            "the 20 bundled test digits (no test codes beside the weights and no MNIST test set found)"
 
 
-def _codes(model, x: torch.Tensor) -> torch.Tensor:
-    out = model.encode(x.to(model.device))
-    return (out.mean if out.mean is not None else out.z).cpu()
+def scatter_codes(store: ModelStore, name: str, model) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(codes, labels, where they come from) of the whole test set under one checkpoint: the codes stored beside its
+    weights (demo/test_codes.py) when they belong to these weights, else the test set encoded once and kept."""
+    stored = read_test_codes(store.folder(name))
+    if stored is not None:
+        return (*stored, "the MNIST test digits (codes stored with the weights)")
+
+    def compute():
+        images, labels, source = _test_set(store.data_dir, store.hub)
+        return encode(model, images), labels, source
+
+    return store.memo(("test codes", name), compute)
 
 
 def render_scatter(codes: torch.Tensor, labels: torch.Tensor, prior: torch.Tensor, title: str) -> Image.Image:
@@ -83,23 +95,24 @@ def latent_scatter(store: ModelStore, num_points: int, seed: int):
     """One scatter per 2-D model (None where the model is unavailable), and a note."""
     if not 10 <= int(num_points) <= MAX_POINTS:
         raise ValueError(f"number of points must be 10-{MAX_POINTS}")
-    images, labels, source = _test_set(store.data_dir, store.hub)
-    pick = torch.randperm(len(images), generator=generator(seed))[: int(num_points)]
-    x, y = images[pick], labels[pick]
-    outputs, notes = [], [f"{len(x)} of {source}."]
+    outputs, notes, sources = [], [], []
     for name, title in MODELS.items():
         try:
             model = store.get(name)
             if model.config.latent_dim != 2:
                 raise ValueError(f"{name} has a {model.config.latent_dim}-D code; this view needs 2-D")
+            codes, labels, source = scatter_codes(store, name, model)
+            # the same digits for every model: a permutation of the test set from the seed, cut to num_points
+            pick = torch.randperm(len(codes), generator=generator(seed))[: int(num_points)]
             prior = model.prior_sample(20_000, generator(seed)).cpu()
-            outputs.append(render_scatter(_codes(model, x), y, prior, title))
+            outputs.append(render_scatter(codes[pick], labels[pick], prior, title))
+            sources.append(f"{len(pick)} of {source}")
         except Exception as exc:
             outputs.append(None)
             notes.append(str(exc))
     if all(o is None for o in outputs):
-        raise ValueError(" ".join(notes[1:]))
-    return (*outputs, " ".join(notes))
+        raise ValueError(" ".join(notes))
+    return (*outputs, " ".join([f"{'; '.join(dict.fromkeys(sources))}.", *notes]))
 
 
 @torch.no_grad()

@@ -95,6 +95,8 @@ class ModelStore:
         self.hub = hub_requested(hub)
         self.notice = ""
         self._lock = threading.Lock()
+        self._memo: dict = {}
+        self._memo_lock = threading.Lock()
         self._entries = {name: Entry(self.weights_dir / name, "bundled") for name in MODEL_NAMES}
         if self.hub:
             self._download(hub_revisions(revisions))
@@ -147,6 +149,13 @@ class ModelStore:
         if entry.error:
             raise ModelUnavailable(f"The {MODEL_NAMES[name]} model '{name}' is unavailable: {entry.error}")
         return entry.model
+
+    def memo(self, key, compute):
+        """compute() once per key for this store (e.g. a checkpoint's codes of the test set), then the kept result."""
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
+            return self._memo[key]
 
     def available(self, name: str) -> bool:
         try:

@@ -3,8 +3,10 @@
 Tests drive the real client over real HTTP: point `HF_ENDPOINT` at `start_hub_server().url` (in a subprocess,
 because huggingface_hub reads it at import; see `hub_env` / `run_with_hub`). Implemented: create_repo,
 validate-yaml, preupload (every file "regular", so no LFS/Xet), ndjson commits (file / deletedFile /
-deletedFolder), create_branch, refs, repo_info by revision, tree listing, and HEAD/GET of resolve URLs, with the
-Hub's error codes (RepoNotFound, RevisionNotFound, EntryNotFound in `X-Error-Code`). Commit and blob ids are
+deletedFolder), create_branch, refs, repo_info by revision, tree listing, whoami-v2, and HEAD/GET of resolve URLs,
+for model, dataset and space repos, with the Hub's error codes (RepoNotFound, RevisionNotFound, EntryNotFound in
+`X-Error-Code`). With `users` (token -> account), writes are allowed only into the token's own namespaces (its user
+name and its organisations) and only for "write" tokens, as on the Hub (403 otherwise); spaces need an `sdk`. Commit and blob ids are
 content-derived SHA-1s like git's, so pinning a revision is meaningful. Every request is recorded.
 """
 
@@ -45,6 +47,7 @@ class Commit:
 @dataclass
 class Repo:
     private: bool
+    sdk: str | None = None  # spaces only: "gradio", "docker", "static"
     branches: dict[str, str] = field(default_factory=dict)  # branch name -> commit sha
     commits: list[Commit] = field(default_factory=list)  # oldest first, all branches
 
@@ -58,8 +61,10 @@ class HubError(Exception):
 class HubServer:
     """State plus a ThreadingHTTPServer on 127.0.0.1 (a free port). Use `start_hub_server()`."""
 
-    def __init__(self, token: str | None = None):
+    def __init__(self, token: str | None = None, users: dict[str, dict] | None = None):
         self.token = token  # None: any Bearer token is accepted
+        # token -> {"name": user, "orgs": [org, ...], "role": "write" | "read"}; None: every token may write anywhere
+        self.users = users
         self.repos: dict[tuple[str, str], Repo] = {}  # (repo type "model"/"dataset"/"space", "ns/name") -> Repo
         self.requests: list[tuple[str, str]] = []  # (method, decoded URL path without the query), in order
         self.lock = threading.RLock()
@@ -110,7 +115,28 @@ class HubServer:
         return repo
 
     def _authorized(self, auth: str | None) -> bool:
-        return bool(auth) and auth.startswith("Bearer ") and (self.token is None or auth == f"Bearer {self.token}")
+        if not auth or not auth.startswith("Bearer "):
+            return False
+        if self.users is not None:
+            return auth[len("Bearer "):] in self.users
+        return self.token is None or auth == f"Bearer {self.token}"
+
+    def _account(self, auth: str | None) -> dict:
+        """The token's account: {"name", "orgs", "role"} (a catch-all writer when no `users` were configured)."""
+        if not self._authorized(auth):
+            raise HubError(401, "Invalid credentials in Authorization header")
+        if self.users is None:
+            return {"name": "user", "orgs": [], "role": "write", "anywhere": True}
+        return self.users[auth[len("Bearer "):]]
+
+    def _check_write(self, auth: str | None, namespace: str, what: str) -> None:
+        account = self._account(auth)
+        if account.get("anywhere"):
+            return
+        if account.get("role") != "write":
+            raise HubError(403, f"You don't have the rights to {what}: this token is read-only")
+        if namespace not in [account["name"], *account.get("orgs", [])]:
+            raise HubError(403, f"You don't have the rights to {what} under the namespace \"{namespace}\"")
 
     def _resolve(self, repo: Repo, revision: str) -> Commit:
         sha = repo.branches.get(revision, revision)
@@ -190,21 +216,26 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {"errors": [], "warnings": []}, {}
         if method == "POST" and seg[0] == "api" and seg[1:3] == ["repos", "create"]:
             return self._create_repo(hub, json.loads(body), auth)
+        if method == "GET" and seg[0] == "api" and seg[1:] == ["whoami-v2"]:
+            account = hub._account(auth)
+            return 200, {"type": "user", "name": account["name"],
+                         "orgs": [{"type": "org", "name": o, "roleInOrg": "write"} for o in account.get("orgs", [])],
+                         "auth": {"type": "access_token", "accessToken": {"role": account.get("role", "write")}}}, {}
         if seg[0] == "api" and len(seg) >= 4 and seg[1] in ("models", "datasets", "spaces"):
             repo_type, repo_id, rest = seg[1][:-1], "/".join(seg[2:4]), seg[4:]
             repo = hub._repo(repo_type, repo_id, auth, check_auth=True)
             if method == "GET" and (not rest or rest[0] == "revision"):
                 commit = hub._resolve(repo, "/".join(rest[1:]) or "main")
                 siblings = [{"rfilename": p} for p in sorted(commit.files)]
-                return 200, {"id": repo_id, "sha": commit.sha, "private": repo.private, "siblings": siblings}, {}
+                info = {"id": repo_id, "sha": commit.sha, "private": repo.private, "siblings": siblings}
+                return 200, {**info, **({"sdk": repo.sdk} if repo_type == "space" else {})}, {}
             if method == "GET" and rest[:1] == ["tree"]:
                 return 200, self._tree(hub._resolve(repo, rest[1]), "/".join(rest[2:]), query), {}
             if method == "GET" and rest == ["refs"]:
                 refs = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": s} for b, s in repo.branches.items()]
                 return 200, {"branches": refs, "converts": [], "tags": []}, {}
             if method == "POST":
-                if not hub._authorized(auth):
-                    raise HubError(401, "Invalid credentials in Authorization header")
+                hub._check_write(auth, repo_id.split("/")[0], f"write to the {repo_type} {repo_id}")
                 if rest[:1] == ["preupload"]:
                     files = hub._resolve(repo, "/".join(rest[1:])).files
                     answer = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
@@ -225,15 +256,18 @@ class _Handler(BaseHTTPRequestHandler):
         raise HubError(404, f"The loopback Hub does not implement {method} /{'/'.join(seg)}")
 
     def _create_repo(self, hub: HubServer, payload: dict, auth: str | None):
-        if not hub._authorized(auth):
-            raise HubError(401, "Invalid credentials in Authorization header")
-        repo_id = f"{payload.get('organization') or 'user'}/{payload['name']}"
+        namespace = payload.get("organization") or hub._account(auth)["name"]
+        repo_id = f"{namespace}/{payload['name']}"
         repo_type = payload.get("type") or "model"
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         answer = {"url": f"{hub.url}/{prefix}{repo_id}", "name": repo_id}
         if (repo_type, repo_id) in hub.repos:
             return 409, {"error": "You already created this repo", **answer}, {}
-        hub.create_repo(repo_id, private=payload.get("visibility") == "private", repo_type=repo_type)
+        hub._check_write(auth, namespace, f"create a {repo_type}")
+        if repo_type == "space" and not payload.get("sdk"):
+            raise HubError(400, "Space sdk is required (one of gradio, docker, static)")
+        repo = hub.create_repo(repo_id, private=payload.get("visibility") == "private", repo_type=repo_type)
+        repo.sdk = payload.get("sdk")
         return 200, answer, {}
 
     def _commit(self, hub: HubServer, repo: Repo, repo_type: str, repo_id: str, branch: str, body: bytes):
@@ -292,9 +326,9 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, data, headers
 
 
-def start_hub_server(token: str | None = None) -> HubServer:
+def start_hub_server(token: str | None = None, users: dict[str, dict] | None = None) -> HubServer:
     """Start a loopback Hub on 127.0.0.1 (a free port) in a daemon thread; call `.stop()` when done."""
-    server = HubServer(token)
+    server = HubServer(token, users)
     server._thread.start()
     return server
 
