@@ -1,15 +1,33 @@
 """Start the VAE-family demo: `python app.py` (bundled weights in pretrained/, offline) or `python app.py --hub`
-(pinned Hub revisions, falling back to the bundled weights when the Hub can't be reached)."""
+(pinned Hub revisions, falling back to the bundled weights when the Hub can't be reached).
+
+On a Hugging Face Space (SPACE_ID is set there) the app runs in Hub mode, serves on 0.0.0.0 (the Space's proxy
+connects from outside the container) and keeps the Hugging Face cache on the Space's persistent disk when it has
+one (/data), so a restart does not download the weights again.
+"""
 
 import argparse
 import os
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+SPACE_DATA = Path("/data")  # a Space's persistent storage, when the Space has it
+
+
+def space_settings(environ=os.environ, data_root: Path = SPACE_DATA) -> dict[str, str]:
+    """Defaults on a Space: bind 0.0.0.0; HF_HOME on the persistent disk if there is one (unless set)."""
+    if not environ.get("SPACE_ID"):
+        return {}
+    settings = {"host": "0.0.0.0"}
+    if "HF_HOME" not in environ and data_root.is_dir() and os.access(data_root, os.W_OK):
+        settings["HF_HOME"] = str(data_root / ".huggingface")
+    return settings
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hub", action="store_true", default=None,
                         help="download the models from the Hub (also VAE_FAMILY_HUB=1; the default on a Space)")
     parser.add_argument("--weights-dir", default=None, help="bundled checkpoints (default: pretrained/)")
@@ -18,10 +36,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None, help="port (default 7860 or GRADIO_SERVER_PORT)")
     args = parser.parse_args()
 
-    from demo import build_app
+    space = space_settings()
+    if "HF_HOME" in space:  # before anything imports huggingface_hub, which reads it at import
+        os.environ["HF_HOME"] = space["HF_HOME"]
+    from demo import build_app, launch
 
     app = build_app(weights_dir=args.weights_dir, hub=args.hub, data_dir=args.data_dir)
-    app.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port)
+    launch(app, server_name=args.host or space.get("host"), server_port=args.port)
 
 
 if __name__ == "__main__":

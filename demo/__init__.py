@@ -39,3 +39,13 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
                 priors.build(store)
     app.store = store  # for tests and callers that want the loaded models
     return app
+
+
+# Handlers take milliseconds (measured in benchmarks/app_latency.py), so a visitor's wait is queueing: let as many
+# calls run at once as clients are likely to wait (torch runs each on one thread; see app_latency for the numbers).
+DEFAULT_CONCURRENCY = 2
+
+
+def launch(app, **kwargs):
+    """Queue the app's events and serve it (what app.py and the Space run); kwargs go to gr.Blocks.launch."""
+    return app.queue(default_concurrency_limit=DEFAULT_CONCURRENCY).launch(**kwargs)

@@ -37,12 +37,12 @@ MODEL_NAMES = {
     "avb-2d": "2-D AVB (manifold, prior comparison)",
 }
 
-# The Hub repos the app pulls in hub mode, pinned by revision (a commit sha or tag) so a Space always shows the
-# weights it was checked with. Override any entry with VAE_FAMILY_HUB_REVISIONS: a JSON file path or inline JSON
-# {name: {"repo_id": ..., "revision": ...}}.
-HUB_REVISIONS: dict[str, dict[str, str]] = {
-    name: {"repo_id": f"vae-family/mnist-{name}", "revision": "main"} for name in MODEL_NAMES
-}
+# The Hub repos the app pulls in hub mode, pinned by commit sha so a Space always shows the weights it was checked
+# with. `python -m train.publish` pushes the models and writes the pins it got into REVISIONS_FILE (shipped with the
+# Space); a model without a pin is not downloaded (the bundled weights stand in, and the banner says so). Override
+# any entry with VAE_FAMILY_HUB_REVISIONS: a JSON file path or inline JSON {name: {"repo_id": ..., "revision": ...}}.
+REVISIONS_FILE = Path(__file__).resolve().parent / "hub_revisions.json"
+DEFAULT_ORG = "vae-family"
 HUB_ENV, REVISIONS_ENV, WEIGHTS_ENV = "VAE_FAMILY_HUB", "VAE_FAMILY_HUB_REVISIONS", "VAE_FAMILY_WEIGHTS"
 DATA_ENV = "VAE_FAMILY_DATA_DIR"  # MNIST folder for the latent scatters (else the standard cache / the bundled digits)
 ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.md", "*.png"]
@@ -62,15 +62,33 @@ def hub_requested(flag: bool | None = None) -> bool:
     return bool(os.environ.get("SPACE_ID"))
 
 
-def hub_revisions(overrides: dict | str | None = None) -> dict[str, dict[str, str]]:
-    """HUB_REVISIONS updated from `overrides` (a dict, a JSON string or a JSON file path) or VAE_FAMILY_HUB_REVISIONS."""
-    table = {name: dict(entry) for name, entry in HUB_REVISIONS.items()}
-    source = overrides if overrides is not None else os.environ.get(REVISIONS_ENV)
-    if source:
-        if isinstance(source, str):
-            text = Path(source).read_text(encoding="utf-8") if not source.lstrip().startswith("{") else source
-            source = json.loads(text)
+def _read_table(source: dict | str | os.PathLike) -> dict:
+    if isinstance(source, dict):
+        return source
+    text = str(source)
+    if not text.lstrip().startswith("{"):
+        text = Path(text).read_text(encoding="utf-8")
+    table = json.loads(text)
+    if not isinstance(table, dict):
+        raise ValueError(f"hub revisions must be a JSON object {{name: {{repo_id, revision}}}}, got {type(table)}")
+    return table
+
+
+def hub_revisions(overrides: dict | str | None = None, pins_file: str | os.PathLike | None = None
+                  ) -> dict[str, dict[str, str | None]]:
+    """{name: {"repo_id", "revision"}} for every model the app uses: the pins in `pins_file` (default
+    REVISIONS_FILE, written by `python -m train.publish`), updated from `overrides` (a dict, a JSON string or a JSON
+    file path) or VAE_FAMILY_HUB_REVISIONS. A model with no pin has revision None (never "main": an unpinned app
+    would show whatever was pushed last)."""
+    table = {name: {"repo_id": f"{DEFAULT_ORG}/mnist-{name}", "revision": None} for name in MODEL_NAMES}
+    pins_path = Path(pins_file) if pins_file is not None else REVISIONS_FILE
+    extra = overrides if overrides is not None else os.environ.get(REVISIONS_ENV)
+    sources = [(_read_table(pins_path), True)] if pins_path.is_file() else []
+    sources += [(_read_table(extra), False)] if extra else []
+    for source, from_pins_file in sources:
         for name, entry in source.items():
+            if name not in MODEL_NAMES and from_pins_file:
+                continue  # publish pins every bundled export, also those this app does not show
             if name not in MODEL_NAMES or not isinstance(entry, dict) or not set(entry) <= {"repo_id", "revision"}:
                 raise ValueError(f"bad hub revision entry {name!r}: {entry!r} (known models: {sorted(MODEL_NAMES)})")
             table[name].update(entry)
@@ -107,8 +125,11 @@ class ModelStore:
                                             RevisionNotFoundError)
 
         failed: list[str] = []
+        unpinned = [name for name, entry in table.items() if not entry.get("revision")]
         unreachable: str | None = None
         for name, entry in table.items():
+            if name in unpinned:
+                continue
             if unreachable:
                 failed.append(name)
                 continue
@@ -126,12 +147,18 @@ class ModelStore:
                 failed.append(name)
                 continue
             self._entries[name] = Entry(Path(folder), f"hub {entry['repo_id']}@{entry['revision']}")
+        instead = (f"showing the bundled weights from `{self.weights_dir.name}/` instead" if self.weights_dir.is_dir()
+                   else "their features are unavailable until it can be reached (reload the Space later)")
+        notices = []
         if unreachable:
-            self.notice = (f"**The Hugging Face Hub could not be reached** ({unreachable}); showing the bundled "
-                           f"weights from `{self.weights_dir.name}/` instead.")
+            notices.append(f"**The Hugging Face Hub could not be reached** ({unreachable}); {instead}.")
         elif failed:
-            self.notice = (f"**Some models could not be downloaded from the Hub**: {', '.join(failed)}; "
+            notices.append(f"**Some models could not be downloaded from the Hub**: {', '.join(failed)}; "
                            "using the bundled weights for those.")
+        if unpinned:
+            notices.append(f"**No pinned Hub revision** for {', '.join(unpinned)} (`{REVISIONS_FILE.name}` lacks "
+                           "them; `python -m train.publish` writes it): using the bundled weights for those.")
+        self.notice = " ".join(notices)
 
     def get(self, name: str):
         """The loaded model, or ModelUnavailable saying why not."""

@@ -253,8 +253,11 @@ def test_unreachable_hub_falls_back_to_bundled_weights_with_notice(tmp_path):
     port = free_port()  # nothing listens here
     bundled = make_tiny_weights(tmp_path / "bundled")
     start = time.monotonic()
+    from demo.weights import MODEL_NAMES
+
+    pins = json.dumps({name: {"revision": "a" * 40} for name in MODEL_NAMES})  # pinned, so the app tries the Hub
     proc = run_with_hub(UNREACHABLE, f"http://127.0.0.1:{port}", tmp_path, timeout=120, VAE_FAMILY_HUB="1",
-                        BUNDLED=str(bundled), GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
+                        BUNDLED=str(bundled), GRADIO_TEMP_DIR=str(tmp_path / "gradio"), VAE_FAMILY_HUB_REVISIONS=pins)
     out = proc.stdout
     assert "could not be reached" in out and "SOURCE: bundled" in out and "MODEL: VAE" in out, out + proc.stderr
     assert "BANNER: True" in out

@@ -18,8 +18,9 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
 
 # What the Hub repo holds: exactly the export layout; run bookkeeping (training_args.json) travels too, so the
 # card's training command can be checked against the recorded arguments.
+# test_codes.safetensors (2-D models only) holds the test set's codes the app's latent scatter shows (demo/test_codes.py).
 EXPORT_FILES = ("model.safetensors", "config.json", "README.md", "samples.png", "eval_results.json",
-                "training_args.json")
+                "training_args.json", "test_codes.safetensors")
 
 
 class PushError(RuntimeError):
