@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
                    help="a model config field, JSON value (repeatable; overrides --config)")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: download to the cache)")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist"])
+    p.add_argument("--data-source", default="idx", choices=["idx", "hub"],
+                   help="idx: IDX files (--data-dir or the download cache); hub: the Hub's parquet dataset repo")
+    p.add_argument("--hub-revision", help="commit of the Hub dataset repo (with --data-source hub)")
     p.add_argument("--binarize", choices=["dynamic", "fixed", "none"], help="default: the model's choice")
     p.add_argument("--batch-size", type=int, default=128, help="per process")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -76,6 +79,7 @@ def config_from_args(argv: list[str]) -> TrainConfig:
     fields.pop("model_type", None) if fields.get("model_type") == model else None
     return TrainConfig(
         model=model, model_config=fields, data_dir=args.data_dir, dataset=args.dataset, binarize=args.binarize,
+        data_source=args.data_source, hub_revision=args.hub_revision,
         batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, max_steps=args.max_steps, seed=args.seed,
         output_dir=args.output_dir or f"runs/{model}", checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints, resume=args.resume, log_with=args.log_with,

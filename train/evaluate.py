@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("checkpoints", nargs="*", help="exported model folders (config.json + model.safetensors)")
     p.add_argument("--all", metavar="DIR", help="evaluate every model folder directly inside DIR")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: the download cache)")
+    p.add_argument("--data-source", default="idx", choices=["idx", "hub"],
+                   help="idx: IDX files (--data-dir or the download cache); hub: the Hub's parquet dataset repo")
     p.add_argument("--num-samples", type=int, default=5000, help="importance samples k per test image (IS-NLL)")
     p.add_argument("--cll-samples", type=int, default=100, help="importance samples per image for the quadrant CLL")
     p.add_argument("--limit", type=int, help="use only the first N test images (quick checks)")
@@ -87,10 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def test_set(data_dir: str | None, limit: int | None, seed: int):
+def test_set(data_dir: str | None, limit: int | None, seed: int, source: str = "idx"):
     """(grey images float (N,1,28,28) in [0,1], binarised images, labels). The binarisation is drawn once with
     `seed`, so every model is scored on the same binary digits (the usual dynamically binarised MNIST protocol)."""
-    images, labels = load_mnist("test", data_dir=data_dir)
+    images, labels = load_mnist("test", data_dir=data_dir, source=source)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     grey = images.float().div(255).unsqueeze(1)
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         models = {path: load_model(path) for path in args.checkpoints}
         classifier = load_classifier(args.classifier)
-        data = test_set(args.data_dir, args.limit, args.seed)
+        data = test_set(args.data_dir, args.limit, args.seed, args.data_source)
     except (CheckpointError, ConfigError, EvalError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -58,6 +58,8 @@ class TrainConfig:
     model_config: dict = field(default_factory=dict)  # the model's config fields; the rest keep their defaults
     data_dir: str | None = None  # folder with the MNIST IDX files; None: vae_models.data's cache / download
     dataset: str = "mnist"  # "mnist" or "fashion_mnist"
+    data_source: str = "idx"  # "idx" (data_dir / cache / mirrors) or "hub" (the Hub's parquet dataset repo)
+    hub_revision: str | None = None  # commit of the Hub dataset repo (data_source "hub"); None: the library's pin
     binarize: str | None = None  # "dynamic", "fixed" or "none"; None: the model's default (see default_binarize)
     batch_size: int = 128  # per process: the global batch is batch_size * number of processes
     lr: float = 1e-3  # Adam learning rate (both players of an adversarial model)
@@ -113,7 +115,8 @@ def load_data(cfg: TrainConfig, split: str = "train"):
     from vae_models import data
 
     try:
-        return data.load_mnist(split, data_dir=cfg.data_dir, dataset=cfg.dataset)
+        return data.load_mnist(split, data_dir=cfg.data_dir, dataset=cfg.dataset, source=cfg.data_source,
+                               revision=cfg.hub_revision)
     except (ValueError, OSError) as exc:  # DataError is a ValueError
         raise TrainError(f"cannot load {cfg.dataset} {split} data: {exc}") from exc
 

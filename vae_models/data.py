@@ -6,6 +6,8 @@ Where the files come from, first match wins:
 3. a per-dataset cache, `~/.cache/vae-family/<dataset>` (root overridable with VAE_FAMILY_CACHE or
    `cache_dir=`), filled from the standard mirrors when files are missing (mirrors overridable with
    `mirrors=` or VAE_FAMILY_MIRRORS, comma separated base URLs).
+Or, with `source="hub"` (VAE_FAMILY_DATA_SOURCE=hub, the trainer's `--data-source hub`), the dataset repo on the
+Hugging Face Hub (ylecun/mnist's parquet files; see vae_models/hub_data.py), checked against the same digests.
 
 Checksums are SHA-256 digests of the *decompressed* IDX bytes, not of the .gz files: the same data is published
 in differently gzipped files (the Debian package of Fashion-MNIST strips the file name from the gzip header of the
@@ -36,6 +38,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 DATASETS = ("mnist", "fashion_mnist")
+SOURCES = ("idx", "hub")  # IDX files (data_dir / cache / mirrors), or the Hub's parquet dataset repo
+SOURCE_ENV = "VAE_FAMILY_DATA_SOURCE"
 SPLITS = ("train", "test")
 BINARIZE = ("dynamic", "fixed", "none")
 
@@ -230,14 +234,25 @@ def load_mnist(
     download: bool = True,
     mirrors: list[str] | str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    source: str | None = None,
+    revision: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load one split of MNIST or Fashion-MNIST -> (images uint8 (N,28,28), labels int64 (N,)).
+
+    `source` (else $VAE_FAMILY_DATA_SOURCE, else "idx"): "idx" reads the IDX files as described below; "hub" reads
+    the Hub's dataset repo at `revision` (vae_models.hub_data), checked against the official files' digests.
 
     `data_dir` (else $VAE_FAMILY_DATA_DIR) is used as is and never downloaded into; otherwise the files come
     from the cache root `cache_dir` (else default_cache_dir's root) under a `<dataset>` folder, downloaded there
     first when missing and `download` is true."""
     _check_choice("split", split, SPLITS)
     _check_choice("dataset", dataset, DATASETS)
+    source = source or os.environ.get(SOURCE_ENV) or "idx"
+    _check_choice("source", source, SOURCES)
+    if source == "hub":
+        from .hub_data import load_from_hub
+
+        return load_from_hub(split, dataset, revision=revision)
     user_dir = data_dir if data_dir is not None else os.environ.get("VAE_FAMILY_DATA_DIR") or None
     if user_dir is not None:
         directory, from_user = Path(user_dir).expanduser(), True
