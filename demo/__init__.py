@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 TITLE = "The VAE family on MNIST"
 DESCRIPTION = """# The VAE family on MNIST
 AE, VAE, CVAE, denoising VAE, adversarial autoencoder and adversarial variational Bayes, trained on MNIST and shown
@@ -24,7 +27,7 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
 
     store = ModelStore(weights_dir, hub=hub, revisions=revisions, data_dir=data_dir)
     install_atomic_image_cache()
-    with gr.Blocks(title=TITLE) as app:
+    with server_app_deferred(), gr.Blocks(title=TITLE) as app:
         gr.Markdown(DESCRIPTION)
         if store.notice:
             gr.Markdown(store.notice, elem_id="weights-notice")
@@ -37,15 +40,37 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
                 denoising.build(store)
             with gr.Tab("Adversarial priors", id="priors"):
                 priors.build(store)
+        app.queue(default_concurrency_limit=DEFAULT_CONCURRENCY)
     app.store = store  # for tests and callers that want the loaded models
     return app
 
 
-# Handlers take milliseconds (measured in benchmarks/app_latency.py), so a visitor's wait is queueing: let as many
-# calls run at once as clients are likely to wait (torch runs each on one thread; see app_latency for the numbers).
-DEFAULT_CONCURRENCY = 2
+# Handlers take milliseconds (benchmarks/app_latency.py), so what a visitor waits for under load is the queue, not
+# the computation: let several events run at once. Each runs torch on one thread (see launch), so they do not
+# oversubscribe the cores; the number is what app_latency measured best with 16 clients on 2 cores.
+DEFAULT_CONCURRENCY = int(os.environ.get("VAE_FAMILY_CONCURRENCY", "8"))
+
+
+@contextlib.contextmanager
+def server_app_deferred():
+    """Skip the FastAPI app that gradio 6.31 builds in gr.Blocks() (via queue()), at the end of the `with` block and
+    in queue(): launch() builds it again anyway, and each build generates ~170 routes' pydantic schemas, about a
+    second of a cold start on a loaded 2-core machine (measured with cProfile; benchmarks/README.md). Inside this
+    context App.create_app returns None; launch() is unaffected."""
+    from gradio.routes import App
+
+    original = App.__dict__["create_app"]
+    App.create_app = staticmethod(lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        App.create_app = original
 
 
 def launch(app, **kwargs):
-    """Queue the app's events and serve it (what app.py and the Space run); kwargs go to gr.Blocks.launch."""
-    return app.queue(default_concurrency_limit=DEFAULT_CONCURRENCY).launch(**kwargs)
+    """Serve the app (what app.py and the Space run); kwargs go to gr.Blocks.launch. The queue is configured in
+    build_app. Torch runs each handler on one thread: the handlers are small and run concurrently."""
+    import torch
+
+    torch.set_num_threads(1)
+    return app.launch(**kwargs)

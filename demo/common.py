@@ -152,3 +152,23 @@ def install_atomic_image_cache() -> None:
 
     save_pil_to_cache.atomic = True
     processing_utils.save_pil_to_cache = save_pil_to_cache
+
+
+def first_visit(fn, store, *args, outputs: int = 1):
+    """fn(store, *args) computed once while the app is built, for the output components' initial values: a first
+    visit sees results without a click, and no per-visit work is done for them. When the model is missing (the
+    tab's "Unavailable here" note says why) the outputs start empty."""
+    try:
+        result = fn(store, *args)
+    except Exception:  # ModelUnavailable, or a broken checkpoint: the tab's note explains it
+        return (None,) * outputs if outputs > 1 else None
+    return result
+
+
+def digit_examples(inputs, rows, fn, outputs, label: str = "Examples: click one to run it"):
+    """gr.Examples for a digit input (its test-digit dropdown) and the event's other options; a click runs `fn`
+    on the example (not cached: every handler takes milliseconds)."""
+    import gradio as gr
+
+    return gr.Examples(rows, inputs=inputs, fn=fn, outputs=outputs, cache_examples=False, run_on_click=True,
+                       label=label, api_visibility="private")

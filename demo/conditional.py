@@ -7,7 +7,8 @@ import torch
 
 from vae_models.socvae import mask
 
-from .common import bind, digit_inputs, generator, intro, read_digit, to_image
+from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro,
+                     read_digit, to_image)
 from .weights import ModelStore
 
 AUTO = "predicted by the classifier"
@@ -72,6 +73,7 @@ def complete_quadrants(store: ModelStore, sketch, upload, example, num_given: in
 def build(store: ModelStore) -> None:
     import gradio as gr
 
+    ex = example_choices()
     intro(INTRO, store, ["cvae", "classifier", "socvae", "quadrant_nn"])
     with gr.Row():
         with gr.Column(scale=1):
@@ -79,7 +81,8 @@ def build(store: ModelStore) -> None:
             style = gr.Number(0, precision=0, label="Style seed")
             num = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Number of samples")
             btn = gr.Button("Generate", variant="primary")
-        out = gr.Image(type="pil", label="CVAE samples", elem_id="cvae-out", format="png")
+        out = gr.Image(first_visit(cvae_samples, store, 3, 0, 16), type="pil", label="CVAE samples", elem_id="cvae-out",
+                       format="png")
     btn.click(bind(cvae_samples, store), [digit, style, num], out, api_name="cvae_samples")
 
     gr.Markdown("#### Same style, all ten digits")
@@ -89,10 +92,13 @@ def build(store: ModelStore) -> None:
             label = gr.Dropdown(LABEL_CHOICES, value=AUTO, label="Label used to encode it")
             style_btn = gr.Button("Decode as every digit", variant="primary")
         with gr.Column(scale=2):
-            seen = gr.Image(type="pil", label="Preprocessed input", format="png", height=140)
-            row = gr.Image(type="pil", label="Its style, digits 0-9", elem_id="style-out", format="png")
-            note = gr.Markdown()
+            seen0, row0, note0 = first_visit(same_style, store, None, None, ex[6], AUTO, outputs=3)
+            seen = gr.Image(seen0, type="pil", label="Preprocessed input", format="png", height=140)
+            row = gr.Image(row0, type="pil", label="Its style, digits 0-9", elem_id="style-out", format="png")
+            note = gr.Markdown(note0)
     style_btn.click(bind(same_style, store), [*source, label], [seen, row, note], api_name="same_style")
+    digit_examples([source[2], label], [[ex[6], AUTO], [ex[13], AUTO], [ex[16], "3"]],
+                   lambda x, lab: bind(same_style, store)(None, None, x, lab), [seen, row, note])
 
     gr.Markdown("#### Quadrant completion")
     with gr.Row():
@@ -104,10 +110,15 @@ def build(store: ModelStore) -> None:
             q_seed = gr.Number(0, precision=0, label="Seed")
             q_btn = gr.Button("Complete", variant="primary")
         with gr.Column(scale=2):
-            truth = gr.Image(type="pil", label="Truth | what the model sees", format="png", height=140)
-            completions = gr.Image(type="pil", label="Structured CVAE completions", elem_id="complete-out",
+            truth0, comp0, base0, q_note0 = first_visit(complete_quadrants, store, None, None, ex[10], 2, 8, 0,
+                                                        outputs=4)
+            truth = gr.Image(truth0, type="pil", label="Truth | what the model sees", format="png", height=140)
+            completions = gr.Image(comp0, type="pil", label="Structured CVAE completions", elem_id="complete-out",
                                    format="png")
-            baseline = gr.Image(type="pil", label="Deterministic baseline", format="png", height=140)
-            q_note = gr.Markdown()
+            baseline = gr.Image(base0, type="pil", label="Deterministic baseline", format="png", height=140)
+            q_note = gr.Markdown(q_note0)
     q_btn.click(bind(complete_quadrants, store), [*q_source, given, q_num, q_seed],
                 [truth, completions, baseline, q_note], api_name="complete_quadrants")
+    digit_examples([q_source[2], given], [[ex[10], 2], [ex[4], 1], [ex[15], 3]],
+                   lambda x, g: bind(complete_quadrants, store)(None, None, x, g, 8, 0),
+                   [truth, completions, baseline, q_note])

@@ -6,7 +6,8 @@ import torch
 
 from vae_models.corruption import CORRUPTIONS, corrupt
 
-from .common import bind, digit_inputs, generator, intro, read_digit, to_image
+from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro,
+                     read_digit, to_image)
 from .weights import ModelStore
 
 INTRO = """### Denoising
@@ -17,9 +18,11 @@ MNIST format (shown as "clean")."""
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
-    return float(peak_signal_noise_ratio(a, b, data_range=1.0))
+    """Peak signal-to-noise ratio in dB for images in [0, 1]: 10 log10(1 / MSE), over all pixels (what
+    torchmetrics' peak_signal_noise_ratio(data_range=1) computes; written out because importing torchmetrics
+    costs the app about two seconds of cold start, more than everything else the first page needs)."""
+    mse = torch.mean((a.double() - b.double()) ** 2)
+    return float(10 * torch.log10(1.0 / mse))
 
 
 @torch.no_grad()
@@ -48,6 +51,7 @@ def denoise(store: ModelStore, sketch, upload, example, kind: str, level: float,
 def build(store: ModelStore) -> None:
     import gradio as gr
 
+    ex = example_choices()
     intro(INTRO, store, ["dvae", "vae"])
     with gr.Row():
         with gr.Column(scale=1, elem_id="denoising-panel"):
@@ -57,11 +61,16 @@ def build(store: ModelStore) -> None:
             seed = gr.Number(0, precision=0, label="Seed")
             btn = gr.Button("Corrupt and denoise", variant="primary")
         with gr.Column(scale=2):
+            clean0, noisy0, dvae0, vae0, table0 = first_visit(denoise, store, None, None, ex[4], "salt_and_pepper", 0.3,
+                                                              0, outputs=5)
             with gr.Row():
-                clean = gr.Image(type="pil", label="Clean (preprocessed)", format="png")
-                noisy = gr.Image(type="pil", label="Corrupted", elem_id="noisy-out", format="png")
+                clean = gr.Image(clean0, type="pil", label="Clean (preprocessed)", format="png")
+                noisy = gr.Image(noisy0, type="pil", label="Corrupted", elem_id="noisy-out", format="png")
             with gr.Row():
-                dvae = gr.Image(type="pil", label="DVAE output", elem_id="dvae-out", format="png")
-                vae = gr.Image(type="pil", label="Plain VAE output", format="png")
-            table = gr.Markdown()
+                dvae = gr.Image(dvae0, type="pil", label="DVAE output", elem_id="dvae-out", format="png")
+                vae = gr.Image(vae0, type="pil", label="Plain VAE output", format="png")
+            table = gr.Markdown(table0)
     btn.click(bind(denoise, store), [*source, kind, level, seed], [clean, noisy, dvae, vae, table], api_name="denoise")
+    digit_examples([source[2], kind, level],
+                   [[ex[4], "salt_and_pepper", 0.3], [ex[12], "gaussian", 0.5], [ex[19], "block", 0.4]],
+                   lambda x, k, lv: bind(denoise, store)(None, None, x, k, lv, 0), [clean, noisy, dvae, vae, table])

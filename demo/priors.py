@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .common import bind, generator, intro, test_digits, to_image
+from .common import bind, first_visit, generator, intro, test_digits, to_image
 from .test_codes import encode, read_test_codes
 from .weights import ModelStore
 
@@ -173,18 +173,21 @@ def build(store: ModelStore) -> None:
         num = gr.Slider(10, MAX_POINTS, value=2000, step=10, label="Encoded test digits")
         seed = gr.Number(0, precision=0, label="Seed")
         btn = gr.Button("Encode test digits", variant="primary")
+    *scatters0, note0 = first_visit(latent_scatter, store, 2000, 0, outputs=len(MODELS) + 1)
     with gr.Row():
-        scatters = [gr.Image(type="pil", label=title, elem_id=f"scatter-{name}", format="png")
-                    for name, title in MODELS.items()]
-    note = gr.Markdown()
+        scatters = [gr.Image(value, type="pil", label=title, elem_id=f"scatter-{name}", format="png")
+                    for value, (name, title) in zip(scatters0, MODELS.items())]
+    note = gr.Markdown(note0)
     btn.click(bind(latent_scatter, store), [num, seed], [*scatters, note], api_name="latent_scatter")
 
     with gr.Row():
         n_samples = gr.Slider(1, 100, value=25, step=1, label="Samples per prior")
         s_seed = gr.Number(0, precision=0, label="Seed")
         s_btn = gr.Button("Sample each prior", variant="primary")
+    samples0 = first_visit(prior_samples, store, 25, 0, outputs=len(MODELS))
     with gr.Row():
-        samples = [gr.Image(type="pil", label=f"Samples: {title}", format="png") for title in MODELS.values()]
+        samples = [gr.Image(value, type="pil", label=f"Samples: {title}", format="png")
+                   for value, title in zip(samples0, MODELS.values())]
     s_btn.click(bind(prior_samples, store), [n_samples, s_seed], samples, api_name="prior_samples")
 
     gr.Markdown("#### Measured (from each checkpoint's eval_results.json)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from .common import bind, digit_inputs, generator, intro, read_digit, to_image
+from .common import bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro, read_digit, to_image
 from .weights import ModelStore
 
 SAMPLERS = {"AE": "ae", "VAE": "vae", "DVAE": "dvae", "AVB": "avb", "AAE": "aae"}
@@ -84,6 +84,7 @@ def manifold(store: ModelStore, model_name: str, grid_size: int) -> Image.Image:
 def build(store: ModelStore) -> None:
     import gradio as gr
 
+    ex = example_choices()
     intro(INTRO, store, ["ae", "vae", "dvae", "avb", "aae", *MANIFOLD_MODELS.values()])
     with gr.Row():
         with gr.Column(scale=1):
@@ -92,7 +93,8 @@ def build(store: ModelStore) -> None:
             temperature = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="Temperature (scales z)")
             seed = gr.Number(0, precision=0, label="Seed")
             sample_btn = gr.Button("Sample", variant="primary")
-        samples = gr.Image(type="pil", label="Samples", elem_id="samples-out", format="png")
+        samples = gr.Image(first_visit(sample_grid, store, "vae", 36, 1.0, 0), type="pil", label="Samples",
+                           elem_id="samples-out", format="png")
     sample_btn.click(bind(sample_grid, store), [model, num, temperature, seed], samples, api_name="sample")
 
     gr.Markdown("#### Latent interpolation: AE vs VAE")
@@ -101,11 +103,15 @@ def build(store: ModelStore) -> None:
         b = digit_inputs("End digit", 13)
     steps = gr.Slider(2, MAX_STEPS, value=10, step=1, label="Steps")
     interp_btn = gr.Button("Interpolate", variant="primary")
-    pair = gr.Image(type="pil", label="Preprocessed inputs (MNIST format)", format="png", height=140)
-    ae_row = gr.Image(type="pil", label="AE: decoded path", elem_id="interp-ae", format="png")
-    vae_row = gr.Image(type="pil", label="VAE: decoded path", elem_id="interp-vae", format="png")
-    note = gr.Markdown()
+    pair0, ae0, vae0, note0 = first_visit(interpolate, store, None, None, ex[0], None, None, ex[13], 10, outputs=4)
+    pair = gr.Image(pair0, type="pil", label="Preprocessed inputs (MNIST format)", format="png", height=140)
+    ae_row = gr.Image(ae0, type="pil", label="AE: decoded path", elem_id="interp-ae", format="png")
+    vae_row = gr.Image(vae0, type="pil", label="VAE: decoded path", elem_id="interp-vae", format="png")
+    note = gr.Markdown(note0)
     interp_btn.click(bind(interpolate, store), [*a, *b, steps], [pair, ae_row, vae_row, note], api_name="interpolate")
+    digit_examples([a[2], b[2], steps], [[ex[0], ex[13], 10], [ex[2], ex[18], 8], [ex[8], ex[6], 12]],
+                   lambda x, y, n: bind(interpolate, store)(None, None, x, None, None, y, n),
+                   [pair, ae_row, vae_row, note])
 
     gr.Markdown("#### 2-D latent manifold\nCodes on a grid over the prior's quantiles, decoded: each region of the "
                 "plane is a kind of digit, and neighbours morph smoothly.")
@@ -114,5 +120,6 @@ def build(store: ModelStore) -> None:
             model_2d = gr.Dropdown(list(MANIFOLD_MODELS.items()), value="vae-2d", label="2-D model")
             size = gr.Slider(2, MAX_GRID, value=15, step=1, label="Grid size")
             manifold_btn = gr.Button("Show manifold", variant="primary")
-        grid = gr.Image(type="pil", label="Latent manifold", elem_id="manifold-out", format="png")
+        grid = gr.Image(first_visit(manifold, store, "vae-2d", 15), type="pil", label="Latent manifold",
+                        elem_id="manifold-out", format="png")
     manifold_btn.click(bind(manifold, store), [model_2d, size], grid, api_name="manifold")

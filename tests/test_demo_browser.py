@@ -36,6 +36,7 @@ def page(tmp_path_factory):
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
         expect(page.get_by_text("The VAE family on MNIST").first).to_be_visible()
+        page.app_url = url
         yield page
         browser.close()
     app.close()
@@ -48,6 +49,32 @@ def run_action(page, tab: str, button: str, output_id: str, shot: str) -> None:
     expect(image).to_be_visible()
     assert image.evaluate("img => img.complete && img.naturalWidth > 0")
     page.screenshot(path=str(SCREENSHOTS / f"{shot}.png"), full_page=True)
+
+
+FIRST_VISIT = {"Sampling": ["samples-out", "interp-vae", "manifold-out"], "Conditional digits": ["cvae-out",
+               "style-out", "complete-out"], "Denoising": ["noisy-out", "dvae-out"],
+               "Adversarial priors": ["scatter-vae-2d", "scatter-aae-2d-mixture"]}
+
+
+def test_first_visit_shows_results_in_every_tab_without_a_click(page):
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
+    fresh = context.new_page()  # a new visitor: nothing has been clicked on this page
+    fresh.set_default_timeout(TIMEOUT_MS)
+    fresh.goto(page.app_url)
+    for tab, outputs in FIRST_VISIT.items():
+        fresh.get_by_role("tab", name=tab, exact=True).click()
+        for output_id in outputs:
+            image = fresh.locator(f"#{output_id} img")
+            expect(image).to_be_visible()
+            assert image.evaluate("img => img.complete && img.naturalWidth > 0"), (tab, output_id)
+        if tab != "Adversarial priors":  # every tab with a digit input offers examples
+            expect(fresh.get_by_text("Examples: click one to run it").filter(visible=True).first).to_be_visible()
+        fresh.screenshot(path=str(SCREENSHOTS / f"first_visit_{tab.split()[0].lower()}.png"), full_page=True)
+    fresh.get_by_role("tab", name="Denoising", exact=True).click()
+    expect(fresh.get_by_text("PSNR against the clean input (test digit 4)")).to_be_visible()  # the first visit's
+    fresh.get_by_text("gaussian", exact=True).filter(visible=True).first.click()  # an example: runs on click
+    expect(fresh.get_by_text("PSNR against the clean input (test digit 12)")).to_be_visible()
+    context.close()
 
 
 def test_sampling_tab(page):
