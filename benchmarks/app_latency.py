@@ -155,6 +155,12 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (its threads included), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -237,7 +243,11 @@ def main(argv=None) -> None:
             for api_name, call_args in calls:
                 timed_calls(url, api_name, call_args, 1, 2)  # warm-up
                 single, e1 = timed_calls(url, api_name, call_args, 1, args.calls)
+                server_before, client_before = cpu_seconds(proc.pid), time.process_time()
                 many, e16 = timed_calls(url, api_name, call_args, args.concurrency, args.concurrent_calls)
+                n_calls = max(1, len(many))
+                server_ms = (cpu_seconds(proc.pid) - server_before) / n_calls * 1000
+                client_ms = (time.process_time() - client_before) / n_calls * 1000
                 errors = e1 + e16
                 all_errors += [f"{api_name}: {e}" for e in errors]
                 ok = not errors and single and many and median(single) <= P50_TARGET_MS and \
@@ -245,6 +255,7 @@ def main(argv=None) -> None:
                 rows.append([f"`{api_name}`", f"{median(single):.0f}" if single else "–",
                              f"{percentile(single, 95):.0f}" if single else "–",
                              f"{median(many):.0f}" if many else "–", f"{percentile(many, 95):.0f}" if many else "–",
+                             f"{server_ms:.0f}", f"{client_ms:.0f}",
                              f"{len(errors)} / {args.calls + args.concurrency * args.concurrent_calls}",
                              verdict(bool(ok))])
                 print(f"{api_name}: 1 client p50 {median(single) if single else float('nan'):.0f} ms, "
@@ -258,7 +269,12 @@ def main(argv=None) -> None:
                 f"{P50_TARGET_MS:.0f} ms in both, p95 ≤ {P95_TARGET_MS:.0f} ms with {args.concurrency} clients, "
                 f"no errors; queue concurrency {args.concurrency_limit or 'the app default'}", "",
                 table(["endpoint", "1 client p50 ms", "1 client p95 ms", f"{args.concurrency} clients p50 ms",
-                       f"{args.concurrency} clients p95 ms", "errors", ""], rows), ""]
+                       f"{args.concurrency} clients p95 ms", "server CPU ms / call", "client CPU ms / call",
+                       "errors", ""], rows), "",
+                "CPU per call (server process, and these client threads) is taken over the concurrent phase: with "
+                f"{os.cpu_count()} cores, {args.concurrency} clients in flight cannot wait less than about "
+                f"(server + client CPU per call) × {args.concurrency} / {os.cpu_count()} on an otherwise idle "
+                "machine, whatever the queue settings.", ""]
         if all_errors:
             out += ["Errors:", "", *[f"- {e}" for e in all_errors[:20]], ""]
         out += ["#### Start-up and memory", "",

@@ -244,6 +244,8 @@ print("NOTICE:", app.store.notice)
 print("SOURCE:", app.store.source("vae"))
 print("MODEL:", type(app.store.get("vae")).__name__)
 print("BANNER:", any(getattr(b, "elem_id", None) == "weights-notice" for b in app.blocks.values()))
+from demo.weights import ModelStore
+print("SPACE:", ModelStore(os.path.join(os.environ["BUNDLED"], "absent"), hub=True).notice)  # a Space: no pretrained/
 """
 
 
@@ -261,4 +263,5 @@ def test_unreachable_hub_falls_back_to_bundled_weights_with_notice(tmp_path):
     out = proc.stdout
     assert "could not be reached" in out and "SOURCE: bundled" in out and "MODEL: VAE" in out, out + proc.stderr
     assert "BANNER: True" in out
+    assert "SPACE: **The Hugging Face Hub could not be reached**" in out and "unavailable until it can be reached" in out
     assert time.monotonic() - start < 60  # one failed connection, not one timeout per model
