@@ -52,7 +52,7 @@ def _test_set(data_dir: str | None, allow_download: bool) -> tuple[torch.Tensor,
 def scatter_codes(store: ModelStore, name: str, model) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(codes, labels, where they come from) of the whole test set under one checkpoint: the codes stored beside its
     weights (demo/test_codes.py) when they belong to these weights, else the test set encoded once and kept."""
-    stored = read_test_codes(store.folder(name))
+    stored = store.memo(("stored test codes", name), lambda: read_test_codes(store.folder(name)))  # hashes weights
     if stored is not None:
         return (*stored, "the MNIST test digits (codes stored with the weights)")
 
@@ -63,11 +63,8 @@ def scatter_codes(store: ModelStore, name: str, model) -> tuple[torch.Tensor, to
     return store.memo(("test codes", name), compute)
 
 
-def render_scatter(codes: torch.Tensor, labels: torch.Tensor, prior: torch.Tensor, title: str) -> Image.Image:
-    """Codes coloured by digit over a grey histogram of the prior's density, with a legend."""
-    codes, prior = codes.numpy(), prior.numpy()
-    both = np.concatenate([codes, prior])
-    lim = float(np.quantile(np.abs(both), 0.995)) * 1.1 or 1.0
+def density_background(prior: np.ndarray, lim: float) -> Image.Image:
+    """A grey histogram of the prior's density on [-lim, lim]^2 (SIZE x SIZE, y up)."""
     bins = 75
     density, _, _ = np.histogram2d(prior[:, 1], prior[:, 0], bins=bins, range=[[-lim, lim], [-lim, lim]])
     kernel = np.array([1, 4, 6, 4, 1], dtype=np.float64) / 16  # binomial blur, a cheap Gaussian
@@ -75,19 +72,48 @@ def render_scatter(codes: torch.Tensor, labels: torch.Tensor, prior: torch.Tenso
         density = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), axis, density)
     density = np.sqrt(density / max(density.max(), 1e-12))[::-1]  # sqrt keeps the tails visible; y up
     shade = (255 - 110 * density).astype(np.uint8)
-    image = Image.fromarray(shade).resize((SIZE, SIZE), Image.BILINEAR).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    to_px = lambda v: (v + lim) / (2 * lim) * (SIZE - 1)  # noqa: E731
-    for (u, v), label in zip(codes, labels.tolist()):
-        x, y = to_px(u), SIZE - 1 - to_px(v)
-        draw.ellipse([x - 1.5, y - 1.5, x + 1.5, y + 1.5], fill=PALETTE[label % 10])
-    canvas = Image.new("RGB", (SIZE, SIZE + 40), "white")
-    canvas.paste(image, (0, 20))
-    draw = ImageDraw.Draw(canvas)
-    draw.text((4, 4), f"{title}   (axes ±{lim:.1f})", fill="black")
-    for d in range(10):
-        draw.text((8 + d * 29, SIZE + 24), str(d), fill=PALETTE[d])
-    return canvas
+    return Image.fromarray(shade).resize((SIZE, SIZE), Image.BILINEAR).convert("RGB")
+
+
+# pixel offsets of one plotted code: a disc of radius 1.5 px
+DOT = np.array([(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dx * dx + dy * dy <= 2.25])
+COLOURS = np.array(PALETTE, dtype=np.uint8)
+
+
+def render_scatter(codes: torch.Tensor, labels: torch.Tensor, frame: Image.Image, lim: float) -> Image.Image:
+    """Codes coloured by digit stamped onto a copy of `frame` (scatter_frame: the prior's density, title, legend).
+    The dots are stamped with numpy in the order of the codes (a later dot covers an earlier one)."""
+    canvas = np.array(frame)
+    pixels = canvas[20:20 + SIZE]  # the plot area below the title: a view, written in place
+    to_px = lambda v: np.rint((v + lim) / (2 * lim) * (SIZE - 1)).astype(np.int64)  # noqa: E731
+    codes = codes.numpy()
+    x, y = to_px(codes[:, 0]), SIZE - 1 - to_px(codes[:, 1])
+    rows = (y[:, None] + DOT[None, :, 0]).ravel()
+    cols = (x[:, None] + DOT[None, :, 1]).ravel()
+    colour = np.repeat(COLOURS[labels.numpy() % 10], len(DOT), axis=0)
+    inside = (rows >= 0) & (rows < SIZE) & (cols >= 0) & (cols < SIZE)
+    pixels[rows[inside], cols[inside]] = colour[inside]
+    return Image.fromarray(canvas)
+
+
+def scatter_frame(store: ModelStore, name: str, model, codes: torch.Tensor, title: str) -> tuple[Image.Image, float]:
+    """(the empty plot: the prior's density, title and legend; the axis limit) of one model, made once: the plane
+    covers 99.5 % of the prior's samples and of the whole test set's codes (so the axes stay put whichever digits are
+    drawn), and the density comes from 20,000 prior samples of a fixed seed (the view's seed picks the digits)."""
+
+    def compute():
+        prior = model.prior_sample(20_000, generator(0)).cpu().numpy()
+        both = np.concatenate([codes.numpy(), prior])
+        lim = float(np.quantile(np.abs(both), 0.995)) * 1.1 or 1.0
+        canvas = Image.new("RGB", (SIZE, SIZE + 40), "white")
+        canvas.paste(density_background(prior, lim), (0, 20))
+        draw = ImageDraw.Draw(canvas)
+        draw.text((4, 4), f"{title}   (axes ±{lim:.1f})", fill="black")
+        for d in range(10):
+            draw.text((8 + d * 29, SIZE + 24), str(d), fill=PALETTE[d])
+        return canvas, lim
+
+    return store.memo(("scatter frame", name), compute)
 
 
 @torch.no_grad()
@@ -104,8 +130,8 @@ def latent_scatter(store: ModelStore, num_points: int, seed: int):
             codes, labels, source = scatter_codes(store, name, model)
             # the same digits for every model: a permutation of the test set from the seed, cut to num_points
             pick = torch.randperm(len(codes), generator=generator(seed))[: int(num_points)]
-            prior = model.prior_sample(20_000, generator(seed)).cpu()
-            outputs.append(render_scatter(codes[pick], labels[pick], prior, title))
+            frame, lim = scatter_frame(store, name, model, codes, title)
+            outputs.append(render_scatter(codes[pick], labels[pick], frame, lim))
             sources.append(f"{len(pick)} of {source}")
         except Exception as exc:
             outputs.append(None)

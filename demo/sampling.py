@@ -73,10 +73,10 @@ def manifold(store: ModelStore, model_name: str, grid_size: int) -> Image.Image:
     model = store.get(model_name)
     if model.config.latent_dim != 2:
         raise ValueError(f"the manifold view needs a 2-D latent space; {model_name} has {model.config.latent_dim}")
-    z = model.prior_sample(20_000, generator(0)).cpu()
+    prior = store.memo(("prior sample 20000", model_name), lambda: model.prior_sample(20_000, generator(0)).cpu())
     q = (torch.arange(n, dtype=torch.float32) + 0.5) / n
-    z1 = torch.quantile(z[:, 0], q)
-    z2 = torch.quantile(z[:, 1], q).flip(0)  # top row = largest z2, as on a plot
+    z1 = torch.quantile(prior[:, 0], q)
+    z2 = torch.quantile(prior[:, 1], q).flip(0)  # top row = largest z2, as on a plot
     grid = torch.stack(torch.meshgrid(z2, z1, indexing="ij"), dim=-1).reshape(-1, 2).flip(1)  # (z1, z2) row-major
     return to_image(model.decode(grid.to(model.device)), nrow=n, scale=2)
 
