@@ -6,8 +6,27 @@ subprocess is the honest way to point the real client at it), with its cache und
 """
 
 import functools
+import os
 
 import pytest
+from hypothesis import settings
+
+# Property tests (test_preprocess_properties.py): the same examples every run (derandomize), nothing written into the
+# repository (no example database), and no per-example time limit (this machine's load varies; timings belong in
+# benchmarks/). HYPOTHESIS_PROFILE=explore searches afresh with more examples.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", database=None, deadline=None, max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's tmp_path plugin has set up its factory
+def pytest_configure(config):
+    """Hypothesis caches and failure patches go under pytest's tmp folder, not ./.hypothesis in the repository. Set
+    here, before collection: importing a module with @given already caches its constants."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    factory = getattr(config, "_tmp_path_factory", None) or pytest.TempPathFactory.from_config(config, _ispytest=True)
+    set_hypothesis_home_dir(factory.mktemp("hypothesis"))
 
 from .hub_server import HubServer, hub_env, run_with_hub, start_hub_server  # noqa: F401  (re-exported helpers)
 
