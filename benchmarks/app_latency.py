@@ -169,15 +169,53 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM")
 
 
-def timed_calls(url: str, api_name: str, args: tuple, clients: int, calls_each: int) -> tuple[list[float], list[str]]:
-    """`clients` threads, each with its own gradio_client.Client, start together and make `calls_each` calls."""
+class HttpClient:
+    """What a browser's page does for one call, through Gradio's HTTP API with the standard library: POST
+    /gradio_api/call/<name>, read the event stream until `complete`, then GET every output file (the images the page
+    shows). Much lighter than gradio_client, whose own CPU time (on these same 2 cores) dominated the 16-client runs."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def call(self, api_name: str, args: tuple) -> list:
+        import json
+
+        request = urllib.request.Request(f"{self.url}/gradio_api/call{api_name}", method="POST",
+                                         data=json.dumps({"data": list(args)}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=CALL_TIMEOUT_S) as response:
+            event_id = json.loads(response.read())["event_id"]
+        event, data = None, None
+        with urllib.request.urlopen(f"{self.url}/gradio_api/call{api_name}/{event_id}",
+                                    timeout=CALL_TIMEOUT_S) as stream:
+            for raw in stream:
+                line = raw.decode().strip()
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    data = json.loads(line[5:])
+                    break
+        if event != "complete":
+            raise RuntimeError(f"{api_name}: {event}: {data}")
+        for item in data:
+            if isinstance(item, dict) and item.get("url"):
+                with urllib.request.urlopen(item["url"], timeout=CALL_TIMEOUT_S) as response:
+                    response.read()
+        return data
+
+
+def timed_calls(url: str, api_name: str, args: tuple, clients: int, calls_each: int,
+                client_kind: str = "gradio_client") -> tuple[list[float], list[str]]:
+    """`clients` threads, each with its own client (gradio_client.Client, or HttpClient), start together and make
+    `calls_each` calls."""
     from gradio_client import Client
 
     latencies, errors, lock = [], [], threading.Lock()
     handles = []
     for _ in range(clients):  # a busy server can time out a client's start-up too: an error, not a crash
         try:
-            handles.append(Client(url, verbose=False, httpx_kwargs={"timeout": CALL_TIMEOUT_S}))
+            handles.append(HttpClient(url) if client_kind == "http" else
+                           Client(url, verbose=False, httpx_kwargs={"timeout": CALL_TIMEOUT_S}))
         except Exception as exc:  # noqa: BLE001 - counted and reported
             errors += [f"client start-up: {type(exc).__name__}: {exc}"] * calls_each
     barrier = threading.Barrier(len(handles)) if handles else None
@@ -187,7 +225,10 @@ def timed_calls(url: str, api_name: str, args: tuple, clients: int, calls_each: 
         for _ in range(calls_each):
             start = time.perf_counter()
             try:  # submit + result(timeout): a lost event must not hang the benchmark (predict waits forever)
-                client.submit(*args, api_name=api_name).result(timeout=CALL_TIMEOUT_S)
+                if isinstance(client, HttpClient):
+                    client.call(api_name, args)
+                else:
+                    client.submit(*args, api_name=api_name).result(timeout=CALL_TIMEOUT_S)
                 ms = (time.perf_counter() - start) * 1000
                 with lock:
                     latencies.append(ms)
@@ -215,6 +256,8 @@ def main(argv=None) -> None:
     p.add_argument("--starts", type=int, default=3, help="cold starts of app.py (each after a bare import)")
     p.add_argument("--concurrency-limit", type=int, help="the server's queue concurrency (default: the app's)")
     p.add_argument("--endpoints", nargs="*", help="only these endpoints (e.g. /sample /denoise)")
+    p.add_argument("--client", choices=["gradio_client", "http"], default="gradio_client",
+                   help="gradio_client (as before), or plain HTTP calls as a browser page makes them (lighter)")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -241,10 +284,10 @@ def main(argv=None) -> None:
             all_errors = []
             calls = [c for c in endpoint_calls() if not args.endpoints or c[0] in args.endpoints]
             for api_name, call_args in calls:
-                timed_calls(url, api_name, call_args, 1, 2)  # warm-up
-                single, e1 = timed_calls(url, api_name, call_args, 1, args.calls)
+                timed_calls(url, api_name, call_args, 1, 2, args.client)  # warm-up
+                single, e1 = timed_calls(url, api_name, call_args, 1, args.calls, args.client)
                 server_before, client_before = cpu_seconds(proc.pid), time.process_time()
-                many, e16 = timed_calls(url, api_name, call_args, args.concurrency, args.concurrent_calls)
+                many, e16 = timed_calls(url, api_name, call_args, args.concurrency, args.concurrent_calls, args.client)
                 n_calls = max(1, len(many))
                 server_ms = (cpu_seconds(proc.pid) - server_before) / n_calls * 1000
                 client_ms = (time.process_time() - client_before) / n_calls * 1000
@@ -264,7 +307,7 @@ def main(argv=None) -> None:
             peak = peak_rss_mb(proc.pid)
         finally:
             stop(proc)
-        out += [f"#### Over HTTP (gradio_client), per endpoint: {args.calls} sequential calls from 1 client, then "
+        out += [f"#### Over HTTP ({args.client}), per endpoint: {args.calls} sequential calls from 1 client, then "
                 f"{args.concurrency} clients × {args.concurrent_calls} calls at once; target p50 ≤ "
                 f"{P50_TARGET_MS:.0f} ms in both, p95 ≤ {P95_TARGET_MS:.0f} ms with {args.concurrency} clients, "
                 f"no errors; queue concurrency {args.concurrency_limit or 'the app default'}", "",

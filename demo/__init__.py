@@ -22,11 +22,12 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
     import gradio as gr
 
     from . import conditional, denoising, priors, sampling
-    from .common import install_atomic_image_cache
+    from .common import install_atomic_image_cache, install_lazy_session_config
     from .weights import ModelStore
 
     store = ModelStore(weights_dir, hub=hub, revisions=revisions, data_dir=data_dir)
     install_atomic_image_cache()
+    install_lazy_session_config()
     with server_app_deferred(), gr.Blocks(title=TITLE) as app:
         gr.Markdown(DESCRIPTION)
         if store.notice:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import html
+import io
 import json
 from pathlib import Path
 
@@ -139,7 +140,12 @@ def install_atomic_image_cache() -> None:
         return
 
     def save_pil_to_cache(img, cache_dir, name="image", format="webp"):
-        data = processing_utils.encode_pil_to_bytes(img, format)
+        if format.lower() == "png":  # zlib level 1: ~3x faster to encode than PIL's default 6, digits compress well
+            buffer = io.BytesIO()
+            img.save(buffer, "PNG", compress_level=1)
+            data = buffer.getvalue()
+        else:
+            data = processing_utils.encode_pil_to_bytes(img, format)
         folder = Path(cache_dir) / processing_utils.hash_bytes(data)
         folder.mkdir(exist_ok=True, parents=True)
         path = (folder / f"{name}.{format}").resolve()
@@ -172,3 +178,34 @@ def digit_examples(inputs, rows, fn, outputs, label: str = "Examples: click one 
 
     return gr.Examples(rows, inputs=inputs, fn=fn, outputs=outputs, cache_examples=False, run_on_click=True,
                        label=label, api_visibility="private")
+
+
+def install_lazy_session_config() -> None:
+    """Work around a per-visitor cost in gradio 6.31: each new session (every page visit, every gradio_client)
+    builds `SessionState.config_values`, the config of every block of the app (about 170 here, each through
+    inspect.signature and pydantic JSON schemas), which only the deep-link feature reads (this app has no deep-link
+    button). With this, the entries are made when first read: `components` (deep links) fills them all, and gradio's
+    own updates already compute a missing entry. benchmarks/README.md has the measured effect."""
+    import types
+
+    from gradio import state_holder
+
+    cls = state_holder.SessionState
+    if getattr(cls, "lazy_config", False):
+        return
+    eager_init, eager_components = cls.__init__, cls.components
+
+    def __init__(self, blocks):
+        eager_init(self, types.SimpleNamespace(default_config=blocks.default_config, blocks={}))  # no entries
+        self._config_order = [k for k in self.blocks_config.blocks if k in blocks.blocks]
+
+    def components(self):
+        if self._config_order:  # gradio's order: every block's entry, then entries added since
+            made = self.config_values
+            self.config_values = {k: made[k] if k in made else self.blocks_config.config_for_block(
+                k, [], self.blocks_config.blocks[k]) for k in self._config_order}
+            self.config_values.update({k: v for k, v in made.items() if k not in self.config_values})
+            self._config_order = []
+        return eager_components.fget(self)
+
+    cls.__init__, cls.components, cls.lazy_config = __init__, property(components), True

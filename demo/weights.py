@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,27 +127,41 @@ class ModelStore:
 
         failed: list[str] = []
         unpinned = [name for name, entry in table.items() if not entry.get("revision")]
+        pinned = [name for name in table if name not in unpinned]
         unreachable: str | None = None
-        for name, entry in table.items():
-            if name in unpinned:
-                continue
-            if unreachable:
-                failed.append(name)
-                continue
+
+        def fetch(name: str) -> tuple[str, str | None, str | None]:
+            """(name, folder or None, "unreachable: why" / "missing: why" / None)."""
+            entry = table[name]
             try:
-                folder = snapshot_download(entry["repo_id"], revision=entry["revision"], allow_patterns=ALLOW_PATTERNS)
+                return name, snapshot_download(entry["repo_id"], revision=entry["revision"],
+                                               allow_patterns=ALLOW_PATTERNS), None
             except LocalEntryNotFoundError as exc:  # no connection and nothing cached: the Hub is unreachable
-                unreachable = str(exc).splitlines()[0][:200]
-                failed.append(name)
-                continue
+                return name, None, "unreachable: " + str(exc).splitlines()[0][:200]
             except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
-                failed.append(f"{name} ({type(exc).__name__})")
-                continue
+                return name, None, f"missing: {type(exc).__name__}"
             except Exception as exc:  # connection refused, timeouts, offline mode, 5xx: the Hub is unreachable
-                unreachable = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                return name, None, f"unreachable: {type(exc).__name__}: " + \
+                    (str(exc).splitlines()[0][:200] if str(exc) else "")
+
+        # The first model alone: when the Hub is unreachable that is one failed connection, not one per model.
+        # Then the rest in parallel (each snapshot is a few small HTTP requests: latency, not bandwidth, dominates
+        # a Space's first start).
+        results = [fetch(pinned[0])] if pinned else []
+        if results and not (results[0][2] or "").startswith("unreachable"):
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                results += list(pool.map(fetch, pinned[1:]))
+        else:
+            results += [(name, None, results[0][2]) for name in pinned[1:]]
+        for name, folder, problem in results:
+            entry = table[name]
+            if problem is None:
+                self._entries[name] = Entry(Path(folder), f"hub {entry['repo_id']}@{entry['revision']}")
+            elif problem.startswith("unreachable"):
+                unreachable = unreachable or problem[len("unreachable: "):]
                 failed.append(name)
-                continue
-            self._entries[name] = Entry(Path(folder), f"hub {entry['repo_id']}@{entry['revision']}")
+            else:
+                failed.append(f"{name} ({problem[len('missing: '):]})")
         instead = (f"showing the bundled weights from `{self.weights_dir.name}/` instead" if self.weights_dir.is_dir()
                    else "their features are unavailable until it can be reached (reload the Space later)")
         notices = []

@@ -185,12 +185,12 @@ def test_hub_mode_asks_for_safe_files_at_each_pinned_revision(monkeypatch, tmp_p
                           "allow_patterns": ["*.safetensors", "*.json", "*.md", "*.png"]}, (repo_id, kwargs)
     assert store.source("vae") == "hub me/mnist-vae@abc123" and store.folder("vae") == weights / "vae"
     assert store.source("aae") == f"hub vae-family/mnist-aae@{PIN}"
+    assert type(store.get("vae")).__name__ == "VAE"
 
     # a model without a pin is never fetched at "main" (whatever was pushed last): the banner says it is unpinned
     fake.calls.clear()
     store = ModelStore(tmp_path / "bundled", hub=True, revisions={name: {"revision": None} for name in MODEL_NAMES})
     assert not fake.calls and "No pinned Hub revision" in store.notice and store.source("vae") == "bundled"
-    assert type(store.get("vae")).__name__ == "VAE"
 
 
 def test_hub_mode_falls_back_per_model_or_entirely(monkeypatch, tmp_path):
