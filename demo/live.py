@@ -86,6 +86,7 @@ class LiveTraining:
     def __init__(self, data_dir=None, workdir=None):
         self.data_dir = data_dir
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vae-family-live-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.stop_requests: set[str] = set()
         self.history: list[tuple[str, float, float]] = []  # (session, start, end) of every run, monotonic clock
         self.lock = threading.Lock()
