@@ -81,14 +81,13 @@ def data_note(data_dir) -> str:
 
 
 class LiveTraining:
-    """Server-wide state of the tab: who asked to stop, the finished runs, a history of when runs trained."""
+    """Server-wide state of the tab: the running session, who asked to stop, where finished runs are kept."""
 
     def __init__(self, data_dir=None, workdir=None):
         self.data_dir = data_dir
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vae-family-live-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stop_requests: set[str] = set()
-        self.history: list[tuple[str, float, float]] = []  # (session, start, end) of every run, monotonic clock
         self.lock = threading.Lock()
         self.running: str | None = None
 
@@ -119,7 +118,6 @@ class LiveTraining:
             self.running = session
         threads = torch.get_num_threads()
         torch.set_num_threads(TRAIN_THREADS)
-        start = time.monotonic()
         try:
             try:
                 trainer = Trainer(cfg)
@@ -127,17 +125,16 @@ class LiveTraining:
                 if "cannot load" in str(exc):
                     raise gr.Error(f"MNIST is not available on this server: {exc}", print_exception=False) from exc
                 raise gr.Error(str(exc), print_exception=False) from exc
-            test_x, test_y = self.test_digits(trainer)
+            test_x, test_y = self.test_digits()
             yield from self._loop(trainer, choice, budget, session, test_x, test_y)
         finally:
             torch.set_num_threads(threads)
             with self.lock:
                 self.running = None
                 self.stop_requests.discard(session)
-                self.history.append((session, start, time.monotonic()))
             shutil.rmtree(Path(cfg.output_dir), ignore_errors=True)  # checkpoints and logs; the zip stays
 
-    def test_digits(self, trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    def test_digits(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = load_mnist("test", data_dir=self.data_dir)  # already read (and fetched) by the trainer
         pick = torch.randperm(len(images), generator=generator(0))[:SCATTER_POINTS]
         return images[pick].unsqueeze(1).float() / 255.0, labels[pick]
@@ -224,6 +221,7 @@ class LiveTraining:
         with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as z:
             for path in sorted(folder.iterdir()):
                 z.write(path, f"{folder.name}/{path.name}")
+        shutil.rmtree(folder.parent, ignore_errors=True)  # the zip holds it
         self._prune()
         return zipped
 
