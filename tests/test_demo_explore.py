@@ -6,6 +6,7 @@ of every new control come back as clear messages."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -209,7 +210,8 @@ def test_live_training_streams_queues_stops_exports_and_pushes(server, client, h
     folder = unpack(zipped, tmp_path / "a")
     model = load_model(str(folder))
     assert model.config.prior == "mixture10" and model.config.latent_dim == 2
-    assert "--max-steps" in (folder / "training_args.json").read_text()
+    command = json.loads((folder / "training_args.json").read_text())["command"]
+    assert command.startswith("python -m train --model aae") and "--lr 0.003" in command and "--max-steps" in command
 
     *_, status_b, zipped_b = job_b.result(timeout=120)  # B ran after A: its one-second budget, to the end
     assert "stopped by time budget" in status_b and "Test NLL" in status_b
