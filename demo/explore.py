@@ -24,8 +24,9 @@ TAIL = 1.0  # percentile below which a digit is called atypical
 INTRO = """### Explore a digit
 **Every model** reconstructs your digit, and each model with a likelihood (VAE, DVAE, AVB) estimates log p(x)
 (importance sampling, k = 100) and places it on the test set's distribution: the percentile is the share of MNIST
-test digits the model finds *less* likely. Letters, scribbles and near-empty images land in the bottom tail; the AE
-and the AAE have no likelihood. **Latent traversal** moves one latent dimension at a time from −3 to +3 prior
+test digits the model finds *less* likely. Letters and scribbles land in the bottom tail, but a simple stroke (a
+dash, a faint line) can score as a typical digit: likelihood models favour simple images (Nalisnick et al. 2019,
+"Do deep generative models know what they don't know?"). The AE and the AAE have no likelihood. **Latent traversal** moves one latent dimension at a time from −3 to +3 prior
 standard deviations around your digit's code, for the dimensions that carry the most information (average KL)."""
 
 
