@@ -178,7 +178,7 @@ class LiveTraining:
             curves += [{"step": step, "loss": sum(v) / len(v), "term": k} for k, v in pending.items()]
         elapsed = time.monotonic() - start if start is not None else 0.0
         scatter = self.scatter(trainer, choice, test_x, test_y, step)
-        summary = self.evaluate(trainer, test_x, test_y)
+        summary = self.evaluate(trainer, test_x)
         zipped = self.export(trainer, step)
         status = (f"**Done**: {choice}, {step} steps ({step * BATCH_SIZE / 60000:.2f} epochs) in {elapsed:.0f} s, "
                   f"stopped by {stopped_by}. {summary} Download the zip below.")
@@ -196,7 +196,7 @@ class LiveTraining:
             model.train(was_training)
 
     @torch.no_grad()
-    def evaluate(self, trainer: Trainer, x, y) -> str:
+    def evaluate(self, trainer: Trainer, x) -> str:
         """Quick numbers on held-out digits: prior MMD of the codes, and an IS-NLL estimate where there is one."""
         model = trainer.model
         was_training = model.training
