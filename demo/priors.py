@@ -36,17 +36,16 @@ the prior's density (grey): gaps mean prior samples that decode to no digit, and
 
 @functools.cache
 def _test_set(data_dir: str | None, allow_download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """MNIST test digits (uint8 (N, 28, 28), labels) for checkpoints without stored codes: the real test set when it
-    can be read, else the 20 bundled ones."""
+    """MNIST test digits (N, 1, 28, 28) in [0, 1] and labels: the real test set when it can be read, else the 20
+    bundled ones."""
     try:
         from vae_models.data import load_mnist
 
         images, labels = load_mnist("test", data_dir=data_dir, download=allow_download)
-        return images, labels, "the MNIST test digits"
+        return images.unsqueeze(1).float() / 255.0, labels, "MNIST test digits"
     except Exception:  # no local copy and no download allowed / possible: the bundled digits still show the idea
         images, labels = test_digits()
-        return (images[:, 0] * 255).round().to(torch.uint8), torch.tensor(labels), \
-            "the 20 bundled test digits (no test codes beside the weights and no MNIST test set found)"
+        return images, torch.tensor(labels), "the 20 bundled test digits (MNIST test set not found)"
 
 
 def scatter_codes(store: ModelStore, name: str, model) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -58,7 +57,11 @@ def scatter_codes(store: ModelStore, name: str, model) -> tuple[torch.Tensor, to
 
     def compute():
         images, labels, source = _test_set(store.data_dir, store.hub)
-        return encode(model, images), labels, source
+        pixels = (images[:, 0] * 255).round().to(torch.uint8)  # exactly the stored grey levels
+        if source.startswith("MNIST"):
+            return encode(model, pixels), labels, "the MNIST test digits"
+        return encode(model, pixels), labels, "the 20 bundled test digits (no test codes beside the weights and " \
+                                              "no MNIST test set found)"
 
     return store.memo(("test codes", name), compute)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from .common import bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro, read_digit, to_image
+from vae_models.latent import INTERPOLATIONS
+
+from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro, read_digit,
+                     to_image)
 from .weights import ModelStore
 
 SAMPLERS = {"AE": "ae", "VAE": "vae", "DVAE": "dvae", "AVB": "avb", "AAE": "aae"}
@@ -37,15 +40,20 @@ def sample_grid(store: ModelStore, model_name: str, num_samples: int, temperatur
 
 
 @torch.no_grad()
-def interpolate(store: ModelStore, sketch_a, upload_a, example_a, sketch_b, upload_b, example_b, steps: int):
-    """Linear interpolation between the codes of two digits, decoded by the AE and by the VAE.
+def interpolate(store: ModelStore, sketch_a, upload_a, example_a, sketch_b, upload_b, example_b, steps: int,
+                method: str = "lerp"):
+    """Interpolation between the codes of two digits, straight (lerp) or along the great circle (slerp, see
+    vae_models.latent.slerp), decoded by the AE and by the VAE.
     Returns (the two preprocessed inputs, AE row or None, VAE row or None, a note)."""
     if not 2 <= int(steps) <= MAX_STEPS:
         raise ValueError(f"steps must be 2-{MAX_STEPS}")
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {method!r}")
+    path = INTERPOLATIONS[method]
     x_a, _, source_a = read_digit(sketch_a, upload_a, example_a)
     x_b, _, source_b = read_digit(sketch_b, upload_b, example_b)
     t = torch.linspace(0, 1, int(steps)).unsqueeze(1)
-    rows, notes = {}, [f"From {source_a} to {source_b}."]
+    rows, notes = {}, [f"From {source_a} to {source_b} ({method})."]
     for name in ("ae", "vae"):
         try:
             model = store.get(name)
@@ -54,7 +62,7 @@ def interpolate(store: ModelStore, sketch_a, upload_a, example_a, sketch_b, uplo
             notes.append(str(exc))
             continue
         z_a, z_b = _code(model, x_a), _code(model, x_b)
-        rows[name] = to_image(model.decode((1 - t) * z_a + t * z_b), nrow=int(steps))
+        rows[name] = to_image(model.decode(path(z_a, z_b, t)), nrow=int(steps))
     if rows["ae"] is None and rows["vae"] is None:
         raise ValueError(" ".join(notes[1:]))
     return to_image(torch.cat([x_a, x_b]), nrow=2), rows["ae"], rows["vae"], " ".join(notes)
@@ -101,16 +109,21 @@ def build(store: ModelStore) -> None:
     with gr.Row():
         a = digit_inputs("Start digit", 0)
         b = digit_inputs("End digit", 13)
-    steps = gr.Slider(2, MAX_STEPS, value=10, step=1, label="Steps")
+    with gr.Row():
+        steps = gr.Slider(2, MAX_STEPS, value=10, step=1, label="Steps")
+        method = gr.Radio(list(INTERPOLATIONS), value="lerp", label="Path: straight line (lerp) or great circle (slerp)")
     interp_btn = gr.Button("Interpolate", variant="primary")
-    pair0, ae0, vae0, note0 = first_visit(interpolate, store, None, None, ex[0], None, None, ex[13], 10, outputs=4)
+    pair0, ae0, vae0, note0 = first_visit(interpolate, store, None, None, ex[0], None, None, ex[13], 10, "lerp",
+                                          outputs=4)
     pair = gr.Image(pair0, type="pil", label="Preprocessed inputs (MNIST format)", format="png", height=140)
     ae_row = gr.Image(ae0, type="pil", label="AE: decoded path", elem_id="interp-ae", format="png")
     vae_row = gr.Image(vae0, type="pil", label="VAE: decoded path", elem_id="interp-vae", format="png")
     note = gr.Markdown(note0)
-    interp_btn.click(bind(interpolate, store), [*a, *b, steps], [pair, ae_row, vae_row, note], api_name="interpolate")
-    digit_examples([a[2], b[2], steps], [[ex[0], ex[13], 10], [ex[2], ex[18], 8], [ex[8], ex[6], 12]],
-                   lambda x, y, n: bind(interpolate, store)(None, None, x, None, None, y, n),
+    interp_btn.click(bind(interpolate, store), [*a, *b, steps, method], [pair, ae_row, vae_row, note],
+                     api_name="interpolate")
+    digit_examples([a[2], b[2], steps, method],
+                   [[ex[0], ex[13], 10, "lerp"], [ex[2], ex[18], 8, "slerp"], [ex[8], ex[6], 12, "lerp"]],
+                   lambda x, y, n, how: bind(interpolate, store)(None, None, x, None, None, y, n, how),
                    [pair, ae_row, vae_row, note])
 
     gr.Markdown("#### 2-D latent manifold\nCodes on a grid over the prior's quantiles, decoded: each region of the "

@@ -2,12 +2,13 @@
 
 Tests drive the real client over real HTTP: point `HF_ENDPOINT` at `start_hub_server().url` (in a subprocess,
 because huggingface_hub reads it at import; see `hub_env` / `run_with_hub`). Implemented: create_repo,
-validate-yaml, preupload (every file "regular", so no LFS/Xet), ndjson commits (file / deletedFile /
-deletedFolder), create_branch, refs, repo_info by revision, tree listing, whoami-v2, and HEAD/GET of resolve URLs,
-for model, dataset and space repos, with the Hub's error codes (RepoNotFound, RevisionNotFound, EntryNotFound in
+validate-yaml, whoami-v2, preupload (every file "regular", so no LFS/Xet), ndjson commits (file / deletedFile /
+deletedFolder), create_branch, refs, repo_info by revision, tree listing, and HEAD/GET of resolve URLs, for model,
+dataset and space repos, with the Hub's error codes (RepoNotFound, RevisionNotFound, EntryNotFound in
 `X-Error-Code`). With `users` (token -> account), writes are allowed only into the token's own namespaces (its user
-name and its organisations) and only for "write" tokens, as on the Hub (403 otherwise); spaces need an `sdk`. Commit and blob ids are
-content-derived SHA-1s like git's, so pinning a revision is meaningful. Every request is recorded.
+name and its organisations) and only for "write" tokens, as on the Hub (403 otherwise); spaces need an `sdk`.
+Commit and blob ids are content-derived SHA-1s like git's, so pinning a revision is meaningful. Every request is
+recorded.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class HubServer:
         self.token = token  # None: any Bearer token is accepted
         # token -> {"name": user, "orgs": [org, ...], "role": "write" | "read"}; None: every token may write anywhere
         self.users = users
+        self.username = "visitor"  # without `users`: whom /api/whoami-v2 says an accepted token belongs to
         self.repos: dict[tuple[str, str], Repo] = {}  # (repo type "model"/"dataset"/"space", "ns/name") -> Repo
         self.requests: list[tuple[str, str]] = []  # (method, decoded URL path without the query), in order
         self.lock = threading.RLock()
@@ -126,7 +128,7 @@ class HubServer:
         if not self._authorized(auth):
             raise HubError(401, "Invalid credentials in Authorization header")
         if self.users is None:
-            return {"name": "user", "orgs": [], "role": "write", "anywhere": True}
+            return {"name": self.username, "orgs": [], "role": "write", "anywhere": True}
         return self.users[auth[len("Bearer "):]]
 
     def _check_write(self, auth: str | None, namespace: str, what: str) -> None:
@@ -218,7 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._create_repo(hub, json.loads(body), auth)
         if method == "GET" and seg[0] == "api" and seg[1:] == ["whoami-v2"]:
             account = hub._account(auth)
-            return 200, {"type": "user", "name": account["name"],
+            return 200, {"type": "user", "name": account["name"], "fullname": account["name"].title(), "avatarUrl": "",
                          "orgs": [{"type": "org", "name": o, "roleInOrg": "write"} for o in account.get("orgs", [])],
                          "auth": {"type": "access_token", "accessToken": {"role": account.get("role", "write")}}}, {}
         if seg[0] == "api" and len(seg) >= 4 and seg[1] in ("models", "datasets", "spaces"):
