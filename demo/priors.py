@@ -83,8 +83,36 @@ DOT = np.array([(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dx * d
 COLOURS = np.array(PALETTE, dtype=np.uint8)
 
 
-def render_scatter(codes: torch.Tensor, labels: torch.Tensor, frame: Image.Image, lim: float) -> Image.Image:
-    """Codes coloured by digit stamped onto a copy of `frame` (scatter_frame: the prior's density, title, legend).
+def _codes(model, x: torch.Tensor) -> torch.Tensor:
+    out = model.encode(x.to(model.device))
+    return (out.mean if out.mean is not None else out.z).cpu()
+
+
+def make_frame(prior: np.ndarray, lim: float, title: str) -> Image.Image:
+    """The empty plot: the prior's density on [-lim, lim]^2 under a title, over a legend of the digits' colours."""
+    canvas = Image.new("RGB", (SIZE, SIZE + 40), "white")
+    canvas.paste(density_background(prior, lim), (0, 20))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 4), f"{title}   (axes ±{lim:.1f})", fill="black")
+    for d in range(10):
+        draw.text((8 + d * 29, SIZE + 24), str(d), fill=PALETTE[d])
+    return canvas
+
+
+def plot_limit(codes: np.ndarray, prior: np.ndarray) -> float:
+    """Half the side of the plotted square: 99.5 % of codes and prior samples inside, with a margin."""
+    return float(np.quantile(np.abs(np.concatenate([codes, prior])), 0.995)) * 1.1 or 1.0
+
+
+def render_scatter(codes: torch.Tensor, labels: torch.Tensor, prior: torch.Tensor, title: str) -> Image.Image:
+    """Codes coloured by digit over a grey histogram of the prior's density, with a legend (one-off plots, such as
+    the live-training tab's; the prior-comparison view reuses each model's frame, see scatter_frame)."""
+    lim = plot_limit(codes.numpy(), prior.numpy())
+    return stamp_codes(codes, labels, make_frame(prior.numpy(), lim, title), lim)
+
+
+def stamp_codes(codes: torch.Tensor, labels: torch.Tensor, frame: Image.Image, lim: float) -> Image.Image:
+    """Codes coloured by digit stamped onto a copy of `frame` (make_frame: the prior's density, title, legend).
     The dots are stamped with numpy in the order of the codes (a later dot covers an earlier one)."""
     canvas = np.array(frame)
     pixels = canvas[20:20 + SIZE]  # the plot area below the title: a view, written in place
@@ -106,15 +134,8 @@ def scatter_frame(store: ModelStore, name: str, model, codes: torch.Tensor, titl
 
     def compute():
         prior = model.prior_sample(20_000, generator(0)).cpu().numpy()
-        both = np.concatenate([codes.numpy(), prior])
-        lim = float(np.quantile(np.abs(both), 0.995)) * 1.1 or 1.0
-        canvas = Image.new("RGB", (SIZE, SIZE + 40), "white")
-        canvas.paste(density_background(prior, lim), (0, 20))
-        draw = ImageDraw.Draw(canvas)
-        draw.text((4, 4), f"{title}   (axes ±{lim:.1f})", fill="black")
-        for d in range(10):
-            draw.text((8 + d * 29, SIZE + 24), str(d), fill=PALETTE[d])
-        return canvas, lim
+        lim = plot_limit(codes.numpy(), prior)
+        return make_frame(prior, lim, title), lim
 
     return store.memo(("scatter frame", name), compute)
 
@@ -134,7 +155,7 @@ def latent_scatter(store: ModelStore, num_points: int, seed: int):
             # the same digits for every model: a permutation of the test set from the seed, cut to num_points
             pick = torch.randperm(len(codes), generator=generator(seed))[: int(num_points)]
             frame, lim = scatter_frame(store, name, model, codes, title)
-            outputs.append(render_scatter(codes[pick], labels[pick], frame, lim))
+            outputs.append(stamp_codes(codes[pick], labels[pick], frame, lim))
             sources.append(f"{len(pick)} of {source}")
         except Exception as exc:
             outputs.append(None)
