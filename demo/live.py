@@ -21,18 +21,21 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import pandas as pd
 import torch
 
-from train.trainer import TrainConfig, Trainer, TrainError
 from vae_models import CheckpointError, ConfigError, load_model
 from vae_models.data import DataError, load_mnist
 from vae_models.metrics import importance_sampled_nll, prior_mmd
 from vae_models.typicality import has_likelihood
 
 from .common import generator
+
+if TYPE_CHECKING:  # train.trainer (accelerate) is imported when a training starts, not with the app
+    from train.trainer import TrainConfig, Trainer
 from .priors import _codes, render_scatter
 
 _2D = {"hidden_dims": [400, 200], "latent_dim": 2}  # as the bundled 2-D checkpoints (pretrained/*-2d)
@@ -95,7 +98,8 @@ class LiveTraining:
         self.running: str | None = None
 
     # -- training ---------------------------------------------------------------------------------------------
-    def config(self, choice: str, seconds, seed) -> tuple[TrainConfig, float]:
+    def config(self, choice: str, seconds, seed) -> "tuple[TrainConfig, float]":
+        from train.trainer import TrainConfig  # imported on first use: accelerate costs the app's cold start
         if choice not in LIVE_MODELS:
             raise gr.Error(f"unknown model {choice!r}; choose one of {list(LIVE_MODELS)}", print_exception=False)
         try:
@@ -115,6 +119,8 @@ class LiveTraining:
 
     def train(self, choice: str, seconds, seed, session: str):
         """Generator of (loss curves, latent scatter, status, zip or None); the last one carries the zip."""
+        from train.trainer import Trainer, TrainError
+
         cfg, budget = self.config(choice, seconds, seed)
         with self.lock:
             self.stop_requests.discard(session)
@@ -142,7 +148,7 @@ class LiveTraining:
         pick = torch.randperm(len(images), generator=generator(0))[:SCATTER_POINTS]
         return images[pick].unsqueeze(1).float() / 255.0, labels[pick]
 
-    def _loop(self, trainer: Trainer, choice: str, budget: float, session: str, test_x, test_y):
+    def _loop(self, trainer: "Trainer", choice: str, budget: float, session: str, test_x, test_y):
         curves: list[dict] = []
         pending: dict[str, list[float]] = {}
         scatter, stopped_by = None, "time budget"
@@ -185,7 +191,7 @@ class LiveTraining:
         yield pd.DataFrame(curves), scatter, status, str(zipped)
 
     @torch.no_grad()
-    def scatter(self, trainer: Trainer, choice: str, x, y, step: int):
+    def scatter(self, trainer: "Trainer", choice: str, x, y, step: int):
         model = trainer.model
         was_training = model.training
         model.eval()
@@ -196,7 +202,7 @@ class LiveTraining:
             model.train(was_training)
 
     @torch.no_grad()
-    def evaluate(self, trainer: Trainer, x) -> str:
+    def evaluate(self, trainer: "Trainer", x) -> str:
         """Quick numbers on held-out digits: prior MMD of the codes, and an IS-NLL estimate where there is one."""
         model = trainer.model
         was_training = model.training
@@ -210,7 +216,7 @@ class LiveTraining:
         finally:
             model.train(was_training)
 
-    def export(self, trainer: Trainer, step: int) -> Path:
+    def export(self, trainer: "Trainer", step: int) -> Path:
         """The trainer's export (model.safetensors, config.json, card, samples, training_args.json) as a zip whose
         one folder is laid out like pretrained/<name>/; the recorded command reproduces the run offline."""
         cfg = trainer.cfg

@@ -141,8 +141,13 @@ def test_publish_then_the_space_serves_exactly_what_the_bundled_weights_serve(hu
         (space_dir / path).parent.mkdir(parents=True, exist_ok=True)
         (space_dir / path).write_bytes(data)
     port = free_port()
-    env = {**hub_env(hub.url, tmp_path, HF_HOME=str(tmp_path / "fresh_hf_home"), SPACE_ID=space[1],
-                     GRADIO_SERVER_PORT=str(port), GRADIO_TEMP_DIR=str(tmp_path / "gradio_space")),
+    # What the Space runtime sets: SYSTEM and SPACE_ID, and for `hf_oauth: true` (the live tab's sign-in) the OAuth
+    # client settings (only read at a sign-in). Server-side rendering needs Node.js, which this machine lacks.
+    oauth = {"OAUTH_CLIENT_ID": "test-client", "OAUTH_CLIENT_SECRET": "test-secret", "OAUTH_SCOPES": "openid profile",
+             "OPENID_PROVIDER_URL": hub.url}
+    env = {**hub_env(hub.url, tmp_path, HF_HOME=str(tmp_path / "fresh_hf_home"), SPACE_ID=space[1], SYSTEM="spaces",
+                     GRADIO_SERVER_PORT=str(port), GRADIO_TEMP_DIR=str(tmp_path / "gradio_space"),
+                     GRADIO_SSR_MODE="false", **oauth),
            "PYTHONPATH": "", "HF_TOKEN": ""}  # import only what the Space holds; public repos need no token
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=space_dir, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -211,11 +216,12 @@ def test_refusals_are_clear_and_change_nothing(hub, tmp_path):
     assert f"model {ORG}/mnist-vae: new repo" in dry.stdout and f"space {ORG}/vae-family: new repo" in dry.stdout
     assert not hub.repos and not pins_file.exists()
 
-    hub.create_repo(f"{ORG}/mnist-ae")  # taken: an unrelated model under the same name
-    hub.put_file(f"{ORG}/mnist-ae", "config.json", json.dumps({"model_type": "bert"}).encode())
+    hub.create_repo(f"{ORG}/mnist-vae")  # taken: an unrelated model under the name of the last export
+    hub.put_file(f"{ORG}/mnist-vae", "config.json", json.dumps({"model_type": "bert"}).encode())
     taken = publish(hub, tmp_path, *args)
-    assert taken.returncode == 1 and f"the name {ORG}/mnist-ae is taken" in taken.stderr and "'bert'" in taken.stderr
-    assert len(hub.commits(f"{ORG}/mnist-ae")) == 2 and not pins_file.exists()
+    assert taken.returncode == 1 and f"the name {ORG}/mnist-vae is taken" in taken.stderr and "'bert'" in taken.stderr
+    assert len(hub.commits(f"{ORG}/mnist-vae")) == 2 and not pins_file.exists()
+    assert ("model", f"{ORG}/mnist-ae") not in hub.repos  # checked before anything was pushed
 
     other = tmp_path / "other"
     shutil.copytree(exports / "vae", other / "vae")
@@ -224,7 +230,7 @@ def test_refusals_are_clear_and_change_nothing(hub, tmp_path):
     space_taken = publish(hub, tmp_path, "--org", ORG, "--space", f"{ORG}/demo", "--pretrained", str(other),
                           "--pins-file", str(pins_file))
     assert space_taken.returncode == 1 and f"the name {ORG}/demo is taken" in space_taken.stderr
-    assert len(hub.commits(f"{ORG}/demo", "space")) == 2 and ("model", f"{ORG}/mnist-vae") not in hub.repos
+    assert len(hub.commits(f"{ORG}/demo", "space")) == 2 and len(hub.commits(f"{ORG}/mnist-vae")) == 2
 
 
 def test_the_app_reads_its_pins_from_the_file_publish_writes(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@
    that repo id (the local card is not rewritten).
 2. The commit shas are written to the pinned-revisions file the app reads in Hub mode (demo/hub_revisions.json).
 3. The Space (repo_type="space", gradio SDK; default ORG/vae-family) gets app.py, the packages the app imports
-   (demo/, vae_models/), requirements.txt, the pins file and a README with the Space's front matter. The weights
+   (demo/, vae_models/, and train/ for the live-training tab), requirements.txt, the pins file and a README with the Space's front matter. The weights
    stay in the model repos: the Space downloads them at the pinned revisions.
 
 Re-running pushes only what changed: each file's content is compared with the remote's (git blob id, or the LFS
@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PRETRAINED = REPO_ROOT / "pretrained"
 DEFAULT_PINS = REPO_ROOT / "demo" / "hub_revisions.json"
 PINS_IN_SPACE = "demo/hub_revisions.json"  # where the app looks for its pins (demo.weights.REVISIONS_FILE)
-SPACE_PACKAGES = ("demo", "vae_models")  # what app.py imports; train/, tests/ and the weights stay out
+SPACE_PACKAGES = ("demo", "vae_models", "train")  # what app.py imports (train/: the live-training tab); not tests/ or weights
 SPACE_FILES = ("app.py", "requirements.txt")
 SKIP_PARTS = ("__pycache__",)
 SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -214,11 +214,14 @@ def publish(org: str, space: str | None = None, private: bool = False, dry_run: 
         found = exports(Path(pretrained))
         early = RepoPlan(space, "space", {})  # a taken Space name stops the run before any model is pushed
         _check_not_taken(api, early, _remote(api, early), None)
-        pins = {}
+        plans = {}  # every name is checked (taken?) before anything is pushed
         for name, folder in found.items():
             repo_id = f"{org}/mnist-{name}"
             model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
-            plan = diff(api, RepoPlan(repo_id, "model", model_files(folder, repo_id)), model_type)
+            plans[name] = diff(api, RepoPlan(repo_id, "model", model_files(folder, repo_id)), model_type)
+        pins = {}
+        for name, plan in plans.items():
+            repo_id = plan.repo_id
             log(_describe(plan))
             if dry_run:
                 pins[name] = {"repo_id": repo_id, "revision": plan.head if plan.up_to_date else "<new commit>"}

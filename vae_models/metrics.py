@@ -10,8 +10,9 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-from torchmetrics.image.fid import FrechetInceptionDistance
+
+# torchmetrics is imported inside psnr / ssim / classifier_frechet_distance: importing it costs seconds (it pulls in
+# matplotlib and more), and the demo imports this module for the likelihoods only (its cold start; benchmarks/).
 
 
 def mmd_rbf(a: Tensor, b: Tensor, bandwidths: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0)) -> Tensor:
@@ -161,6 +162,8 @@ def psnr(a: Tensor, b: Tensor, reduction: str = "mean") -> Tensor:
     """Peak signal-to-noise ratio 10 log10(1 / MSE) in dB per image (images in [0, 1]), mean over the batch or
     per image ("none"); inf for identical images."""
     a, b = _check_pair(a, b)
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     values = peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
     return _reduce(values, reduction)
 
@@ -169,6 +172,8 @@ def ssim(a: Tensor, b: Tensor, reduction: str = "mean") -> Tensor:
     """Structural similarity (Wang et al. 2004, eq. 13; 11x11 Gaussian window, sigma 1.5), 1 for identical
     images; mean over the batch or per image ("none")."""
     a, b = _check_pair(a, b)
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     return _reduce(structural_similarity_index_measure(a, b, data_range=1.0, reduction="none"), reduction)
 
 
@@ -202,6 +207,8 @@ def classifier_frechet_distance(classifier: nn.Module, images_a: Tensor, images_
     try:
         device = next(classifier.parameters(), torch.empty(0)).device
         num_features = classifier.features(images_a[:1].to(device)).shape[-1]
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
         fd = FrechetInceptionDistance(feature=_Features(classifier, num_features), normalize=True).to(device)
         for images, real in ((images_b, True), (images_a, False)):
             for start in range(0, len(images), batch_size):
