@@ -73,6 +73,8 @@ def endpoint_calls():
         ("/latent_scatter", (2000, 0)),
         ("/prior_samples", (25, 0)),
         ("/prior_metrics", ()),
+        ("/every_model", (None, None, six)),
+        ("/traverse", (None, None, zero, "vae", 5, 9)),
     ]
 
 
