@@ -18,10 +18,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None, help="port (default 7860 or GRADIO_SERVER_PORT)")
     args = parser.parse_args()
 
-    from demo import build_app
+    from demo import build_app, launch_settings
 
     app = build_app(weights_dir=args.weights_dir, hub=args.hub, data_dir=args.data_dir)
-    app.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port)
+    # launch_settings: the upload limit and the temp-file cleanup (demo/serving.py; README "Running it as a Space")
+    app.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port, **launch_settings(app))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """The Gradio app: one module per tab (sampling, conditional, denoising, priors), models from weights.py.
 
     from demo import build_app
-    build_app(weights_dir="pretrained", hub=False).launch()
+    app = build_app(weights_dir="pretrained", hub=False)
+    app.launch(**launch_settings(app))       # the upload limit and temp-file cleanup (demo/serving.py)
 """
 
 from __future__ import annotations
+
+from .serving import launch_settings  # noqa: F401  (re-exported: app.launch(**launch_settings(app)))
 
 TITLE = "The VAE family on MNIST"
 DESCRIPTION = """# The VAE family on MNIST
@@ -18,13 +21,14 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
     weights.HUB_REVISIONS; data_dir: MNIST folder for the latent scatters."""
     import gradio as gr
 
-    from . import conditional, denoising, priors, sampling
+    from . import conditional, denoising, priors, sampling, serving
     from .common import install_atomic_image_cache
     from .weights import ModelStore
 
     store = ModelStore(weights_dir, hub=hub, revisions=revisions, data_dir=data_dir)
     install_atomic_image_cache()
-    with gr.Blocks(title=TITLE) as app:
+    # delete_cache: uploads and generated files are deleted on a schedule (demo/serving.py says when)
+    with gr.Blocks(title=TITLE, delete_cache=serving.delete_cache()) as app:
         gr.Markdown(DESCRIPTION)
         if store.notice:
             gr.Markdown(store.notice, elem_id="weights-notice")
