@@ -21,8 +21,8 @@ def main() -> None:
     from demo import build_app, launch_settings
 
     app = build_app(weights_dir=args.weights_dir, hub=args.hub, data_dir=args.data_dir)
-    # launch_settings: the upload limit and the temp-file cleanup (demo/serving.py; README "Running it as a Space")
-    app.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port, **launch_settings(app))
+    # launch_settings: the upload limit (demo/serving.py; README "Serving it publicly")
+    app.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port, **launch_settings())
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 
     from demo import build_app
     app = build_app(weights_dir="pretrained", hub=False)
-    app.launch(**launch_settings(app))       # the upload limit and temp-file cleanup (demo/serving.py)
+    app.launch(**launch_settings())          # the upload limit (demo/serving.py)
 """
 
 from __future__ import annotations
 
-from .serving import launch_settings  # noqa: F401  (re-exported: app.launch(**launch_settings(app)))
+from .serving import launch_settings  # noqa: F401  (re-exported: app.launch(**launch_settings()))
 
 TITLE = "The VAE family on MNIST"
 DESCRIPTION = """# The VAE family on MNIST
@@ -27,6 +27,7 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
 
     store = ModelStore(weights_dir, hub=hub, revisions=revisions, data_dir=data_dir)
     install_atomic_image_cache()
+    serving.install_cleanup()
     # delete_cache: uploads and generated files are deleted on a schedule (demo/serving.py says when)
     with gr.Blocks(title=TITLE, delete_cache=serving.delete_cache()) as app:
         gr.Markdown(DESCRIPTION)

@@ -1,27 +1,26 @@
 """Serving the app to the public (a Hugging Face Space): what it refuses, what it writes, and when that is deleted.
 
 - **Uploads** larger than UPLOAD_LIMIT_BYTES are refused by gradio itself (`launch(max_file_size=...)`): the page
-  refuses to send them ("File(s) exceed the maximum allowed size of 25.0 Mb: ..."), and the upload route stops reading a
-  bigger request body at the limit and answers HTTP 413, deleting the part it had written, so nothing is left in
-  the temp folder. The limit is `vae_models.preprocess.MAX_FILE_BYTES`, the size `to_mnist` refuses to open: one
-  constant, so what gradio accepts the library also reads.
+  refuses to send them ("File(s) exceed the maximum allowed size of 25.0 Mb: ..."), gradio_client too, and the
+  upload route stops reading a bigger request body at the limit and answers HTTP 413, deleting the part it had
+  written, so nothing is left in the temp folder. The limit is `vae_models.preprocess.MAX_FILE_BYTES`, the size
+  `to_mnist` refuses to open: one constant, so what gradio accepts the library also reads.
 - **Temp files** (uploads and generated images) live in gradio's temp folder, `$GRADIO_TEMP_DIR` or else
   `<system temp>/gradio` (`/tmp/gradio` on a Space: its ephemeral disk, the right place for files nobody needs
   after a restart). `Blocks(delete_cache=(frequency, age))` deletes every `frequency` seconds the files this app
-  created more than `age` seconds ago (and all of them when the server stops); `prune_leftovers` then removes the
-  empty folders and files gradio leaves behind. The default keeps a visitor's results for an hour.
+  created more than `age` seconds ago (and all of them when the server stops), with `delete_old_files` in place of
+  gradio's own pass, which stops for good under concurrent load; it also removes the empty folders and files
+  gradio leaves behind. The default keeps a visitor's results for an hour.
   `VAE_FAMILY_DELETE_CACHE="FREQUENCY,AGE"` (seconds) changes it; `VAE_FAMILY_DELETE_CACHE=off` keeps every file.
 
-    app = build_app(...)                     # gr.Blocks(delete_cache=delete_cache())
-    app.launch(**launch_settings(app))       # max_file_size, and prune_leftovers on the same schedule
+    app = build_app(...)                     # gr.Blocks(delete_cache=delete_cache()), install_cleanup()
+    app.launch(**launch_settings())          # max_file_size
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from vae_models.preprocess import MAX_FILE_BYTES
@@ -45,7 +44,8 @@ def delete_cache() -> tuple[int, int] | None:
     try:
         frequency, age = (int(part) for part in value.split(","))
     except ValueError:
-        raise ValueError(f"{DELETE_CACHE_ENV} must be 'FREQUENCY,AGE' in whole seconds or 'off', got {value!r}") from None
+        raise ValueError(
+            f"{DELETE_CACHE_ENV} must be 'FREQUENCY,AGE' in whole seconds or 'off', got {value!r}") from None
     if frequency < 1 or age < 1:
         raise ValueError(f"{DELETE_CACHE_ENV}: frequency and age must be at least 1 second, got {value!r}")
     return frequency, age
@@ -92,30 +92,47 @@ def prune_leftovers(root: Path, age: float, now: float | None = None) -> int:
     return removed
 
 
-def _pruning_lifespan(frequency: int, age: int):
-    """A server lifespan (FastAPI's, passed through launch(app_kwargs=...)) that runs prune_leftovers on the
-    schedule of gradio's delete_cache while the server runs."""
+def delete_old_files(blocks, age: float | None, now: float | None = None) -> None:
+    """What `delete_cache` runs every `frequency` seconds (and with age None when the server stops): delete the
+    files this app created (its uploads and outputs) more than `age` seconds ago, by ctime, except those gradio
+    keeps for good (components' initial values); then prune_leftovers.
 
-    @asynccontextmanager
-    async def lifespan(_app):
-        async def prune_forever():
-            while True:
-                await asyncio.sleep(frequency)
-                await asyncio.to_thread(prune_leftovers, temp_folder(), age)
+    This is gradio 6.31's `route_utils.delete_files_created_by_app` with one fix: it iterates over copies of the
+    sets of files. gradio's iterates over the live sets, which handlers add to from other threads, so under
+    concurrent load a pass raises "Set changed size during iteration", and because the scheduled task does not
+    catch it, cleanup stops for good (measured: the soak benchmark's temp folder then grows without bound).
+    Copying a set of strings is atomic under the GIL."""
+    now = time.time() if now is None else now
+    keep = set()
+    for block in list(blocks.blocks.values()):
+        keep.update(getattr(block, "keep_in_cache", ()))
+    for files in list(blocks.temp_file_sets):
+        for path in list(files):
+            if path in keep:
+                continue
+            try:
+                if age is None or now - os.lstat(path).st_ctime > age:
+                    os.remove(path)
+                    files.discard(path)
+            except FileNotFoundError:
+                files.discard(path)
+    prune_leftovers(Path(getattr(blocks, "GRADIO_CACHE", None) or temp_folder()), age or 0, now)
 
-        task = asyncio.create_task(prune_forever())
-        try:
-            yield
-        finally:
-            task.cancel()
 
-    return lifespan
+def install_cleanup() -> None:
+    """Make gradio's delete_cache schedule (and its clean-up at shutdown) run delete_old_files. gradio looks the
+    function up in its module each time, so replacing the module attribute is enough."""
+    global gradio_delete_files
+    from gradio import route_utils
+
+    if route_utils.delete_files_created_by_app is not delete_old_files:
+        gradio_delete_files = route_utils.delete_files_created_by_app
+        route_utils.delete_files_created_by_app = delete_old_files
 
 
-def launch_settings(app) -> dict:
-    """The keyword arguments of `app.launch` that bound what the server accepts and keeps: the upload limit and,
-    when the app deletes its files on a schedule (its `delete_cache`), prune_leftovers on that schedule."""
-    settings: dict = {"max_file_size": UPLOAD_LIMIT_BYTES}
-    if app.delete_cache:
-        settings["app_kwargs"] = {"lifespan": _pruning_lifespan(*app.delete_cache)}
-    return settings
+gradio_delete_files = None  # gradio's own pass, once install_cleanup replaced it (the tests show why)
+
+
+def launch_settings() -> dict:
+    """The keyword arguments of `app.launch` that bound what the server accepts: the upload limit."""
+    return {"max_file_size": UPLOAD_LIMIT_BYTES}

@@ -29,7 +29,7 @@ def page(tmp_path_factory):
     app = build_app(weights_dir=make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False,
                     data_dir=REPO_ROOT.parent / "shared/data/mnist")
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
-                           **launch_settings(app))  # as app.py serves it: the upload limit
+                           **launch_settings())  # as app.py serves it: the upload limit
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)

@@ -2,12 +2,11 @@
 refused by gradio before they land (HTTP 413, nothing left in the temp folder), a file at the limit is processed,
 and uploads and generated files are deleted on delete_cache's schedule while fresh ones are kept.
 
-The cleanup test is deterministic: it runs gradio's own deletion pass (what the schedule calls) with gradio's clock
-set to a chosen instant between two batches of files, instead of waiting for real ages to pass."""
+The cleanup test is deterministic: it runs the deletion pass that the schedule runs with its clock set to a chosen
+instant between two batches of files, instead of waiting for real ages to pass."""
 
 import io
 import os
-from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -35,7 +34,7 @@ def launch(tmp_path_factory):
     """build_app + launch as app.py does (launch_settings), on a free port."""
     app = build_app(weights_dir=make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False)
     _, url, _ = app.queue(default_concurrency_limit=2).launch(
-        server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, **launch_settings(app))
+        server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, **launch_settings())
     return app, url
 
 
@@ -101,17 +100,7 @@ def test_upload_at_the_limit_is_processed(server, tmp_path):
     assert "your upload" in table and np.asarray(Image.open(clean).convert("L")).max() > 200
 
 
-class FrozenClock(datetime):
-    """gradio's cleanup reads datetime.now(); this one answers a chosen instant."""
-
-    instant: datetime
-
-    @classmethod
-    def now(cls, tz=None):
-        return cls.instant
-
-
-def test_cleanup_deletes_old_files_and_keeps_fresh_ones(server, tmp_path, monkeypatch):
+def test_cleanup_deletes_old_files_and_keeps_fresh_ones(server, tmp_path):
     app, _, temp, client = server
     assert app.delete_cache == serving.DELETE_CACHE  # build_app passes the schedule to gr.Blocks
 
@@ -136,30 +125,64 @@ def test_cleanup_deletes_old_files_and_keeps_fresh_ones(server, tmp_path, monkey
     earliest_fresh = min(p.stat().st_ctime for p in fresh)
     assert earliest_fresh > latest_old
 
-    # gradio's clock at (the age) past the midpoint between the two batches: the first is older than the age,
-    # the second younger, however long the calls took
+    # the clock at (the age) past the midpoint between the two batches: the first is older than the age, the
+    # second younger, however long the calls took
     age = serving.DELETE_CACHE[1]
     midpoint = (latest_old + earliest_fresh) / 2
-    FrozenClock.instant = datetime.fromtimestamp(midpoint + age)
-    monkeypatch.setattr(route_utils, "datetime", FrozenClock)
-    route_utils.delete_files_created_by_app(app, age)  # what the schedule runs every `frequency` seconds
+    assert route_utils.delete_files_created_by_app is serving.delete_old_files  # what the schedule runs
+    serving.delete_old_files(app, age, now=midpoint + age)
 
     # seed 1's grid was handed out again after seed 2's: its age was renewed, so it is kept too
     assert all(p.exists() for p in fresh | renewed)
     deleted = {p for p in old if not p.exists()}
     assert deleted == old - renewed and any(p.name == "upload.png" for p in deleted)
 
-    # what gradio leaves behind (the emptied content-hash folders, the stray empty files) goes once untouched for
-    # longer than the age, and nothing else does
+    # what gradio leaves behind goes once untouched for longer than the age: the stray empty files are as old as
+    # the first batch, so they went in the same pass; the content-hash folders were emptied just now, so they go
+    # on a later pass, and nothing else does
+    assert not any(p.exists() for p in strays)
     folders = {p.parent for p in deleted}
-    assert all(f.is_dir() and not any(f.iterdir()) for f in folders) and all(p.exists() for p in strays)
-    assert serving.prune_leftovers(temp, age, now=midpoint) == 0  # just emptied: not yet
-    later = max(f.stat().st_mtime for f in folders | strays) + age + 1
-    assert serving.prune_leftovers(temp, age, now=later) >= len(folders) + len(strays)
-    assert not any(p.exists() for p in folders | strays)
+    assert all(f.is_dir() and not any(f.iterdir()) for f in folders)
+    later = max(f.stat().st_mtime for f in folders) + age + 1
+    assert serving.prune_leftovers(temp, age, now=later) >= len(folders)
+    assert not any(f.exists() for f in folders)
     assert all(p.exists() for p in fresh | renewed)
     # and the server serves the deleted results again
     assert Path(client.predict("vae", 4, 1.0, 1, api_name="/sample")).is_file()
+
+
+def test_cleanup_survives_files_added_while_it_runs(tmp_path):
+    """Handlers add to the app's sets of files from other threads while the scheduled pass runs. gradio 6.31's own
+    pass then raises "Set changed size during iteration" and its schedule stops for good (the soak benchmark's
+    temp folder grew without bound); delete_old_files carries on. The other thread is simulated deterministically:
+    a path whose hash, which the pass takes, adds a file to the set being walked."""
+    from types import SimpleNamespace
+
+    files: set[str] = set()
+    armed = False
+
+    class AddsAFileWhenHashed(str):
+        def __hash__(self):
+            if armed:
+                files.add(str(tmp_path / f"added-by-a-handler-{len(files)}.png"))
+            return str.__hash__(self)
+
+    def app_with_one_old_file():
+        nonlocal armed
+        armed = False
+        files.clear()
+        old = tmp_path / "old.png"
+        old.write_bytes(b"an output")
+        files.add(AddsAFileWhenHashed(old))
+        armed = True
+        return SimpleNamespace(blocks={}, temp_file_sets=[files], GRADIO_CACHE=str(tmp_path)), old
+
+    app, old = app_with_one_old_file()
+    with pytest.raises(RuntimeError, match="Set changed size during iteration"):
+        serving.gradio_delete_files(app, None)
+    app, old = app_with_one_old_file()
+    serving.delete_old_files(app, None)
+    assert not old.exists() and str(old) not in files
 
 
 def test_schedule_runs_on_the_live_server(server, tmp_path_factory, monkeypatch):
