@@ -376,7 +376,8 @@ def main(argv=None) -> None:
     out = [head,
            f"Weights: {weights_note}. Server: `python app.py` with `VAE_FAMILY_DELETE_CACHE={args.delete_cache}` "
            f"(frequency {frequency} s, age {age} s), queue concurrency 2. Clients: {args.clients} gradio_client "
-           f"threads for {elapsed:.0f} s{' + 1 live-training client' if has_live else ''}, on the same machine. "
+           f"threads for {elapsed:.0f} s{' + 1 live-training client' if has_live else ''}, on the same machine"
+           f"{''.join(f'; {k}={v}' for k, v in os.environ.items() if k.startswith('MALLOC_'))}. "
            f"1-min load average during the run: {min(loads):.1f}–{max(loads):.1f}.", "",
            f"**{total_calls + total_errors} calls, {total_errors} errors** "
            f"({(total_calls + total_errors) / elapsed:.1f} calls/s); tracebacks in the server's log: {tracebacks}.", ""]
