@@ -12,19 +12,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from gradio import route_utils
+from gradio_client import Client, handle_file
 from PIL import Image
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from demo import build_app, common, launch_settings, serving
+from vae_models import preprocess
+from vae_models.preprocess import ImageInputError, to_mnist
 
-from gradio import route_utils  # noqa: E402
-from gradio_client import Client, handle_file  # noqa: E402
-
-from demo import build_app, common, launch_settings, serving  # noqa: E402
-from vae_models import preprocess  # noqa: E402
-from vae_models.preprocess import ImageInputError, to_mnist  # noqa: E402
-
-from .demo_weights import make_tiny_weights  # noqa: E402
+from .demo_weights import make_tiny_weights
 
 LIMIT = serving.UPLOAD_LIMIT_BYTES
 ZERO = common.example_choices()[0]
