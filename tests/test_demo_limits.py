@@ -216,3 +216,13 @@ def test_bad_delete_cache_setting_is_a_clear_error(monkeypatch, value):
     monkeypatch.setenv(serving.DELETE_CACHE_ENV, value)
     with pytest.raises(ValueError, match=serving.DELETE_CACHE_ENV):
         serving.delete_cache()
+
+
+def test_app_py_limits_malloc_arenas_unless_the_operator_set_them(monkeypatch):
+    """app.py asks glibc for 2 malloc arenas (the soak benchmark's flat RSS), unless MALLOC_ARENA_MAX is set."""
+    import app
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert app.limit_malloc_arenas() is True  # glibc's mallopt accepted it (Linux with glibc, as on a Space)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert app.limit_malloc_arenas() is False
