@@ -13,10 +13,11 @@ seeds, sizes and models; every call that takes a digit uploads a fresh picture (
 size, colour mode, polarity and format, with noise, so no two uploads are the same file). Every other named
 endpoint the app has is called with its defaults, and a live-training endpoint (`/train_live`), if the app has
 one, is run over and over by one extra client with a short budget. Every `--sample-every` seconds the sampler
-records the temp folder's disk usage (blocks of files and folders), its files and folders, and the server's RSS
-(VmRSS). "Flat" is judged after the warm-up (the first age + 2 × frequency seconds, while the folder fills to its
-plateau): the least-squares slope over the rest of the run, and the last third's mean against the middle third's.
-A call that raises or does not answer within --timeout seconds is an error.
+records the temp folder's disk usage (blocks of files and folders), its files and folders, the disk usage of the
+server's own TMPDIR (where the live-training tab keeps its exports), and the server's RSS (VmRSS). "Flat" is
+judged after the warm-up (the first age + 2 × frequency seconds, while the folder fills to its plateau): the
+least-squares slope over the rest of the run, and the last third's mean against the middle third's. A call that
+raises or does not answer within --timeout seconds is an error.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def start_app(weights: Path, temp: Path, delete_cache: str, data_dir: Path | Non
     import urllib.request
 
     port = free_port()
+    # TMPDIR: whatever the server writes to the system temp folder (the live-training exports) is measured too
+    (temp.parent / "system_tmp").mkdir(exist_ok=True)
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
-           "GRADIO_TEMP_DIR": str(temp), "VAE_FAMILY_DELETE_CACHE": delete_cache}
+           "GRADIO_TEMP_DIR": str(temp), "VAE_FAMILY_DELETE_CACHE": delete_cache,
+           "TMPDIR": str(temp.parent / "system_tmp")}
     command = [sys.executable, "app.py", "--weights-dir", str(weights), "--port", str(port)]
     if data_dir is not None:
         command += ["--data-dir", str(data_dir)]
@@ -120,7 +124,7 @@ def known_calls(rng: random.Random, folder: Path, choices: list[str]) -> dict:
     return {
         "/sample": lambda: ((rng.choice(["ae", "vae", "dvae", "avb", "aae"]), rng.randint(1, 64),
                              round(rng.uniform(0.5, 1.5), 2), seed()), []),
-        "/interpolate": with_digits(2, lambda: (rng.randint(2, 16),)),
+        "/interpolate": with_digits(2, lambda: (rng.randint(2, 16), rng.choice(["lerp", "slerp"]))),
         "/manifold": lambda: ((rng.choice(["vae-2d", "aae-2d-gaussian", "aae-2d-mixture", "avb-2d"]),
                                rng.randint(3, 20)), []),
         "/cvae_samples": lambda: ((rng.randint(0, 9), seed(), rng.randint(1, 32)), []),
@@ -131,6 +135,8 @@ def known_calls(rng: random.Random, folder: Path, choices: list[str]) -> dict:
         "/latent_scatter": lambda: ((rng.randint(10, 1000), seed()), []),
         "/prior_samples": lambda: ((rng.randint(1, 36), seed()), []),
         "/prior_metrics": lambda: ((), []),
+        "/every_model": with_digits(1, lambda: ()),
+        "/traverse": with_digits(1, lambda: (rng.choice(["vae", "cvae"]), rng.randint(1, 10), rng.randint(3, 15))),
     }
 
 
@@ -247,7 +253,8 @@ def sampler(pid: int, temp: Path, log: Log, start: float, stop_event: threading.
         used, files, folders = disk_usage(temp)
         calls, errors = log.totals()
         samples.append({"t": time.monotonic() - start, "temp_mb": used / 2**20, "files": files, "folders": folders,
-                        "rss_mb": rss_mb(pid), "calls": calls, "errors": errors, "load": os.getloadavg()[0]})
+                        "rss_mb": rss_mb(pid), "calls": calls, "errors": errors, "load": os.getloadavg()[0],
+                        "tmpdir_mb": disk_usage(temp.parent / "system_tmp")[0] / 2**20})
 
 
 def slope_per_min(points: list[tuple[float, float]]) -> float:
@@ -356,7 +363,8 @@ def main(argv=None) -> None:
             samples.append({"t": time.monotonic() - start, "temp_mb": used / 2**20, "files": files,
                             "folders": folders, "rss_mb": rss_mb(proc.pid), **dict(zip(("calls", "errors"),
                                                                                         log.totals())),
-                            "load": os.getloadavg()[0]})
+                            "load": os.getloadavg()[0],
+                            "tmpdir_mb": disk_usage(tmp / "system_tmp")[0] / 2**20})
         finally:
             stop(proc)
         # the server's own errors, including those of background tasks (printed when they are stopped)
@@ -389,13 +397,17 @@ def main(argv=None) -> None:
     out += [table(["endpoint", "calls", "errors", "p50 ms", "p95 ms"], rows), ""]
     if skipped:
         out += [f"Not exercised (a parameter without a default): {', '.join(skipped)}.", ""]
+    if SKIP & set(api["named_endpoints"]):
+        out += [f"Not called on purpose (not load): {', '.join(sorted(SKIP & set(api['named_endpoints'])))}.", ""]
     errors = [f"{name}: {e}" for name, es in log.errors.items() for e in es]
     if errors:
         out += ["Errors (first 10):", "", *[f"- {e}" for e in errors[:10]], ""]
     out += [f"#### Over time (warm-up: the first {warmup} s, age + 2 × frequency)", "",
-            table(["after", "calls", "errors", "temp folder MB", "files", "folders", "server RSS MB"],
+            table(["after", "calls", "errors", "temp folder MB", "files", "folders", "server's TMPDIR MB",
+                   "server RSS MB"],
                   [[f"{s['t']:.0f} s", s["calls"], s["errors"], f"{s['temp_mb']:.1f}", s["files"], s["folders"],
-                    f"{s['rss_mb']:.0f}"] for s in samples[::max(1, round(30 / args.sample_every))]]), "",
+                    f"{s['tmpdir_mb']:.1f}", f"{s['rss_mb']:.0f}"]
+                   for s in samples[::max(1, round(30 / args.sample_every))]]), "",
             "#### Flat after warm-up?", "",
             table(["measure", "middle third mean", "last third mean", "max after warm-up",
                    "slope after warm-up"],
