@@ -211,7 +211,7 @@ def test_live_training_streams_queues_stops_exports_and_pushes(server, client, h
     model = load_model(str(folder))
     assert model.config.prior == "mixture10" and model.config.latent_dim == 2
     command = json.loads((folder / "training_args.json").read_text())["command"]
-    assert command.startswith("python -m train --model aae") and "--lr 0.003" in command and "--max-steps" in command
+    assert command.startswith("python -m train --model aae") and "--lr 0.001" in command and "--max-steps" in command
 
     *_, status_b, zipped_b = job_b.result(timeout=120)  # B ran after A: its one-second budget, to the end
     assert "stopped by time budget" in status_b and "Test NLL" in status_b
