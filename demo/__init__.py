@@ -1,13 +1,16 @@
 """The Gradio app: one module per tab (sampling, conditional, denoising, priors, explore, live), models from weights.py.
 
     from demo import build_app
-    build_app(weights_dir="pretrained", hub=False).launch()
+    app = build_app(weights_dir="pretrained", hub=False)
+    launch(app)          # = app.launch(**launch_settings()): the upload limit (demo/serving.py), torch on 1 thread
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+
+from .serving import launch_settings  # noqa: F401  (re-exported: app.launch(**launch_settings()))
 
 TITLE = "The VAE family on MNIST"
 DESCRIPTION = """# The VAE family on MNIST
@@ -22,14 +25,16 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
     Face sign-in of the live-training tab (None: on a Space)."""
     import gradio as gr
 
-    from . import conditional, denoising, explore, live, priors, sampling
+    from . import conditional, denoising, explore, live, priors, sampling, serving
     from .common import install_atomic_image_cache, install_lazy_session_config
     from .weights import ModelStore
 
     store = ModelStore(weights_dir, hub=hub, revisions=revisions, data_dir=data_dir)
     install_atomic_image_cache()
     install_lazy_session_config()
-    with server_app_deferred(), gr.Blocks(title=TITLE) as app:
+    serving.install_cleanup()
+    # delete_cache: uploads and generated files are deleted on a schedule (demo/serving.py says when)
+    with server_app_deferred(), gr.Blocks(title=TITLE, delete_cache=serving.delete_cache()) as app:
         gr.Markdown(DESCRIPTION)
         if store.notice:
             gr.Markdown(store.notice, elem_id="weights-notice")
@@ -75,9 +80,9 @@ def server_app_deferred():
 
 
 def launch(app, **kwargs):
-    """Serve the app (what app.py and the Space run); kwargs go to gr.Blocks.launch. The queue is configured in
-    build_app. Torch runs each handler on one thread: the handlers are small and run concurrently."""
+    """Serve the app (what app.py and the Space run): gr.Blocks.launch with launch_settings() (the upload limit),
+    which kwargs override. The queue is configured in build_app. Torch runs each handler on one thread: the handlers are small and run concurrently."""
     import torch
 
     torch.set_num_threads(1)
-    return app.launch(**kwargs)
+    return app.launch(**{**launch_settings(), **kwargs})
