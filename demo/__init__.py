@@ -15,7 +15,7 @@ side by side. Every button is also an API endpoint (see "Use via API" at the bot
 def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_dir=None):
     """The app as a gr.Blocks (not launched). weights_dir: the bundled checkpoints (default `pretrained/`);
     hub: download from the Hub (None: --hub / VAE_FAMILY_HUB / on a Space); revisions: overrides of
-    weights.HUB_REVISIONS; data_dir: MNIST folder for the latent scatters."""
+    weights.hub_table(); data_dir: MNIST folder for the latent scatters."""
     import gradio as gr
 
     from . import conditional, denoising, priors, sampling

@@ -1,34 +1,28 @@
 """The README's results table from the exports' eval_results.json files, each row beside the paper's anchor:
-`python -m train.report pretrained`. Numbers come only from the evaluation files (written by `train.evaluate`)."""
+`python -m train.report pretrained`. Numbers come only from the evaluation files (written by `train.evaluate`);
+the anchors are declared with each bundled checkpoint (`Checkpoint.anchors` in the model's spec)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-# (export folder, metric name) -> the published number it is compared with.
-ANCHORS = {
-    ("vae", "IS-NLL"): "86.76 (IWAE paper, same 784-200-200-50 VAE, k=5000); 89.78 (Pythae's VAE)",
-    ("avb", "IS-NLL"): "80.2 (AVB paper, conv, AIS; its VAE: 81.9)",
-    ("socvae", "CLL (1"): "71.8 (Pyro's CVAE reproduction)",
-    ("socvae", "CLL (2"): "51.0 (Pyro's CVAE)",
-    ("socvae", "CLL (3"): "24.2 (Pyro's CVAE)",
-    ("quadrant_nn", "CLL (1"): "100.4 (Pyro's NN baseline)",
-    ("quadrant_nn", "CLL (2"): "61.9 (Pyro's NN baseline)",
-    ("quadrant_nn", "CLL (3"): "25.4 (Pyro's NN baseline)",
-    ("cvae", "Conditional accuracy"): "target >= 0.95",
-    ("classifier", "Test accuracy"): "target >= 0.990",
-}
+from vae_models import checkpoints
+from vae_models.export import ExportError, read_eval_results
+
+
+def anchor(export: str, metric: str) -> str:
+    """The published number a checkpoint's metric is compared with ("" when none is declared)."""
+    declared = checkpoints().get(export)
+    anchors = declared[0].anchors if declared else ()
+    return next((text for prefix, text in anchors if metric.startswith(prefix)), "")
 
 
 def rows(folder: Path):
-    for export in sorted(p for p in folder.iterdir() if (p / "eval_results.json").is_file()):
-        for entry in json.loads((export / "eval_results.json").read_text()):
-            anchor = next((a for (name, prefix), a in ANCHORS.items()
-                           if name == export.name and entry["name"].startswith(prefix)), "")
-            yield export.name, entry["name"], entry["value"], anchor
+    for export in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for entry in read_eval_results(export) or []:
+            yield export.name, entry.name, entry.value, anchor(export.name, entry.name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,10 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("folder", help="a folder of exports, e.g. pretrained")
     p.add_argument("--only", nargs="*", help="metric name prefixes to keep (default: all)")
     args = p.parse_args(argv)
+    try:
+        table = list(rows(Path(args.folder)))
+    except (ExportError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print("| model | metric | measured | anchor |\n|---|---|---|---|")
-    for model, metric, value, anchor in rows(Path(args.folder)):
+    for model, metric, value, text in table:
         if not args.only or any(metric.startswith(prefix) for prefix in args.only):
-            print(f"| `{model}` | {metric} | {value:.4g} | {anchor} |")
+            print(f"| `{model}` | {metric} | {value:.4g} | {text} |")
     return 0
 
 
