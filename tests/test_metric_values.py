@@ -142,3 +142,15 @@ def test_evaluate_reports_the_library_nll_on_binarised_digits_and_the_library_ps
         entry = results[f"Denoising PSNR ({kind} {level})"]
         assert entry["value"] == round(float(psnr(clean, grey)), 4)
         assert entry["details"]["input_psnr"] == round(float(psnr(noisy, grey)), 4)
+
+
+def test_ssim_of_flat_images_is_the_luminance_term_with_data_range_one():
+    """Flat images have no variance, so SSIM (Wang et al. 2004, eq. 13) is its luminance term
+    (2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1) with C1 = (0.01 L)^2 and L = 1, the range of our images."""
+    from vae_models.metrics import ssim
+
+    a, b = torch.full((2, 1, 28, 28), 0.01), torch.full((2, 1, 28, 28), 0.02)
+    c1 = 0.01 ** 2
+    expected = (2 * 0.01 * 0.02 + c1) / (0.01 ** 2 + 0.02 ** 2 + c1)  # 0.8333; L = 2 would give 0.889, L = 0 0.8
+    assert ssim(a, b).item() == pytest.approx(expected, rel=1e-4)
+    torch.testing.assert_close(ssim(a, b, reduction="none"), torch.full((2,), expected), rtol=1e-4, atol=0)
