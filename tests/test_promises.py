@@ -190,6 +190,7 @@ def test_hub_mode_falls_back_per_model_or_entirely(monkeypatch, tmp_path):
     assert "Some models could not be downloaded" in store.notice and "vae (RepositoryNotFoundError)" in store.notice
     assert store.source("vae") == "bundled" and store.folder("vae") == bundled / "vae"
     assert store.source("ae").startswith("hub ")
+    assert store.source("classifier").startswith("hub ") and store.source("avb-2d").startswith("hub ")  # went on
 
     for error in (LocalEntryNotFoundError("no connection"), ConnectionError("refused")):
         offline = FakeHub(lambda repo_id, error=error: error)
@@ -197,4 +198,5 @@ def test_hub_mode_falls_back_per_model_or_entirely(monkeypatch, tmp_path):
         store = ModelStore(bundled, hub=True)
         assert len(offline.calls) == 1  # the first failure marks the Hub unreachable: no more attempts
         assert "could not be reached" in store.notice and "`bundled/`" in store.notice
+        assert str(error).splitlines()[0] in store.notice  # the reason is shown
         assert all(store.source(name) == "bundled" for name in ("vae", "ae", "classifier"))
