@@ -37,7 +37,7 @@ TOKEN = "hf_visitor_oauth_token"
 SERVER = """
 import sys, time
 from demo import build_app
-app = build_app(weights_dir=sys.argv[1], hub=False, data_dir=sys.argv[2])
+app = build_app(weights_dir=sys.argv[1], hub=False, data_dir=sys.argv[2], oauth=True)
 _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
 print("URL", url, flush=True)
 while True:
@@ -68,8 +68,9 @@ def hub():
 def server(tmp_path_factory, hub):
     tmp = tmp_path_factory.mktemp("explore_app")
     weights = tiny_weights_with_references(tmp / "weights")
+    # HF_TOKEN: off a Space, gradio mocks the Hugging Face sign-in with the machine's own account (whoami at
+    # launch); the app itself acts only with the token of the visitor's session or request.
     env = hub_env(hub.url, tmp, GRADIO_TEMP_DIR=str(tmp / "gradio"), OMP_NUM_THREADS="1")
-    env.pop("HF_TOKEN")  # the app acts only with the visitor's token
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(weights), str(MNIST_DIR)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -208,7 +209,7 @@ def test_live_training_streams_queues_stops_exports_and_pushes(server, client, h
     model = load_model(str(folder))
     assert model.config.prior == "mixture10" and model.config.latent_dim == 2
     command = json.loads((folder / "training_args.json").read_text())["command"]
-    assert command.startswith("python -m train --model aae") and "--lr 0.003" in command and "--max-steps" in command
+    assert command.startswith("python -m train --model aae") and "--lr 0.001" in command and "--max-steps" in command
 
     *_, status_b, zipped_b = job_b.result(timeout=120)  # B ran after A: its one-second budget, to the end
     assert "stopped by time budget" in status_b and "Test NLL" in status_b
@@ -230,6 +231,23 @@ def test_live_training_streams_queues_stops_exports_and_pushes(server, client, h
         z.writestr("x/model.pkl", b"pickle")
     with pytest.raises(AppError, match="not an export zip"):
         client.predict(handle_file(bad), "my-live-aae", api_name="/push_live")
+
+
+def test_signed_in_visitor_pushes_with_the_session_token(server, client, hub, tmp_path):
+    """The LoginButton's flow (gradio mocks Hugging Face's OAuth off a Space): the session cookie set by
+    /login/callback carries the token that the push uses; no oauth_token is passed by the caller."""
+    import httpx
+
+    login = httpx.get(f"{server}login/huggingface", follow_redirects=False)
+    callback = httpx.get(str(httpx.URL(server).join(login.headers["location"])), follow_redirects=False)
+    session = callback.cookies.get("session") or httpx.Cookies(callback.cookies).get("session")
+    assert session, callback.headers
+    signed_in = Client(server, verbose=False, headers={"Cookie": f"session={session}"})
+    *_, zipped = client.predict("VAE", 1, 2, api_name="/train_live")
+    message = signed_in.predict(handle_file(zipped), "from-the-login-button", api_name="/push_live")
+    assert "visitor/from-the-login-button" in message
+    assert "model.safetensors" in hub.commits("visitor/from-the-login-button")[-1].files
+    assert any("Bearer mock-oauth-token-for-local-dev" == auth for auth in hub.authorizations)
 
 
 def test_live_training_without_mnist_says_so(tmp_path):
