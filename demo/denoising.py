@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from vae_models.corruption import CORRUPTIONS, corrupt
+from vae_models.metrics import psnr
 
 from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro,
                      read_digit, to_image)
@@ -17,14 +18,6 @@ is closer to the clean digit): the DVAE should degrade more gracefully. Any pict
 MNIST format (shown as "clean")."""
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Peak signal-to-noise ratio in dB for images in [0, 1]: 10 log10(1 / MSE), over all pixels (what
-    torchmetrics' peak_signal_noise_ratio(data_range=1) computes; written out because importing torchmetrics
-    costs the app about two seconds of cold start, more than everything else the first page needs)."""
-    mse = torch.mean((a.double() - b.double()) ** 2)
-    return float(10 * torch.log10(1.0 / mse))
-
-
 @torch.no_grad()
 def denoise(store: ModelStore, sketch, upload, example, kind: str, level: float, seed: int):
     """Returns (clean (preprocessed) input, corrupted, DVAE output or None, VAE output or None, PSNR table)."""
@@ -32,16 +25,10 @@ def denoise(store: ModelStore, sketch, upload, example, kind: str, level: float,
     noisy = corrupt(x, kind, float(level), generator=generator(seed))
     rows = [f"| corrupted input | {psnr(noisy, x):.2f} |"]
     outputs = {}
-    for name, title in (("dvae", "DVAE"), ("vae", "plain VAE")):
-        try:
-            model = store.get(name)
-        except Exception as exc:
-            outputs[name] = None
-            rows.append(f"| {title} | unavailable: {exc} |")
-            continue
-        out = model.reconstruct(noisy)
-        outputs[name] = to_image(out)
-        rows.append(f"| {title} | {psnr(out, x):.2f} |")
+    for name, title in (("dvae", "DVAE"), ("vae", "plain VAE")):  # the denoiser against the model it extends
+        out, why_not = store.use(name, lambda model: model.reconstruct(noisy))
+        outputs[name] = None if out is None else to_image(out)
+        rows.append(f"| {title} | unavailable: {why_not} |" if out is None else f"| {title} | {psnr(out, x):.2f} |")
     if outputs["dvae"] is None and outputs["vae"] is None:
         raise ValueError("neither the DVAE nor the VAE is available, so there is nothing to denoise with")
     table = f"PSNR against the clean input ({source}), dB\n\n| image | PSNR |\n|---|---|\n" + "\n".join(rows)

@@ -197,12 +197,12 @@ from huggingface_hub import HfApi
 from PIL import Image
 from demo import build_app
 from demo.sampling import sample_grid
-from demo.weights import MODEL_NAMES, ModelStore
+from demo.weights import ModelStore, checkpoint_names
 
 api = HfApi()
 weights = os.environ["TINY_WEIGHTS"]
 table = {}
-for name in MODEL_NAMES:
+for name in checkpoint_names():
     repo = f"tester/mnist-{name}"
     api.create_repo(repo, exist_ok=True)
     info = api.upload_folder(folder_path=os.path.join(weights, name), repo_id=repo)
@@ -257,9 +257,9 @@ def test_unreachable_hub_falls_back_to_bundled_weights_with_notice(tmp_path, ref
     from .hub_server import run_with_hub
 
     bundled = make_tiny_weights(tmp_path / "bundled")
-    from demo.weights import MODEL_NAMES
+    from demo.weights import checkpoint_names
 
-    pins = json.dumps({name: {"revision": "a" * 40} for name in MODEL_NAMES})  # pinned, so the app tries the Hub
+    pins = json.dumps({name: {"revision": "a" * 40} for name in checkpoint_names()})  # pinned, so the app tries the Hub
     proc = run_with_hub(UNREACHABLE, refused_url, tmp_path, timeout=120, VAE_FAMILY_HUB="1",
                         BUNDLED=str(bundled), GRADIO_TEMP_DIR=str(tmp_path / "gradio"), VAE_FAMILY_HUB_REVISIONS=pins)
     out = proc.stdout

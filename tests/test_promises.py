@@ -164,22 +164,22 @@ PIN = "0123456789abcdef0123456789abcdef01234567"
 
 def pinned_everywhere() -> dict:
     """Every model pinned (as the pins file `python -m train.publish` writes pins them), at PIN."""
-    from demo.weights import MODEL_NAMES
+    from demo.weights import checkpoint_names
 
-    return {name: {"revision": PIN} for name in MODEL_NAMES}
+    return {name: {"revision": PIN} for name in checkpoint_names()}
 
 
 def test_hub_mode_asks_for_safe_files_at_each_pinned_revision(monkeypatch, tmp_path):
     import huggingface_hub
 
-    from demo.weights import MODEL_NAMES
+    from demo.weights import checkpoint_names
 
     weights = make_tiny_weights(tmp_path / "hub")
     fake = FakeHub(lambda repo_id: weights / repo_id.split("/mnist-")[1])
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
     revisions = {**pinned_everywhere(), "vae": {"repo_id": "me/mnist-vae", "revision": "abc123"}}
     store = ModelStore(tmp_path / "bundled", hub=True, revisions=revisions)
-    assert store.notice == "" and len(fake.calls) == len(MODEL_NAMES)
+    assert store.notice == "" and len(fake.calls) == len(checkpoint_names())
     for repo_id, kwargs in fake.calls:
         assert kwargs == {"revision": "abc123" if repo_id == "me/mnist-vae" else PIN,
                           "allow_patterns": ["*.safetensors", "*.json", "*.md", "*.png"]}, (repo_id, kwargs)
@@ -189,7 +189,8 @@ def test_hub_mode_asks_for_safe_files_at_each_pinned_revision(monkeypatch, tmp_p
 
     # a model without a pin is never fetched at "main" (whatever was pushed last): the banner says it is unpinned
     fake.calls.clear()
-    store = ModelStore(tmp_path / "bundled", hub=True, revisions={name: {"revision": None} for name in MODEL_NAMES})
+    unpinned = {name: {"revision": None} for name in checkpoint_names()}
+    store = ModelStore(tmp_path / "bundled", hub=True, revisions=unpinned)
     assert not fake.calls and "No pinned Hub revision" in store.notice and store.source("vae") == "bundled"
 
 
@@ -206,11 +207,15 @@ def test_hub_mode_falls_back_per_model_or_entirely(monkeypatch, tmp_path):
     assert "Some models could not be downloaded" in store.notice and "vae (RepositoryNotFoundError)" in store.notice
     assert store.source("vae") == "bundled" and store.folder("vae") == bundled / "vae"
     assert store.source("ae").startswith("hub ")
+    assert store.source("classifier").startswith("hub ") and store.source("avb-2d").startswith("hub ")  # went on
 
-    for error in (LocalEntryNotFoundError("no connection"), ConnectionError("refused")):
+    for error, reason in ((LocalEntryNotFoundError("no connection"), "(no connection)"),
+                          (ConnectionError("refused\nmore"), "(ConnectionError: refused)"),
+                          (ConnectionError(), "(ConnectionError: )")):
         offline = FakeHub(lambda repo_id, error=error: error)
         monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
         store = ModelStore(bundled, hub=True, revisions=pinned_everywhere())
         assert len(offline.calls) == 1  # the first failure marks the Hub unreachable: no more attempts
         assert "could not be reached" in store.notice and "`bundled/`" in store.notice
+        assert reason in store.notice  # the reason is shown (its first line)
         assert all(store.source(name) == "bundled" for name in ("vae", "ae", "classifier"))
