@@ -102,6 +102,7 @@ def test_denoising_tab_with_an_upload(page, shots, tmp_path):
     bad = tmp_path / "not_a_picture.png"
     bad.write_bytes(b"this is text pretending to be a PNG")
     panel.get_by_label("Clear").first.click()  # a File component holding a file shows no upload input
+    expect(panel.get_by_text("photo_of_a_six.png")).to_have_count(0)  # cleared: the empty upload area is back
     panel.locator("input[type=file]").set_input_files(str(bad))
     expect(panel.get_by_text("not_a_picture.png").first).to_be_visible()
     page.get_by_role("button", name="Corrupt and denoise", exact=True).click()
