@@ -237,3 +237,20 @@ def test_hub_notice_names_every_missing_repo(monkeypatch, tmp_path):
     store = ModelStore(tmp_path / "bundled", hub=True)
     assert store.notice == ("**Some models could not be downloaded from the Hub**: ae (RepositoryNotFoundError), "
                             "vae (RepositoryNotFoundError); using the bundled weights for those.")
+
+
+def test_hub_mode_switch(monkeypatch, store, tmp_path):
+    """--hub / --no flag wins; else VAE_FAMILY_HUB (1/true/yes/on, any case and blanks); else on a Space (SPACE_ID)."""
+    from demo.weights import HUB_ENV, hub_requested
+
+    monkeypatch.delenv(HUB_ENV, raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert hub_requested(True) is True and hub_requested(False) is False and hub_requested() is False
+    monkeypatch.setenv("SPACE_ID", "org/space")
+    assert hub_requested() is True and hub_requested(False) is False
+    for value, expected in (("1", True), (" TRUE ", True), ("Yes", True), ("on", True), ("0", False),
+                            ("false", False), ("off", False), ("", False)):
+        monkeypatch.setenv(HUB_ENV, value)
+        assert hub_requested() is expected, value  # the variable beats SPACE_ID
+    partial = ModelStore(make_tiny_weights(tmp_path / "w", skip=("vae",)), hub=False)
+    assert store.available("vae") is True and partial.available("vae") is False and partial.available("ae")
