@@ -1,28 +1,30 @@
-"""Evaluate exported models on the MNIST test set and write `eval_results.json` into each checkpoint folder.
+"""Evaluate exported models on their test set and write `eval_results.json` into each checkpoint folder.
 
     python -m train.evaluate pretrained/vae pretrained/cvae --data-dir ../shared/data/mnist
     python -m train.evaluate --all pretrained/ --data-dir ../shared/data/mnist --limit 1000 --num-samples 500
 
-Each model gets the metrics that apply to its type:
+Each model is evaluated on the test split of the dataset it was trained on (its training_args.json; MNIST when
+it has none), and gets the metrics its declaration (`model.spec`, vae_models/registry.py) says apply:
 
-    vae, dvae, cvae, avb   IS-NLL: -log p(x) (cvae: -log p(x|y)) by the k-sample importance-weighted bound (Burda
-                           et al. 2015, eq. 8) on the test set binarised once with a fixed seed
-    socvae, quadrant_nn    CLL: -log p(y|x) of the missing quadrants given 1, 2 or 3 (Sohn et al. 2015, Table 1)
-    vae, dvae              PSNR / SSIM of the clean test digits reconstructed from corrupted ones
-    ae, vae, dvae, cvae,   classifier-feature FD (Fréchet distance of the MNIST classifier's penultimate features,
-    avb, aae               NOT Inception FID) between 10,000 prior samples and the 10,000 test digits
-    cvae                   conditional accuracy: share of samples asked for digit d that the classifier labels d
-    vae, avb, aae          prior MMD between codes of test digits and prior samples
-    classifier             test accuracy
+    likelihood "bound" or "implicit"   IS-NLL: -log p(x) (label-conditional: -log p(x|y)) by the k-sample
+    (generative models)                importance-weighted bound (Burda et al. 2015, eq. 8) on the test set
+                                       binarised once with a fixed seed
+    completes_quadrants                CLL: -log p(y|x) of the missing quadrants given 1, 2 or 3 (Sohn et al.
+                                       2015, Table 1)
+    denoising                          PSNR / SSIM of the clean test digits reconstructed from corrupted ones
+    generative                         classifier-feature FD (Fréchet distance of the classifier's penultimate
+                                       features, NOT Inception FID) between 10,000 prior samples and the test set
+    label_conditional                  conditional accuracy: share of samples asked for digit d labelled d
+    prior_matched                      prior MMD between codes of test digits and prior samples
+    kind "classifier"                  test accuracy
 
-`eval_results.json` is a list of {"name", "type", "value", "dataset", "split", "estimator", "details", "command"};
-the model card (train/card.py) turns it into the card's model-index.
+The classifier metrics need a classifier trained on the same dataset; they are skipped, with a warning, otherwise.
+`eval_results.json` holds `vae_models.export.EvalResult` records; the model card turns them into its model-index.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shlex
@@ -35,6 +37,7 @@ from tqdm.auto import tqdm
 from vae_models import CheckpointError, ConfigError, load_model
 from vae_models.corruption import corrupt
 from vae_models.data import load_mnist
+from vae_models.export import EvalResult, ExportError, training_dataset, write_eval_results
 from vae_models.metrics import (
     classifier_frechet_distance,
     conditional_accuracy,
@@ -45,11 +48,6 @@ from vae_models.metrics import (
     ssim,
 )
 
-IS_NLL_MODELS = ("vae", "dvae", "cvae", "avb")
-QUADRANT_MODELS = ("socvae", "quadrant_nn")
-DENOISING_MODELS = ("vae", "dvae")
-SAMPLING_MODELS = ("ae", "vae", "dvae", "cvae", "avb", "aae")  # ae: decodes N(0, I) codes, shown for contrast
-PRIOR_MMD_MODELS = ("vae", "avb", "aae")
 CORRUPTIONS = (("gaussian", 0.25), ("gaussian", 0.5), ("salt_and_pepper", 0.1), ("salt_and_pepper", 0.3),
                ("block", 0.5))
 FD_SAMPLES = 10_000
@@ -87,10 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def test_set(data_dir: str | None, limit: int | None, seed: int):
-    """(grey images float (N,1,28,28) in [0,1], binarised images, labels). The binarisation is drawn once with
-    `seed`, so every model is scored on the same binary digits (the usual dynamically binarised MNIST protocol)."""
-    images, labels = load_mnist("test", data_dir=data_dir)
+def test_set(data_dir: str | None, limit: int | None, seed: int, dataset: str = "mnist"):
+    """(grey images float (N,1,28,28) in [0,1], binarised images, labels) of `dataset`'s test split. The
+    binarisation is drawn once with `seed`, so every model is scored on the same binary digits (the usual
+    dynamically binarised protocol)."""
+    images, labels = load_mnist("test", data_dir=data_dir, dataset=dataset)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     grey = images.float().div(255).unsqueeze(1)
@@ -105,7 +104,7 @@ def sample_images(model, n: int, seed: int, batch_size: int = 1000) -> torch.Ten
     out = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
-        labels = (torch.arange(start, start + count) % 10).to(model.device) if model.uses_labels else None
+        labels = (torch.arange(start, start + count) % 10).to(model.device) if model.spec.label_conditional else None
         out.append(model.sample(count, labels=labels, generator=g).cpu())
     return torch.cat(out)
 
@@ -116,38 +115,38 @@ def reconstruct(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Te
                       for i in range(0, len(images), batch_size)])
 
 
-def evaluate(model, data, args, classifier, command: str) -> list[dict]:
-    """The metrics that apply to `model`, as eval_results.json entries."""
+def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist") -> list[EvalResult]:
+    """The metrics that `model.spec` says apply, as eval_results.json records; `data` is test_set(...) of
+    `dataset`. `classifier`: None skips the classifier-judged metrics."""
     grey, binary, labels = data
-    model_type = model.config.model_type
+    spec = model.spec
     binarised = getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
     scored = binary if binarised else grey
     data_note = f"test set binarised once (seed {args.seed})" if binarised else "grey-level test set"
     n = len(grey)
-    results: list[dict] = []
+    results: list[EvalResult] = []
 
     def add(name: str, kind: str, value: float, estimator: str, **details) -> None:
-        results.append({"name": name, "type": kind, "value": round(float(value), 4), "dataset": "mnist",
-                        "split": "test", "estimator": estimator, "details": {"num_images": n, **details},
-                        "command": command})
+        results.append(EvalResult(name, kind, round(float(value), 4), dataset, "test", estimator,
+                                  {"num_images": n, **details}, command))
 
-    if model_type in IS_NLL_MODELS:
+    if spec.has_likelihood_bound:
         k = args.num_samples
-        nll = importance_sampled_nll(model, scored, labels if model.uses_labels else None, num_samples=k,
+        nll = importance_sampled_nll(model, scored, labels if spec.label_conditional else None, num_samples=k,
                                      progress=True)
-        what = "-log p(x|y)" if model.uses_labels else "-log p(x)"
+        what = "-log p(x|y)" if spec.label_conditional else "-log p(x)"
         add(f"IS-NLL (k={k})", "nll", nll.mean(), f"{what} in nats, importance-weighted bound (Burda et al. 2015, "
             f"eq. 8) with k={k}; {data_note}", std_error=round(float(nll.std() / math.sqrt(n)), 4), units="nats")
-    if model_type in QUADRANT_MODELS:
+    if spec.completes_quadrants:
         for given in (1, 2, 3):
             nll = conditional_nll_quadrants(model, binary, given, num_samples=args.cll_samples, progress=True,
                                             generator=torch.Generator().manual_seed(args.seed))
-            estimator = ("exact" if model_type == "quadrant_nn"
+            estimator = ("exact" if spec.likelihood == "exact"
                          else f"importance sampled, {args.cll_samples} samples")
             add(f"CLL ({given} quadrant{'s' if given > 1 else ''} given)", "cll", nll.mean(),
                 f"-log p(y|x) of the missing quadrants in nats (Sohn et al. 2015, Table 1), {estimator}; "
                 f"{data_note}", std_error=round(float(nll.std() / math.sqrt(n)), 4), units="nats")
-    if model_type in DENOISING_MODELS:
+    if spec.denoising:
         for kind, level in tqdm(CORRUPTIONS, desc="denoising", leave=False):
             noisy = corrupt(grey, kind, level, generator=torch.Generator().manual_seed(args.seed))
             clean = reconstruct(model, noisy)
@@ -158,37 +157,38 @@ def evaluate(model, data, args, classifier, command: str) -> list[dict]:
             add(f"Denoising SSIM ({tag})", "ssim", ssim(clean, grey), "SSIM of the reconstruction of the corrupted "
                 "grey-level test digits against the clean ones", input_ssim=round(float(ssim(noisy, grey)), 4),
                 corruption=kind, level=level)
-    if classifier is not None and model_type in SAMPLING_MODELS:
+    if classifier is not None and spec.generative:
         samples = sample_images(model, min(FD_SAMPLES, n), args.seed)
         add("Classifier-feature FD", "classifier_fd", classifier_frechet_distance(classifier, samples, grey),
-            "Fréchet distance between Gaussians fitted to the MNIST classifier's penultimate features of "
+            "Fréchet distance between Gaussians fitted to the classifier's penultimate features of "
             f"{len(samples)} prior samples (pixel means) and the grey-level test digits; not Inception FID",
             num_samples=len(samples))
-    if classifier is not None and model_type == "cvae":
+    if classifier is not None and spec.generative and spec.label_conditional:
         per_digit = max(1, min(FD_SAMPLES, n) // 10)
         value = conditional_accuracy(classifier, model, per_digit, torch.Generator().manual_seed(args.seed))
-        add("Conditional accuracy", "accuracy", value, f"share of {per_digit} samples per digit d that the MNIST "
+        add("Conditional accuracy", "accuracy", value, f"share of {per_digit} samples per digit d that the "
             "classifier labels d", num_samples=10 * per_digit)
-    if model_type in PRIOR_MMD_MODELS:
+    if spec.prior_matched:
         m = min(MMD_SAMPLES, n)
         value = prior_mmd(model, scored, None, m, torch.Generator().manual_seed(args.seed))
         add("Prior MMD", "mmd", value, f"unbiased MMD^2 (Gretton et al. 2012), sum of RBF kernels, between codes of "
             f"{m} test digits (one posterior sample each) and {m} prior samples; {data_note}", num_samples=m)
-    if model_type == "classifier":
+    if spec.kind == "classifier":
         accuracy = (model.predict(grey) == labels).float().mean()
         add("Test accuracy", "accuracy", accuracy, "top-1 accuracy on the grey-level test digits")
     return results
 
 
 def load_classifier(path: str):
+    """(classifier, the dataset it was trained on), or (None, None) when there is none at `path`."""
     if not os.path.isdir(path):
         print(f"warning: no classifier at {path}: skipping the classifier-feature FD and conditional accuracy "
               "(train one with `python -m train --model classifier ...` or pass --classifier)", file=sys.stderr)
-        return None
+        return None, None
     classifier = load_model(path)
-    if classifier.config.model_type != "classifier":
+    if classifier.spec.kind != "classifier":
         raise EvalError(f"--classifier {path} holds a {classifier.config.model_type!r} model, not a classifier")
-    return classifier
+    return classifier, training_dataset(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,17 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "train.evaluate", *(sys.argv[1:] if argv is None else argv)])
     torch.manual_seed(args.seed)  # the importance samples themselves
     try:
-        models = {path: load_model(path) for path in args.checkpoints}
-        classifier = load_classifier(args.classifier)
-        data = test_set(args.data_dir, args.limit, args.seed)
-    except (CheckpointError, ConfigError, EvalError, OSError, ValueError) as exc:
+        models = {path: (load_model(path), training_dataset(path)) for path in args.checkpoints}
+        classifier, classifier_dataset = load_classifier(args.classifier)
+        data = {dataset: test_set(args.data_dir, args.limit, args.seed, dataset)
+                for dataset in sorted({dataset for _, dataset in models.values()})}
+    except (CheckpointError, ConfigError, EvalError, ExportError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rows = []
-    for path, model in models.items():
-        results = evaluate(model, data, args, classifier, command)
-        (Path(path) / args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        rows += [(Path(path).name, model.config.model_type, r["name"], r["value"]) for r in results]
+    for path, (model, dataset) in models.items():
+        judge = classifier if dataset == classifier_dataset else None
+        if classifier is not None and judge is None:
+            print(f"warning: {path} was trained on {dataset}, the classifier on {classifier_dataset}: skipping "
+                  "its classifier-judged metrics", file=sys.stderr)
+        results = evaluate(model, data[dataset], args, judge, command, dataset)
+        write_eval_results(path, results, args.output)
+        rows += [(Path(path).name, model.config.model_type, r.name, r.value) for r in results]
         print(f"wrote {Path(path) / args.output} ({len(results)} results)", file=sys.stderr)
     widths = [max(len(str(row[i])) for row in rows + [("model", "type", "metric", "value")]) for i in range(4)]
     for row in [("model", "type", "metric", "value"), *rows]:
