@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from demo import build_app, common  # noqa: E402
 
-from .demo_weights import make_tiny_weights  # noqa: E402
+from demo.tiny_weights import make_tiny_weights  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO_ROOT / "artifacts/screenshots"

@@ -19,7 +19,7 @@ from demo.common import example_choices, read_digit  # noqa: E402
 from demo.weights import ModelStore, ModelUnavailable, hub_revisions  # noqa: E402
 from vae_models.preprocess import ImageInputError, to_mnist  # noqa: E402
 
-from .demo_weights import make_tiny_weights  # noqa: E402
+from demo.tiny_weights import make_tiny_weights  # noqa: E402
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 ZERO, SIX = example_choices()[0], example_choices()[13]

@@ -25,7 +25,7 @@ from demo import build_app  # noqa: E402
 from demo import common  # noqa: E402
 from demo.common import example_choices  # noqa: E402
 
-from .demo_weights import make_tiny_weights  # noqa: E402
+from demo.tiny_weights import make_tiny_weights  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO_ROOT.parent / "shared/data/mnist"

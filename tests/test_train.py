@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,6 +120,22 @@ def test_resume_after_sigkill_continues_and_matches(reference, tmp_path):
     # Model, optimiser, RNG and data position were all restored: the same weights as the uninterrupted run.
     resumed, uninterrupted = weights(run / "export"), weights(reference / "export")
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_adam_implementation_is_a_recorded_setting_and_older_runs_resume_as_plain_adam(reference, tmp_path):
+    record = json.loads((reference / "export" / "training_args.json").read_text())
+    assert record["args"]["optimizer"] == "adam-fused"  # the default, recorded with the export
+    run = tmp_path / "older"
+    shutil.copytree(reference / "checkpoints", run / "checkpoints")
+    state_file = latest(run) / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["settings"]["optimizer"]  # a checkpoint written before the setting existed
+    state_file.write_text(json.dumps(state))
+    refused = train(*RUN, "--output-dir", str(run), "--resume", "--max-steps", "26", check=False)
+    assert refused.returncode == 2
+    assert_one_error_line(refused, "'optimizer': ('adam', 'adam-fused')")
+    resumed = train(*RUN, "--output-dir", str(run), "--resume", "--max-steps", "26", "--optimizer", "adam")
+    assert "at step 24" in resumed.stdout + resumed.stderr and latest(run).name == "step_0000026"
 
 
 def test_existing_run_needs_resume(reference):
