@@ -86,14 +86,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def test_set(data_dir: str | None, limit: int | None, seed: int, dataset: str = "mnist"):
-    """(grey images float (N,1,28,28) in [0,1], binarised images, labels, dataset). The binarisation is drawn once
-    with `seed`, so every model is scored on the same binary digits (the usual dynamically binarised protocol)."""
+    """(grey images float (N,1,28,28) in [0,1], binarised images, labels) of `dataset`'s test split. The
+    binarisation is drawn once with `seed`, so every model is scored on the same binary digits (the usual
+    dynamically binarised protocol)."""
     images, labels = load_mnist("test", data_dir=data_dir, dataset=dataset)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     grey = images.float().div(255).unsqueeze(1)
     binary = torch.bernoulli(grey, generator=torch.Generator().manual_seed(seed))
-    return grey, binary, labels, dataset
+    return grey, binary, labels
 
 
 @torch.no_grad()
@@ -114,10 +115,10 @@ def reconstruct(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Te
                       for i in range(0, len(images), batch_size)])
 
 
-def evaluate(model, data, args, classifier, command: str) -> list[EvalResult]:
-    """The metrics that `model.spec` says apply, as eval_results.json records. `classifier`: None skips the
-    classifier-judged metrics."""
-    grey, binary, labels, dataset = data
+def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist") -> list[EvalResult]:
+    """The metrics that `model.spec` says apply, as eval_results.json records; `data` is test_set(...) of
+    `dataset`. `classifier`: None skips the classifier-judged metrics."""
+    grey, binary, labels = data
     spec = model.spec
     binarised = getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
     scored = binary if binarised else grey
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         if classifier is not None and judge is None:
             print(f"warning: {path} was trained on {dataset}, the classifier on {classifier_dataset}: skipping "
                   "its classifier-judged metrics", file=sys.stderr)
-        results = evaluate(model, data[dataset], args, judge, command)
+        results = evaluate(model, data[dataset], args, judge, command, dataset)
         write_eval_results(path, results, args.output)
         rows += [(Path(path).name, model.config.model_type, r.name, r.value) for r in results]
         print(f"wrote {Path(path) / args.output} ({len(results)} results)", file=sys.stderr)
