@@ -162,6 +162,7 @@ def test_resume_settings_name_everything_a_resumed_run_must_share():
     reference = settings(base, model, "dynamic", 1)
     changed = {
         "lr": settings(TrainConfig(**{**base.__dict__, "lr": 0.5}), model, "dynamic", 1),
+        "optimizer": settings(TrainConfig(**{**base.__dict__, "optimizer": "adam"}), model, "dynamic", 1),
         "seed": settings(TrainConfig(**{**base.__dict__, "seed": 9}), model, "dynamic", 1),
         "batch_size": settings(TrainConfig(**{**base.__dict__, "batch_size": 7}), model, "dynamic", 1),
         "dataset": settings(TrainConfig(**{**base.__dict__, "dataset": "fashion_mnist"}), model, "dynamic", 1),
