@@ -134,3 +134,67 @@ def test_hub_mode_downloads_only_safe_file_types(hub_server, hub_run, tmp_path):
     assert not set(UNSAFE_FILES) & set(result["files"])
     served = [r for r in hub_server.requests if "/resolve/" in r[1]]
     assert served and not [r for r in served if any(name in r[1] for name in UNSAFE_FILES)], served
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.snapshot_download in this process (the real client over HTTP is tested above
+    and in test_demo_server.py): records each call and answers from `answers` (repo_id -> folder or exception)."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def __call__(self, repo_id, **kwargs):
+        self.calls.append((repo_id, kwargs))
+        answer = self.answers(repo_id)
+        if isinstance(answer, Exception):
+            raise answer
+        return str(answer)
+
+
+def repo_not_found(repo_id):
+    import httpx
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    return RepositoryNotFoundError(f"{repo_id} not found", response=httpx.Response(
+        404, request=httpx.Request("GET", f"http://hub/api/models/{repo_id}")))
+
+
+def test_hub_mode_asks_for_safe_files_at_each_pinned_revision(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    from demo.weights import MODEL_NAMES
+
+    weights = make_tiny_weights(tmp_path / "hub")
+    fake = FakeHub(lambda repo_id: weights / repo_id.split("/mnist-")[1])
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    revisions = {"vae": {"repo_id": "me/mnist-vae", "revision": "abc123"}}
+    store = ModelStore(tmp_path / "bundled", hub=True, revisions=revisions)
+    assert store.notice == "" and len(fake.calls) == len(MODEL_NAMES)
+    for repo_id, kwargs in fake.calls:
+        assert kwargs == {"revision": "abc123" if repo_id == "me/mnist-vae" else "main",
+                          "allow_patterns": ["*.safetensors", "*.json", "*.md", "*.png"]}, (repo_id, kwargs)
+    assert store.source("vae") == "hub me/mnist-vae@abc123" and store.folder("vae") == weights / "vae"
+    assert store.source("aae") == "hub vae-family/mnist-aae@main"
+    assert type(store.get("vae")).__name__ == "VAE"
+
+
+def test_hub_mode_falls_back_per_model_or_entirely(monkeypatch, tmp_path):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    weights = make_tiny_weights(tmp_path / "hub")
+    bundled = tmp_path / "bundled"
+    missing = FakeHub(lambda repo_id: repo_not_found(repo_id) if repo_id.endswith("-vae") else weights / "ae")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", missing)
+    store = ModelStore(bundled, hub=True)
+    assert "Some models could not be downloaded" in store.notice and "vae (RepositoryNotFoundError)" in store.notice
+    assert store.source("vae") == "bundled" and store.folder("vae") == bundled / "vae"
+    assert store.source("ae").startswith("hub ")
+
+    for error in (LocalEntryNotFoundError("no connection"), ConnectionError("refused")):
+        offline = FakeHub(lambda repo_id, error=error: error)
+        monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+        store = ModelStore(bundled, hub=True)
+        assert len(offline.calls) == 1  # the first failure marks the Hub unreachable: no more attempts
+        assert "could not be reached" in store.notice and "`bundled/`" in store.notice
+        assert all(store.source(name) == "bundled" for name in ("vae", "ae", "classifier"))

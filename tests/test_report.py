@@ -30,3 +30,13 @@ def test_report_reads_the_bundled_pre_schema_files_and_rejects_malformed_ones(tm
     (tmp_path / "vae" / "eval_results.json").write_text('[{"name": "IS-NLL (k=5000)", "value": "high"}]')
     assert main([str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_report_shows_the_standard_error_when_recorded(tmp_path, capsys):
+    write_eval_results(tmp_path / "vae", [
+        EvalResult("IS-NLL (k=5000)", "nll", 89.9154, details={"std_error": 0.246}),
+        EvalResult("Prior MMD", "mmd", 0.0025, details={"num_images": 10})])
+    assert main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("| `vae` | IS-NLL (k=5000) | 89.92 ± 0.25 (s.e.) | 86.76")
+    assert lines[3] == "| `vae` | Prior MMD | 0.0025 |  |"

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -100,23 +99,37 @@ def test_same_seed_same_weights(tmp_path):
     assert not all(torch.equal(earlier[f"model.{k}"], a[k]) for k in a)  # i.e. the equality is not trivial
 
 
+# `python -m train` that SIGKILLs itself after KILL_AT_STEP updates: a kill at a known point, with no timing race.
+KILLED_AT = r"""
+import os, signal, sys
+from train import trainer
+from train.__main__ import main
+
+kill_at, train_step = int(os.environ["KILL_AT_STEP"]), trainer.Trainer.train_step
+
+def train_step_or_die(self, images, labels, step):
+    if step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return train_step(self, images, labels, step)
+
+trainer.Trainer.train_step = train_step_or_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_resume_after_sigkill_continues_and_matches(reference, tmp_path):
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "train", *RUN, "--output-dir", str(run)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pointer = run / "checkpoints" / "latest"
-    deadline = time.time() + 120
-    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    proc = subprocess.run([sys.executable, "-c", KILLED_AT, *RUN, "--output-dir", str(run)], cwd=REPO,
+                          env={**ENV, "KILL_AT_STEP": "10"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     saved = json.loads((latest(run) / "trainer_state.json").read_text())["step"]
-    assert 4 <= saved < 24
+    assert saved == 8  # the last checkpoint (every 4 steps) before the kill after step 10
 
     out = train(*RUN, "--output-dir", str(run), "--resume", "--save-pretrained", str(run / "export"))
     assert f"at step {saved}" in out.stdout + out.stderr
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-(24 - saved):] == list(range(saved + 1, 25))  # continued from the checkpoint, not from zero
+    assert steps[:10] == list(range(1, 11))  # the killed run's steps ...
+    assert steps[10:] == list(range(saved + 1, 25))  # ... then continued from the checkpoint, not from zero
     assert json.loads((latest(run) / "trainer_state.json").read_text())["step"] == 24
     # Model, optimiser, RNG and data position were all restored: the same weights as the uninterrupted run.
     resumed, uninterrupted = weights(run / "export"), weights(reference / "export")

@@ -1,6 +1,8 @@
 """The README's results table from the exports' eval_results.json files, each row beside the paper's anchor:
-`python -m train.report pretrained`. Numbers come only from the evaluation files (written by `train.evaluate`);
-the anchors are declared with each bundled checkpoint (`Checkpoint.anchors` in the model's spec)."""
+`python -m train.report pretrained`. Numbers come only from the evaluation files (written by `train.evaluate`); the
+anchors are declared with each bundled checkpoint (`Checkpoint.anchors` in the model's spec). The README's Results
+table is this output verbatim (tests/test_bundled_weights.py checks it), so regenerate it with this command after
+re-evaluating."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import sys
 from pathlib import Path
 
 from vae_models import checkpoints
-from vae_models.export import ExportError, read_eval_results
+from vae_models.export import EvalResult, ExportError, read_eval_results
 
 
 def anchor(export: str, metric: str) -> str:
@@ -19,10 +21,16 @@ def anchor(export: str, metric: str) -> str:
     return next((text for prefix, text in anchors if metric.startswith(prefix)), "")
 
 
+def measured(entry: EvalResult) -> str:
+    """The value to 4 significant digits, with its standard error when the evaluation recorded one."""
+    error = entry.details.get("std_error")
+    return f"{entry.value:.4g}" + (f" ± {error:.2g} (s.e.)" if error is not None else "")
+
+
 def rows(folder: Path):
     for export in sorted(p for p in folder.iterdir() if p.is_dir()):
         for entry in read_eval_results(export) or []:
-            yield export.name, entry.name, entry.value, anchor(export.name, entry.name)
+            yield export.name, entry.name, measured(entry), anchor(export.name, entry.name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| model | metric | measured | anchor |\n|---|---|---|---|")
     for model, metric, value, text in table:
         if not args.only or any(metric.startswith(prefix) for prefix in args.only):
-            print(f"| `{model}` | {metric} | {value:.4g} | {text} |")
+            print(f"| `{model}` | {metric} | {value} | {text} |")
     return 0
 
 
