@@ -4,8 +4,8 @@
     python -m benchmarks.train_throughput                      # everything (~8 min on 2 idle cores)
     python -m benchmarks.train_throughput --models vae --repeats 3 --no-ddp --no-pythae   # quick look
 
-Method: every variant trains the same model (the model config of its recipe, recipes/<name>.json, seed 0) on the same MNIST
-training images at the same batch size and learning rate. A timestamp is taken after every optimisation step;
+Method: every variant trains the same model (the model config of its recipe, recipes/<name>.json, seed 0) on the
+same MNIST training images at the same batch size and learning rate. A timestamp is taken after every optimisation step;
 throughput is (steps after warm-up) * batch size / (time between the warm-up step and the last step), so process
 start-up, data loading and the final checkpoint are excluded but everything a training step costs (the loader,
 logging, progress bar, metrics file) is included. The variants of one model run in interleaved order, `--repeats`
