@@ -52,6 +52,7 @@ LATEST = "latest"
 # every weight bundled before this setting existed, so their recipes name it to stay reproducible.
 OPTIMIZERS = {"adam": {}, "adam-foreach": {"foreach": True}, "adam-fused": {"fused": True}}
 DEFAULT_OPTIMIZER = "adam-fused"
+POSTFIX_EVERY = 10  # steps between updates of the progress bar's loss display (it redraws ~10 times a second)
 
 
 class TrainError(RuntimeError):
@@ -299,7 +300,8 @@ class Trainer:
                     logs = self.train_step(images, labels, step)
                     step += 1
                     bar.update(1)
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
+                    if step % POSTFIX_EVERY == 0:
+                        bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
                     if acc.trackers:
                         acc.log(logs, step=step)
                     if self.metrics:
@@ -345,10 +347,11 @@ class Trainer:
         self.wrapped.zero_grad(set_to_none=True)
         loss, terms = self.wrapped(images, labels, discriminator=discriminator)
         names = ["loss", *terms]
-        values = torch.stack([loss.detach().float(), *(t.detach().float().reshape(()) for t in terms.values())])
-        if acc.num_processes > 1:
-            values = acc.gather(values[None]).mean(0)  # all ranks decide together whether to stop; global means
-        values = values.tolist()
+        if acc.num_processes > 1:  # all ranks decide together whether to stop; the logs are global means
+            stats = torch.stack([loss.detach().float(), *(t.detach().float().reshape(()) for t in terms.values())])
+            values = acc.gather(stats[None]).mean(0).tolist()
+        else:  # a few scalar reads cost less than building and gathering a tensor of them
+            values = [loss.item(), *(t.item() for t in terms.values())]
         if not all(map(math.isfinite, values)):
             bad = ", ".join(f"{n}={v:g}" for n, v in zip(names, values) if not math.isfinite(v))
             raise Diverged(
