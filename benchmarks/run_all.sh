@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1
 mkdir -p runs/benchmarks
 out="runs/benchmarks/$(date +%Y-%m-%d_%H%M).md"
-for bench in train_throughput eval_nll app_latency; do
+for bench in train_throughput eval_nll app_latency live_training; do
   echo "== $bench" >&2
   python -m "benchmarks.$bench" 2> >(grep -v -E "it/s\]|s/it\]|batch/s\]" >&2) | tee -a "$out"
 done

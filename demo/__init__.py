@@ -1,4 +1,4 @@
-"""The Gradio app: one module per tab (sampling, conditional, denoising, priors), models from weights.py.
+"""The Gradio app: one module per tab (sampling, conditional, denoising, priors, explore, live), models from weights.py.
 
     from demo import build_app
     build_app(weights_dir="pretrained", hub=False).launch()
@@ -12,13 +12,14 @@ AE, VAE, CVAE, denoising VAE, adversarial autoencoder and adversarial variationa
 side by side. Every button is also an API endpoint (see "Use via API" at the bottom of the page)."""
 
 
-def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_dir=None):
+def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_dir=None, oauth: bool | None = None):
     """The app as a gr.Blocks (not launched). weights_dir: the bundled checkpoints (default `pretrained/`);
     hub: download from the Hub (None: --hub / VAE_FAMILY_HUB / on a Space); revisions: overrides of
-    weights.hub_table(); data_dir: MNIST folder for the latent scatters."""
+    weights.hub_table(); data_dir: MNIST folder for the latent scatters and live training; oauth: show the Hugging
+    Face sign-in of the live-training tab (None: on a Space)."""
     import gradio as gr
 
-    from . import conditional, denoising, priors, sampling
+    from . import conditional, denoising, explore, live, priors, sampling
     from .common import install_atomic_image_cache
     from .weights import ModelStore
 
@@ -37,5 +38,10 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
                 denoising.build(store)
             with gr.Tab("Adversarial priors", id="priors"):
                 priors.build(store)
+            with gr.Tab("Explore a digit", id="explore"):
+                explore.build(store)
+            with gr.Tab("Train one yourself", id="live"):
+                app_live = live.build(store, oauth=oauth)
     app.store = store  # for tests and callers that want the loaded models
+    app.live = app_live  # the live-training tab's server-wide state (runs, stop requests)
     return app

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 MNIST_DIR = REPO.parent / "shared/data/mnist"
 # Where a run writes and what it records about itself: not part of what the weights are.
-NOT_SETTINGS = {"data_dir", "output_dir", "save_pretrained", "push_to_hub", "revision", "private", "resume", "command"}
+NOT_SETTINGS = {"data_dir", "output_dir", "save_pretrained", "push_to_hub", "revision", "private", "resume", "command",
+                "progress_bar"}
 # Settings added after the bundled weights were trained, with the value every earlier run had.
 EARLIER = {"optimizer": "adam", "init_from": None, "lr_decay_to": None}
 
