@@ -5,12 +5,13 @@
     python -m benchmarks.train_throughput --models vae --repeats 3 --no-ddp --no-pythae   # quick look
 
 Method: every variant trains the same model (the model config of its recipe, recipes/<name>.json, seed 0) on the
-same MNIST training images at the same batch size and learning rate. A timestamp is taken after every optimisation step;
-throughput is (steps after warm-up) * batch size / (time between the warm-up step and the last step), so process
-start-up, data loading and the final checkpoint are excluded but everything a training step costs (the loader,
-logging, progress bar, metrics file) is included. The variants of one model run in interleaved order, `--repeats`
-times, in this one process (same threads), and the table reports the median of the per-repeat ratios, which a
-shared, noisy machine disturbs much less than absolute numbers.
+same MNIST training images at the same batch size and learning rate. A timestamp is taken after every optimisation
+step; throughput is (steps after warm-up) * batch size / (time between the warm-up step and the last step), so
+process start-up, data loading and the final checkpoint are excluded but everything a training step costs (the
+loader, logging, progress bar, metrics file) is included. Each run is a fresh Python process (as `python -m train` is:
+no state left over from an earlier run in the same interpreter), the variants of one model run in interleaved
+order, `--repeats` times, and the table reports the median of the per-repeat ratios, which a shared, noisy machine
+disturbs much less than absolute numbers.
 
 The plain loop is the pytorch/examples (vae/main.py, dcgan/main.py) style: the same `make_loader`, the same Adam
 as the trainer's default (`train.trainer.DEFAULT_OPTIMIZER`), `zero_grad(); model.loss(batch).loss.backward();
@@ -220,6 +221,38 @@ def nll_comparison(num_digits: int, num_samples: int, pythae_batch: int) -> list
     ]
 
 
+# --------------------------------------------------------------------------------------------- one run per process
+
+
+def run_variant(variant: str, model: str, steps: int, batch_size: int, data_dir: str) -> list[float]:
+    """One timed run of a variant in this process: "trainer", "trainer-trained" (--init-from pretrained/vae),
+    "plain" (the trainer's default Adam), "plain-adam" (PyTorch's default Adam) or "pythae"."""
+    from train.trainer import DEFAULT_OPTIMIZER
+    from vae_models.data import load_mnist
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if variant in ("trainer", "trainer-trained"):
+            init = REPO_ROOT / "pretrained" / model if variant == "trainer-trained" else None
+            return run_trainer(model, steps, batch_size, data_dir, str(Path(tmp) / "run"), init_from=init)
+        images, labels = load_mnist("train", data_dir=data_dir)
+        if variant in ("plain", "plain-adam"):
+            optimizer = DEFAULT_OPTIMIZER if variant == "plain" else "adam"
+            return run_plain(model, steps, batch_size, images, labels, optimizer)
+        return run_pythae(steps, batch_size, images, tmp)
+
+
+def isolated(variant: str, model: str, args) -> float:
+    """images/s of one run of `variant` in a fresh `python -m benchmarks.train_throughput --worker` process."""
+    cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--worker", variant, "--models", model,
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
+           "--data-dir", str(args.data_dir), "--clock", args.clock]
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    results = [json.loads(line[7:]) for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or len(results) != 1:
+        raise RuntimeError(f"{variant} run failed ({out.returncode}): {out.stderr[-2000:]}")
+    return results[0]["images_per_s"]
+
+
 # --------------------------------------------------------------------------------------------- DDP
 
 
@@ -278,17 +311,20 @@ def main(argv=None) -> None:
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="time steps by wall clock, or by this process's CPU time (for a loaded machine)")
     p.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--output-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.ddp_worker:
         return ddp_worker(args)
+    if args.worker:
+        stamps = run_variant(args.worker, args.models[0], args.warmup + args.steps, args.batch_size, str(args.data_dir))
+        print("RESULT " + json.dumps({"images_per_s": images_per_second(stamps, args.warmup, args.batch_size)}))
+        return None
 
     from train.trainer import DEFAULT_OPTIMIZER
-    from vae_models.data import load_mnist
 
-    images, labels = load_mnist("train", data_dir=args.data_dir)
     pythae_error = None
     if not args.no_pythae:
         try:
@@ -305,15 +341,7 @@ def main(argv=None) -> None:
         for r in range(args.repeats):
             order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate who goes first
             for variant in order:
-                with tempfile.TemporaryDirectory() as tmp:
-                    if variant == "trainer":
-                        stamps = run_trainer(name, total, args.batch_size, args.data_dir, str(Path(tmp) / "run"))
-                    elif variant in ("plain", "plain-adam"):
-                        optimizer = DEFAULT_OPTIMIZER if variant == "plain" else "adam"
-                        stamps = run_plain(name, total, args.batch_size, images, labels, optimizer)
-                    else:
-                        stamps = run_pythae(total, args.batch_size, images, tmp)
-                ips[variant].append(images_per_second(stamps, args.warmup, args.batch_size))
+                ips[variant].append(isolated(variant, name, args))
             print(f"{name} repeat {r + 1}: " + ", ".join(f"{v} {ips[v][-1]:.0f}/s" for v in variants),
                   file=sys.stderr, flush=True)
         ratios = [t / p for t, p in zip(ips["trainer"], ips["plain"])]
@@ -339,10 +367,7 @@ def main(argv=None) -> None:
         speed = {"fresh": [], "trained": []}
         for r in range(args.repeats):
             for variant in (("fresh", "trained") if r % 2 == 0 else ("trained", "fresh")):
-                with tempfile.TemporaryDirectory() as tmp:
-                    stamps = run_trainer("vae", total, args.batch_size, args.data_dir, str(Path(tmp) / "run"),
-                                         init_from=trained if variant == "trained" else None)
-                speed[variant].append(images_per_second(stamps, args.warmup, args.batch_size))
+                speed[variant].append(isolated("trainer-trained" if variant == "trained" else "trainer", "vae", args))
         ratios = [t / f for t, f in zip(speed["trained"], speed["fresh"])]
         out += ["#### The trainer (vae) from a fresh initialisation vs from the trained pretrained/vae (--init-from)",
                 "", table(["start", "images/s", "trained / fresh", "target", ""],

@@ -360,10 +360,11 @@ class Trainer:
 
     def _update(self, optimizer, images, labels, step, discriminator: bool, prefix: str) -> dict[str, float]:
         acc = self.accelerator
-        # Both players' gradients: the other's loss left gradients on these parameters too. One call on the module
-        # rather than AcceleratedOptimizer.zero_grad per optimizer, which inspects the optimizer's signature on
-        # every call.
-        self.wrapped.zero_grad(set_to_none=True)
+        # Both players' gradients: the other's loss left gradients on these parameters too (the optimizers' groups
+        # partition the model's parameters). The torch optimizers themselves: AcceleratedOptimizer.zero_grad
+        # inspects the optimizer's signature on every call, and Module.zero_grad walks the module tree.
+        for opt in self.optimizers:
+            opt.optimizer.zero_grad(set_to_none=True)
         loss, terms = self.wrapped(images, labels, discriminator=discriminator)
         names = ["loss", *terms]
         if acc.num_processes > 1:  # all ranks decide together whether to stop; the logs are global means
