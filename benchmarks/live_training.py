@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     for choice in args.models:
         print(f"training {choice} for {args.seconds:g} s", file=sys.stderr)
         model, status = train_live(choice, args.seconds, args.data_dir, args.seed)
-        model_type, fields = LIVE_MODELS[choice]
+        model_type, fields, _ = LIVE_MODELS[choice]
         bundled = load_model(str(REPO / "pretrained" / BUNDLED[model_type]))
         found = re.search(r"\d+ steps \([\d.]+ epochs\)", status)
         steps = found.group(0) if found else "?"

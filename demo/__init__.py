@@ -1,10 +1,13 @@
 """The Gradio app: one module per tab (sampling, conditional, denoising, priors, explore, live), models from weights.py.
 
     from demo import build_app
-    build_app(weights_dir="pretrained", hub=False).launch()
+    app = build_app(weights_dir="pretrained", hub=False)
+    app.launch(**launch_settings())          # the upload limit (demo/serving.py)
 """
 
 from __future__ import annotations
+
+from .serving import launch_settings  # noqa: F401  (re-exported: app.launch(**launch_settings()))
 
 TITLE = "The VAE family on MNIST"
 DESCRIPTION = """# The VAE family on MNIST
@@ -19,13 +22,15 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
     Face sign-in of the live-training tab (None: on a Space)."""
     import gradio as gr
 
-    from . import conditional, denoising, explore, live, priors, sampling
+    from . import conditional, denoising, explore, live, priors, sampling, serving
     from .common import install_atomic_image_cache
     from .weights import ModelStore
 
     store = ModelStore(weights_dir, hub=hub, revisions=revisions, data_dir=data_dir)
     install_atomic_image_cache()
-    with gr.Blocks(title=TITLE) as app:
+    serving.install_cleanup()
+    # delete_cache: uploads and generated files are deleted on a schedule (demo/serving.py says when)
+    with gr.Blocks(title=TITLE, delete_cache=serving.delete_cache()) as app:
         gr.Markdown(DESCRIPTION)
         if store.notice:
             gr.Markdown(store.notice, elem_id="weights-notice")

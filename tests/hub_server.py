@@ -63,6 +63,7 @@ class HubServer:
         self.username = "visitor"  # whom /api/whoami-v2 says an accepted token belongs to
         self.repos: dict[tuple[str, str], Repo] = {}  # (repo type "model"/"dataset"/"space", "ns/name") -> Repo
         self.requests: list[tuple[str, str]] = []  # (method, decoded URL path without the query), in order
+        self.authorizations: list[str | None] = []  # each request's Authorization header, in the same order
         self.lock = threading.RLock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
@@ -173,6 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         segments = [unquote(s) for s in url.path.strip("/").split("/")]
         hub.requests.append((self.command, unquote(url.path)))
+        hub.authorizations.append(self.headers.get("Authorization"))
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             with hub.lock:
