@@ -14,7 +14,6 @@ on `find_unused_parameters` (the discriminator step does not touch the generator
 Checkpoints: `output_dir/checkpoints/step_XXXXXXX` (accelerator.save_state + trainer_state.json), written into a
 hidden temp folder and renamed into place only when complete; `checkpoints/latest` names the newest one and is
 replaced atomically. A run killed at any moment therefore leaves `latest` pointing at a whole checkpoint.
-metrics.jsonl is flushed with each checkpoint, so every step up to the latest checkpoint is on disk.
 
 Speed: the step does what a plain PyTorch loop does and little more (benchmarks/train_throughput.py compares
 them). Adam's implementation is a setting (`optimizer`, recorded in training_args.json): "adam-fused" by default,
@@ -304,8 +303,7 @@ class Trainer:
             for stale in (self.output_dir / CHECKPOINTS).glob(".tmp_*"):
                 shutil.rmtree(stale, ignore_errors=True)
         acc.init_trackers("train", config=_flat(self.settings | {"total_steps": total}))
-        self.metrics = open(self.output_dir / "metrics.jsonl", "a") if acc.is_main_process else None
-        self.pending: list[str] = []  # metrics lines not yet written: whole lines go out with each checkpoint
+        metrics = open(self.output_dir / "metrics.jsonl", "a") if acc.is_main_process else None
         bar = tqdm(total=total, initial=step, disable=not acc.is_local_main_process or not cfg.progress_bar,
                    dynamic_ncols=True, desc=cfg.model)
         last_saved = step
@@ -323,8 +321,9 @@ class Trainer:
                         bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
                     if acc.trackers:
                         acc.log(logs, step=step)
-                    if self.metrics:
-                        self.pending.append(json.dumps({"step": step, "epoch": epoch, **logs}) + "\n")
+                    if metrics:  # one whole line per step, on disk at once: `tail -f` follows a long run
+                        metrics.write(json.dumps({"step": step, "epoch": epoch, **logs}) + "\n")
+                        metrics.flush()
                     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                         self.checkpoint(step)
                         last_saved = step
@@ -337,9 +336,8 @@ class Trainer:
                 self.checkpoint(step)
         finally:
             bar.close()
-            self.write_metrics()
-            if self.metrics:
-                self.metrics.close()
+            if metrics:
+                metrics.close()
 
     def train_step(self, images, labels, step: int) -> dict[str, float]:
         """One update: the discriminator first (adversarial models), then the model's own loss."""
@@ -389,17 +387,9 @@ class Trainer:
         pointer = self.output_dir / CHECKPOINTS / LATEST
         return f"latest good checkpoint: {pointer.read_text().strip()}" if pointer.is_file() else "no checkpoint saved"
 
-    def write_metrics(self) -> None:
-        """Append the pending metrics lines in one write, so a killed run never leaves half a line."""
-        if self.metrics and self.pending:
-            self.metrics.write("".join(self.pending))
-            self.metrics.flush()
-        self.pending = []
-
     def checkpoint(self, step: int) -> None:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise Diverged(f"weights are not finite at step {step}; training stopped, {self._latest_text()}")
-        self.write_metrics()  # every step up to a checkpoint is on disk before `latest` names it
         save_checkpoint(self.accelerator, self.output_dir, step, {"settings": self.settings},
                         self.cfg.keep_checkpoints)
 
