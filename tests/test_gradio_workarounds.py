@@ -15,7 +15,7 @@ from gradio.state_holder import SessionState  # noqa: E402
 
 from demo import build_app  # noqa: E402
 
-from .demo_weights import make_tiny_weights  # noqa: E402
+from demo.tiny_weights import make_tiny_weights  # noqa: E402
 
 
 def test_session_config_is_lazy_and_equal_to_gradios(tmp_path, monkeypatch):

@@ -230,8 +230,8 @@ def test_hub_revision_overrides_from_inline_json_file_or_environment(monkeypatch
     path.write_text(json.dumps({"vae": pinned}), encoding="utf-8")
     monkeypatch.setenv(REVISIONS_ENV, str(path))
     table = hub_revisions()
-    assert table["vae"] == pinned and table["ae"] == {"repo_id": "vae-family/mnist-ae", "revision": "main"}
-    assert hub_revisions({"ae": {"revision": "v2"}})["vae"]["revision"] == "main"  # an argument beats the variable
+    assert table["vae"] == pinned and table["ae"] == {"repo_id": "vae-family/mnist-ae", "revision": None}  # unpinned
+    assert hub_revisions({"ae": {"revision": "v2"}})["vae"]["revision"] is None  # an argument beats the variable
     for bad in ({"vae": {"repo": "typo"}}, {"vae": "main"}, {"vqvae": {"revision": "x"}}):
         with pytest.raises(ValueError, match="bad hub revision entry"):
             hub_revisions(bad)
@@ -251,7 +251,7 @@ def test_hub_notice_names_every_missing_repo(monkeypatch, tmp_path):
     weights = make_tiny_weights(tmp_path / "hub")
     fake = FakeHub(lambda repo_id: repo_not_found(repo_id) if repo_id.endswith(("-vae", "-ae")) else weights / "ae")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
-    store = ModelStore(tmp_path / "bundled", hub=True)
+    store = ModelStore(tmp_path / "bundled", hub=True, revisions=pinned_everywhere())
     assert store.notice == ("**Some models could not be downloaded from the Hub**: ae (RepositoryNotFoundError), "
                             "vae (RepositoryNotFoundError); using the bundled weights for those.")
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .demo_weights import make_tiny_weights
+from demo.tiny_weights import make_tiny_weights
 from .hub_server import hub_env, start_hub_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

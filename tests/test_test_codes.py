@@ -17,7 +17,7 @@ from demo.weights import ModelStore  # noqa: E402
 from vae_models import load_model  # noqa: E402
 from vae_models.data import load_mnist  # noqa: E402
 
-from .demo_weights import make_tiny_weights  # noqa: E402
+from demo.tiny_weights import make_tiny_weights  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO_ROOT / "pretrained"
