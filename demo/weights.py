@@ -34,6 +34,7 @@ MODEL_NAMES = {
     "vae-2d": "2-D VAE (manifold, prior comparison)",
     "aae-2d-gaussian": "2-D AAE, Gaussian prior (manifold, prior comparison)",
     "aae-2d-mixture": "2-D AAE, 10-Gaussian mixture prior (manifold, prior comparison)",
+    "aae-2d-supervised": "2-D AAE, label-supervised mixture prior (prior comparison)",
     "avb-2d": "2-D AVB (manifold, prior comparison)",
 }
 

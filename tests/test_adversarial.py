@@ -150,10 +150,24 @@ def test_supervised_prior_puts_label_k_in_component_k():
     angles = torch.atan2(z[:, 1], z[:, 0]) % (2 * math.pi)
     component = torch.round(angles / (2 * math.pi / NUM_COMPONENTS)).long() % NUM_COMPONENTS
     assert (component == labels).float().mean() > 0.99
-    # sample(labels=...) follows the label too: decoding is what the app shows for "draw a 3".
-    assert model.sample(4, labels=torch.tensor([3, 3, 7, 7])).shape == (4, 1, 28, 28)
+    # sample(labels=...) decodes codes of the labels' components: what the app shows for "draw a 3".
+    labels = torch.tensor([3, 3, 7, 7])
+    images = model.sample(4, labels=labels, generator=torch.Generator().manual_seed(5))
+    codes = model.prior_sample(4, torch.Generator().manual_seed(5), labels=labels)
+    torch.testing.assert_close(images, model.decode(codes))
+    assert model.samples_by_label
     with pytest.raises(ValueError, match="labels must be"):
         model.prior_sample(2, labels=torch.tensor([0, 10]))
+
+
+@pytest.mark.parametrize("model_type,fields", [("aae", {"prior": "mixture10"}), ("aae", {}), ("vae", {}),
+                                               ("avb", {"discriminator_hidden_dims": [8]})])
+def test_labels_are_an_error_for_models_without_label_supervision(model_type, fields):
+    model = build_model(model_type, hidden_dims=[8], latent_dim=2, **fields)
+    assert not model.samples_by_label
+    with pytest.raises(ValueError, match="label"):
+        model.sample(2, labels=torch.tensor([1, 2]))
+    assert model.sample(2).shape == (2, 1, 28, 28)
 
 
 def test_swiss_roll_prior_is_2d_within_its_radii_and_segmented_by_label():

@@ -82,6 +82,7 @@ def avb_discriminator_loss(T: Callable[[Tensor, Tensor], Tensor], x: Tensor, z_q
 
 class AVB(VAEFamilyModel):
     config_class = AVBConfig
+    needs_ais = True
     is_adversarial = True
 
     def __init__(self, config: AVBConfig):

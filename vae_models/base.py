@@ -61,6 +61,14 @@ class VAEFamilyModel(
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     is_adversarial: ClassVar[bool] = False
     uses_labels: ClassVar[bool] = False  # sample/decode need labels (label-conditional models)
+    # log p(x) has no closed form or tight proposal: measured by annealed importance sampling (ais.py) from
+    # log_prior / prior_sample / decoder_logits / log_likelihood. Declared by every decoder-based generative model.
+    needs_ais: ClassVar[bool] = False
+
+    @property
+    def samples_by_label(self) -> bool:
+        """Whether sample(n, labels=...) draws the requested digits (label-conditional or label-supervised prior)."""
+        return self.uses_labels
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -73,11 +81,13 @@ class VAEFamilyModel(
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """z ~ p(z); N(0, I) unless the model says otherwise."""
+    def prior_sample(self, n: int, generator: torch.Generator | None = None, *, labels: Tensor | None = None) -> Tensor:
+        """z ~ p(z); N(0, I) unless the model says otherwise. The labels of a label-conditional model do not change
+        this prior (the CVAE's p(z|c) = N(0, I)); models whose prior depends on them override it."""
         return torch.randn(n, self.config.latent_dim, generator=generator, device="cpu").to(self.device)
 
-    def log_prior(self, z: Tensor) -> Tensor:
+    def log_prior(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """log p(z) (log p(z|c) with labels), summed over latent dimensions, differentiable in z (AIS needs it)."""
         return log_normal(z)
 
     def decoder_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -93,7 +103,10 @@ class VAEFamilyModel(
     @torch.no_grad()
     def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> Tensor:
-        """n images decoded from prior samples; temperature scales z (1.0 = the prior itself)."""
+        """n images decoded from prior samples; temperature scales z (1.0 = the prior itself). Labels are an error
+        here: a model without label supervision has no way to honour them (label-conditional models override)."""
+        if labels is not None:
+            raise ValueError(f"{type(self).__name__} is not label-conditional: sample() takes no labels")
         z = self.prior_sample(n, generator) * temperature
         return self.decode(z, labels)
 

@@ -104,7 +104,7 @@ class MNISTClassifier(VAEFamilyModel):
     def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         self._not_generative("reconstruct")
 
-    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def prior_sample(self, n: int, generator: torch.Generator | None = None, *, labels: Tensor | None = None) -> Tensor:
         self._not_generative("prior_sample")
 
     def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,

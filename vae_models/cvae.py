@@ -38,6 +38,7 @@ class CVAEConfig(VAEConfig):
 
 class CVAE(GaussianEncoderMixin, VAEFamilyModel):
     config_class = CVAEConfig
+    needs_ais = True
     uses_labels = True
 
     def __init__(self, config: CVAEConfig):

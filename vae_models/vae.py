@@ -89,6 +89,7 @@ class GaussianEncoderMixin:
 
 class VAE(GaussianEncoderMixin, VAEFamilyModel):
     config_class = VAEConfig
+    needs_ais = True
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
