@@ -197,3 +197,40 @@ def test_aae_config_errors_and_parameter_groups():
     gen = {id(p) for p in model.generator_parameters()}
     disc = {id(p) for p in model.discriminator_parameters()}
     assert gen and disc and not gen & disc and gen | disc == {id(p) for p in model.parameters()}
+
+
+def test_avb_noise_basis_moments_are_those_of_its_samples():
+    """The adaptive-contrast encoder z = z0(x) + sum_i a_i(x) v_i(eps_i): E[z|x] and Var[z|x] from the basis moments
+    (Mescheder et al. 2017, Sec. 3.3 / the authors' full0_ac) match the moments of many draws of z for each x."""
+    torch.manual_seed(0)
+    model = build_model("avb", hidden_dims=[16], latent_dim=3, noise_dim=4, num_basis=5, basis_hidden_dims=[8],
+                        encoder_type="noise_basis", adaptive_contrast=True, moment_samples=20_000,
+                        discriminator_hidden_dims=[8])
+    x = torch.rand(3, 1, 28, 28).bernoulli()
+    mean, std = model.moments(x, 2)
+    draws = model.posterior_samples(x, 20_000)
+    torch.testing.assert_close(mean, draws.mean(0), atol=0.03 * std.max().item(), rtol=0)
+    torch.testing.assert_close(std, draws.std(0), rtol=0.05, atol=0)
+    z0, a = model.encoder.coefficients(x)
+    assert (a > 0).all() and a.shape == (5, 3, 3)
+    assert model.loss((x, None)).loss.isfinite() and model.discriminator_loss((x, None)).loss.isfinite()
+
+
+def test_avb_every_layer_noise_reaches_every_layer_and_old_configs_keep_their_encoder():
+    torch.manual_seed(0)
+    model = build_model("avb", hidden_dims=[16, 16], latent_dim=2, noise_dim=3, encoder_type="every_layer_noise",
+                        discriminator_hidden_dims=[8], discriminator_prior_term=True)
+    x = torch.rand(4, 1, 28, 28).bernoulli()
+    eps = torch.randn(4, 3, requires_grad=True)
+    z = model.encoder(x, eps)
+    assert len(model.encoder.noise) == 3  # both hidden layers and the output layer get the noise
+    for noise in model.encoder.noise:  # each layer's noise path alone still moves z
+        (grad,) = torch.autograd.grad(z.sum(), noise.weight, retain_graph=True)
+        assert grad.abs().sum() > 0
+    # T's prior term: T(x, z) = net(x, z) + |z|^2 / 2, so T learns log q(z|x) up to a constant.
+    z = torch.randn(4, 2)
+    plain = model.discriminator.net(torch.cat([x.flatten(1), z], 1)).squeeze(1)
+    torch.testing.assert_close(model.discriminator(x, z), plain + 0.5 * z.pow(2).sum(1))
+    # Weights saved before these options load with the old encoder (input noise, no prior term).
+    old = AVB.from_pretrained(str(Path(__file__).resolve().parents[1] / "pretrained" / "avb"))
+    assert old.config.encoder_type == "input_noise" and not old.config.discriminator_prior_term

@@ -181,8 +181,10 @@ def test_evaluate_ais_only_merges_ais_nll_with_its_bdmc_gap(tmp_path):
             str(tmp_path / "none")]
     assert evaluate_main(argv) == 0
     avb = json.loads((tmp_path / "avb" / "eval_results.json").read_text())
-    assert [e["name"] for e in avb] == ["Prior MMD", "AIS-NLL"]  # the proposal-dominated IS-NLL is gone
-    entry = avb[1]
+    # The proposal-dominated IS-NLL is gone; AIS-NLL and the check of T's KL against it are in.
+    assert [e["name"] for e in avb] == ["Prior MMD", "AIS-NLL", "Objective ELBO minus AIS log-likelihood"]
+    entry, gap = avb[1], avb[2]
+    assert gap["value"] == pytest.approx(gap["details"]["objective_elbo"] + entry["value"], abs=1e-3)
     assert entry["type"] == "nll" and 0 < entry["value"] < 784 * math.log(2) * 2
     details = entry["details"]
     assert details["num_images"] == 10 and details["num_steps"] == 6 and details["num_chains"] == 2

@@ -146,7 +146,7 @@ def ais_settings(args) -> dict:
             "schedule": args.ais_schedule}
 
 
-def ais_entry(model, scored, labels, args) -> tuple[float, str, dict]:
+def ais_entry(model, scored, labels, args) -> tuple[float, str, dict, torch.Tensor]:
     """(mean AIS-NLL, estimator text, details) on the first --ais-limit scored digits, with the BDMC gap on
     --bdmc-digits digits simulated from the model (same schedule). The labels are given to label-conditional
     models (cvae: -log p(x|y)); a label-supervised AAE is scored by its marginal p(x), like the unsupervised one."""
@@ -172,7 +172,7 @@ def ais_entry(model, scored, labels, args) -> tuple[float, str, dict]:
                "bdmc_gap": round(sandwich.gap, 4), "bdmc_digits": args.bdmc_digits,
                "bdmc_lower": round(float(sandwich.lower.mean()), 4),
                "bdmc_upper": round(float(sandwich.upper.mean()), 4)}
-    return float(nll.mean()), estimator, details
+    return float(nll.mean()), estimator, details, nll
 
 
 def evaluate(model, data, args, classifier, command: str) -> list[dict]:
@@ -192,10 +192,25 @@ def evaluate(model, data, args, classifier, command: str) -> list[dict]:
                         "command": command})
 
     if args.ais and model.needs_ais:
-        value, estimator, details = ais_entry(model, scored, labels, args)
+        value, estimator, details, nll = ais_entry(model, scored, labels, args)
         results.append({"name": "AIS-NLL", "type": "nll", "value": round(value, 4), "dataset": "mnist",
                         "split": "test", "estimator": f"{estimator}; {data_note}", "details": details,
                         "command": command})
+        if model.learned_kl:  # does the objective's learned KL agree with the likelihood measured by AIS?
+            m = len(nll)
+            with torch.no_grad():
+                torch.manual_seed(args.seed)
+                objective = torch.cat([model.objective_elbo(scored[i:i + 100].to(model.device)).cpu()
+                                       for i in range(0, m, 100)])
+            gap = objective + nll  # objective ELBO - AIS log p(x), per digit
+            results.append({
+                "name": "Objective ELBO minus AIS log-likelihood", "type": "elbo_gap", "value": round(float(gap.mean()), 4),
+                "dataset": "mnist", "split": "test", "command": command,
+                "estimator": "mean over test digits of the training objective's own ELBO estimate (-(reconstruction + "
+                             "T's KL estimate), 8 noise draws) minus the AIS estimate of log p(x); > 0 means T "
+                             f"underestimates the KL (the ELBO cannot exceed log p(x)); {data_note}",
+                "details": {"num_images": m, "std_error": round(float(gap.std() / math.sqrt(m)), 4), "units": "nats",
+                            "objective_elbo": round(float(objective.mean()), 4)}})
     if classifier is not None and model.samples_by_label:
         per_digit = max(1, min(FD_SAMPLES, n) // 10)
         value = conditional_accuracy(classifier, model, per_digit, torch.Generator().manual_seed(args.seed))

@@ -64,6 +64,9 @@ class VAEFamilyModel(
     # log p(x) has no closed form or tight proposal: measured by annealed importance sampling (ais.py) from
     # log_prior / prior_sample / decoder_logits / log_likelihood. Declared by every decoder-based generative model.
     needs_ais: ClassVar[bool] = False
+    # The KL term of the objective is learned by a discriminator (AVB): `objective_elbo(x)` gives the objective's own
+    # per-image ELBO estimate, to be checked against a likelihood measured independently (AIS).
+    learned_kl: ClassVar[bool] = False
 
     @property
     def samples_by_label(self) -> bool:
