@@ -18,9 +18,10 @@ declare -A RECIPES=(
   [vae-2d]="--model vae --set hidden_dims=[400,200] --set latent_dim=2 --epochs 15 --batch-size 128"
   [aae-2d-gaussian]="--model aae --set hidden_dims=[400,200] --set latent_dim=2 --set adversarial_weight=5.0 --set discriminator_hidden_dims=[256,256] --epochs 15 --batch-size 128"
   [aae-2d-mixture]="--model aae --set hidden_dims=[400,200] --set latent_dim=2 --set prior=mixture10 --set adversarial_weight=5.0 --set discriminator_hidden_dims=[256,256] --epochs 15 --batch-size 128"
+  [aae-2d-supervised]="--model aae --set hidden_dims=[400,200] --set latent_dim=2 --set prior=mixture10 --set supervised_prior=true --set adversarial_weight=5.0 --set discriminator_hidden_dims=[256,256] --epochs 15 --batch-size 128"
   [avb-2d]="--model avb --set hidden_dims=[400,200] --set latent_dim=2 --set discriminator_hidden_dims=[256,256] --epochs 15 --batch-size 128"
 )
-ORDER=(classifier vae ae cvae dvae socvae quadrant_nn avb aae vae-2d aae-2d-gaussian aae-2d-mixture avb-2d)
+ORDER=(classifier vae ae cvae dvae socvae quadrant_nn avb aae vae-2d aae-2d-gaussian aae-2d-mixture aae-2d-supervised avb-2d)
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=("${ORDER[@]}")
 for name in "${NAMES[@]}"; do
   [ -n "${RECIPES[$name]:-}" ] || { echo "unknown recipe $name" >&2; exit 2; }
@@ -35,6 +36,10 @@ if [ $# -eq 0 ]; then
   "${EVAL[@]}" pretrained/classifier pretrained/ae pretrained/aae pretrained/cvae pretrained/dvae pretrained/vae \
     pretrained/socvae pretrained/quadrant_nn pretrained/vae-2d
   # AVB's Gaussian-proposal estimator refits per chunk; k=1000 kept its evaluation within CPU budget.
-  "${EVAL[@]}" --num-samples 1000 pretrained/avb pretrained/avb-2d pretrained/aae-2d-gaussian pretrained/aae-2d-mixture
+  "${EVAL[@]}" --num-samples 1000 pretrained/avb pretrained/avb-2d pretrained/aae-2d-gaussian pretrained/aae-2d-mixture \
+    pretrained/aae-2d-supervised
+  # AIS-NLL with its BDMC gap for every decoder-based model (merged into the files above; one thread, CPU-bound).
+  "${EVAL[@]}" --ais-only --ais-limit 200 pretrained/avb pretrained/aae pretrained/vae pretrained/cvae pretrained/dvae \
+    pretrained/vae-2d pretrained/aae-2d-gaussian pretrained/aae-2d-mixture pretrained/avb-2d pretrained/aae-2d-supervised
   for dir in pretrained/*/; do python -m train.push "$dir" --repo-id "vae-family/mnist-$(basename "$dir")" --card-only; done
 fi

@@ -156,6 +156,13 @@ def test_supervised_prior_puts_label_k_in_component_k():
     codes = model.prior_sample(4, torch.Generator().manual_seed(5), labels=labels)
     torch.testing.assert_close(images, model.decode(codes))
     assert model.samples_by_label
+
+    class ZeroJudge:  # calls every image a 0: exactly the tenth of samples asked for a 0 are "right"
+        def predict(self, images):
+            return torch.zeros(len(images), dtype=torch.long)
+
+    from vae_models.metrics import conditional_accuracy
+    assert conditional_accuracy(ZeroJudge(), model, n_per_digit=3) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="labels must be"):
         model.prior_sample(2, labels=torch.tensor([0, 10]))
 

@@ -218,7 +218,7 @@ def conditional_accuracy(classifier: nn.Module, cvae: nn.Module, n_per_digit: in
     how well the label actually controls the generated class (Sohn et al. 2015 / Kingma et al. 2014 setting). Also
     for a label-supervised AAE, whose prior component d should hold digit d (Makhzani et al. 2015, Sec. 2.3)."""
     if not getattr(cvae, "samples_by_label", False):
-        raise TypeError(f"{type(cvae).__name__} does not sample by label: conditional accuracy needs a CVAE or a "
+        raise TypeError(f"{type(cvae).__name__} is not label-conditional: conditional accuracy needs a CVAE or a "
                         "label-supervised AAE")
     if n_per_digit < 1:
         raise ValueError(f"n_per_digit must be >= 1, got {n_per_digit}")
