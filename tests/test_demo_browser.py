@@ -1,7 +1,7 @@
 """The app in a real headless Chromium (Playwright, Debian's chromium): every tab, one action each, an output image
-appears; an upload through the page; a bad upload shows its message. Screenshots go to artifacts/screenshots/."""
+appears; an upload through the page; a bad upload shows its message. Screenshots go to the session's pytest tmp
+folder (`pytest --basetemp DIR` keeps them somewhere known), never into the repository."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -9,27 +9,26 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from demo import build_app, common
 
-from demo import build_app, common  # noqa: E402
-
-from .demo_weights import make_tiny_weights  # noqa: E402
+from .demo_weights import make_tiny_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO_ROOT / "artifacts/screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_tmp")))
     app = build_app(weights_dir=make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False,
                     data_dir=REPO_ROOT.parent / "shared/data/mnist")
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -41,25 +40,25 @@ def page(tmp_path_factory):
     app.close()
 
 
-def run_action(page, tab: str, button: str, output_id: str, shot: str) -> None:
+def run_action(page, tab: str, button: str, output_id: str, shot: Path) -> None:
     page.get_by_role("tab", name=tab, exact=True).click()
     page.get_by_role("button", name=button, exact=True).click()
     image = page.locator(f"#{output_id} img")
     expect(image).to_be_visible()
     assert image.evaluate("img => img.complete && img.naturalWidth > 0")
-    page.screenshot(path=str(SCREENSHOTS / f"{shot}.png"), full_page=True)
+    page.screenshot(path=str(shot), full_page=True)
 
 
-def test_sampling_tab(page):
-    run_action(page, "Sampling", "Sample", "samples-out", "sampling")
+def test_sampling_tab(page, shots):
+    run_action(page, "Sampling", "Sample", "samples-out", shots / "sampling.png")
 
 
-def test_conditional_tab(page):
-    run_action(page, "Conditional digits", "Generate", "cvae-out", "conditional")
+def test_conditional_tab(page, shots):
+    run_action(page, "Conditional digits", "Generate", "cvae-out", shots / "conditional.png")
 
 
-def test_denoising_tab_with_an_upload(page, tmp_path):
-    run_action(page, "Denoising", "Corrupt and denoise", "dvae-out", "denoising")
+def test_denoising_tab_with_an_upload(page, shots, tmp_path):
+    run_action(page, "Denoising", "Corrupt and denoise", "dvae-out", shots / "denoising.png")
     upload = tmp_path / "photo_of_a_six.png"
     six = (common.test_digits()[0][13, 0].numpy() * 255).astype(np.uint8)
     Image.fromarray(255 - six).convert("RGB").resize((200, 240)).save(upload)
@@ -69,7 +68,7 @@ def test_denoising_tab_with_an_upload(page, tmp_path):
     expect(panel.get_by_text("photo_of_a_six.png").first).to_be_visible()
     page.get_by_role("button", name="Corrupt and denoise", exact=True).click()
     expect(page.get_by_text("PSNR against the clean input (your upload)")).to_be_visible()
-    page.screenshot(path=str(SCREENSHOTS / "denoising_upload.png"), full_page=True)
+    page.screenshot(path=str(shots / "denoising_upload.png"), full_page=True)
 
     bad = tmp_path / "not_a_picture.png"
     bad.write_bytes(b"this is text pretending to be a PNG")
@@ -78,9 +77,9 @@ def test_denoising_tab_with_an_upload(page, tmp_path):
     expect(panel.get_by_text("not_a_picture.png").first).to_be_visible()
     page.get_by_role("button", name="Corrupt and denoise", exact=True).click()
     expect(page.get_by_text("is not an image that can be read").first).to_be_visible()
-    page.screenshot(path=str(SCREENSHOTS / "denoising_bad_upload.png"), full_page=True)
+    page.screenshot(path=str(shots / "denoising_bad_upload.png"), full_page=True)
 
 
-def test_priors_tab(page):
-    run_action(page, "Adversarial priors", "Encode test digits", "scatter-vae-2d", "priors")
+def test_priors_tab(page, shots):
+    run_action(page, "Adversarial priors", "Encode test digits", "scatter-vae-2d", shots / "priors.png")
     expect(page.get_by_text("135.25")).to_be_visible()  # eval_results.json of the tiny vae-2d

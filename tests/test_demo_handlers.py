@@ -10,16 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from demo import conditional, denoising, priors, sampling  # noqa: E402
-from demo import common  # noqa: E402
-from demo.common import example_choices, read_digit  # noqa: E402
-from demo.weights import ModelStore, ModelUnavailable, hub_revisions  # noqa: E402
-from vae_models.preprocess import ImageInputError, to_mnist  # noqa: E402
+from demo import conditional, denoising, priors, sampling
+from demo import common
+from demo.common import example_choices, read_digit
+from demo.weights import ModelStore, ModelUnavailable, hub_revisions
+from vae_models.preprocess import ImageInputError, to_mnist
 
-from .demo_weights import make_tiny_weights  # noqa: E402
+from .demo_weights import make_tiny_weights
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 ZERO, SIX = example_choices()[0], example_choices()[13]

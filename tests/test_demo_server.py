@@ -1,45 +1,44 @@
 """The real app server, launched in-process on 127.0.0.1 and driven over HTTP by gradio_client: every named endpoint,
-bad uploads (clear messages, server keeps serving), Hub loading from a loopback Hub, startup time of app.py."""
+bad uploads (clear messages, server keeps serving), Hub loading from a loopback Hub, app.py serving offline."""
 
 import io
 import json
 import os
-import socket
+import queue
+import re
 import subprocess
 import sys
-import time
+import threading
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from demo import build_app
+from demo import common
+from demo.common import example_choices
 
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-
-from demo import build_app  # noqa: E402
-from demo import common  # noqa: E402
-from demo.common import example_choices  # noqa: E402
-
-from .demo_weights import make_tiny_weights  # noqa: E402
+from .demo_weights import make_tiny_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO_ROOT.parent / "shared/data/mnist"
 ENDPOINTS = {"/sample", "/interpolate", "/manifold", "/cvae_samples", "/same_style", "/complete_quadrants",
              "/denoise", "/latent_scatter", "/prior_samples", "/prior_metrics"}
 ZERO, SIX = example_choices()[0], example_choices()[13]
+# gradio_client's default 20 s HTTP timeout fails calls on a loaded CI machine; a test waits for the answer instead
+# (speed is measured in benchmarks/app_latency.py).
+PATIENT = {"timeout": 300}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_tmp")))
     app = build_app(weights_dir=make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False, data_dir=MNIST_DIR)
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    yield url, Client(url, verbose=False)
+    yield url, Client(url, verbose=False, httpx_kwargs=PATIENT)
     app.close()
 
 
@@ -92,7 +91,8 @@ def test_concurrent_identical_requests_all_get_complete_images(server):
 
     def call():
         try:
-            results.append(image(Client(url, verbose=False).predict("vae", 36, 1.0, 0, api_name="/sample")))
+            client = Client(url, verbose=False, httpx_kwargs=PATIENT)
+            results.append(image(client.predict("vae", 36, 1.0, 0, api_name="/sample")))
         except Exception as exc:  # collected and reported below
             errors.append(repr(exc))
 
@@ -100,7 +100,7 @@ def test_concurrent_identical_requests_all_get_complete_images(server):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(120)
+        t.join(600)  # a guard against a hang only
     assert not errors, errors[:3]
     assert len(results) == 16 and all(np.array_equal(r, results[0]) for r in results)
 
@@ -153,37 +153,36 @@ def test_server_does_not_serve_arbitrary_files(server):
         assert err.value.code in (403, 404)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_page(url: str, proc: subprocess.Popen, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        assert proc.poll() is None, proc.communicate()[0]
+def start_app(args: list[str], env: dict, timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """Run `python app.py ARGS` and return it with the URL it reports. The app picks its own free port (gradio binds
+    the server itself and moves on when a port is taken), so no port is chosen here and released before use."""
+    proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=REPO_ROOT, env={**env, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put(None)], daemon=True).start()
+    seen = []
+    while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - start
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"no page at {url} within {timeout} s")
+            line = lines.get(timeout=timeout)  # a guard against a hung start, not a speed requirement
+        except queue.Empty:
+            proc.kill()
+            raise AssertionError(f"app.py reported no URL; output so far: {''.join(seen)}") from None
+        if line is None:
+            raise AssertionError(f"app.py exited {proc.wait()} before serving: {''.join(seen)}")
+        seen.append(line)
+        if match := re.search(r"Running on local URL:\s+(http://\S+)", line):
+            return proc, match.group(1)
 
 
 def test_app_py_starts_offline_from_bundled_weights(tmp_path):
     weights = make_tiny_weights(tmp_path / "weights")
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
-           "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
-    proc = subprocess.Popen([sys.executable, "app.py", "--weights-dir", str(weights), "--port", str(port)],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        seconds = wait_for_page(f"http://127.0.0.1:{port}/", proc, timeout=60)
-        # ~4-5 s on an idle 2-core machine; generous here because the test machine is shared
-        assert seconds < 30, f"first page after {seconds:.1f} s"
-        result = Client(f"http://127.0.0.1:{port}/", verbose=False).predict("vae", 4, 1.0, 0, api_name="/sample")
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_SERVER_PORT"}
+    env.update({"HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
+    proc, url = start_app(["--weights-dir", str(weights)], env)
+    try:  # startup time is measured in benchmarks/app_latency.py, not asserted here
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200
+        result = Client(url, verbose=False, httpx_kwargs=PATIENT).predict("vae", 4, 1.0, 0, api_name="/sample")
         assert image(result).shape == (248, 248)
     finally:
         proc.terminate()
@@ -217,7 +216,7 @@ store = app.store
 assert store.notice == "", store.notice
 assert store.source("vae") == f"hub tester/mnist-vae@{table['vae']['revision']}", store.source("vae")
 _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-served = np.asarray(Image.open(Client(url, verbose=False).predict("vae", 9, 1.0, 3, api_name="/sample")))
+served = np.asarray(Image.open(Client(url, verbose=False, httpx_kwargs={"timeout": 300}).predict("vae", 9, 1.0, 3, api_name="/sample")))
 app.close()
 pushed = np.asarray(sample_grid(ModelStore(weights, hub=False), "vae", 9, 1.0, 3))
 bundled = np.asarray(sample_grid(ModelStore(os.environ["BUNDLED"], hub=False), "vae", 9, 1.0, 3))
@@ -238,24 +237,27 @@ def test_hub_mode_serves_exactly_the_pinned_weights(hub_run, tmp_path):
 
 UNREACHABLE = """
 import os
+import huggingface_hub
+calls = []
+download = huggingface_hub.snapshot_download
+huggingface_hub.snapshot_download = lambda repo_id, **kw: calls.append(repo_id) or download(repo_id, **kw)
 from demo import build_app
 app = build_app(weights_dir=os.environ["BUNDLED"], hub=None)  # hub mode from VAE_FAMILY_HUB=1
 print("NOTICE:", app.store.notice)
 print("SOURCE:", app.store.source("vae"))
 print("MODEL:", type(app.store.get("vae")).__name__)
 print("BANNER:", any(getattr(b, "elem_id", None) == "weights-notice" for b in app.blocks.values()))
+print("DOWNLOADS TRIED:", len(calls))
 """
 
 
-def test_unreachable_hub_falls_back_to_bundled_weights_with_notice(tmp_path):
+def test_unreachable_hub_falls_back_to_bundled_weights_with_notice(tmp_path, refused_url):
     from .hub_server import run_with_hub
 
-    port = free_port()  # nothing listens here
     bundled = make_tiny_weights(tmp_path / "bundled")
-    start = time.monotonic()
-    proc = run_with_hub(UNREACHABLE, f"http://127.0.0.1:{port}", tmp_path, timeout=120, VAE_FAMILY_HUB="1",
+    proc = run_with_hub(UNREACHABLE, refused_url, tmp_path, timeout=120, VAE_FAMILY_HUB="1",
                         BUNDLED=str(bundled), GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
     out = proc.stdout
     assert "could not be reached" in out and "SOURCE: bundled" in out and "MODEL: VAE" in out, out + proc.stderr
     assert "BANNER: True" in out
-    assert time.monotonic() - start < 60  # one failed connection, not one timeout per model
+    assert "DOWNLOADS TRIED: 1" in out  # one failed connection, not one (slow, retried) failure per model

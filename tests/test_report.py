@@ -22,3 +22,14 @@ def test_report_lists_measured_values_beside_anchors(tmp_path, capsys):
     assert "| `ae` | Classifier-feature FD | 611.2 |  |" in lines
     assert main([str(tmp_path), "--only", "CLL"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_report_shows_the_standard_error_when_recorded(tmp_path, capsys):
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "eval_results.json").write_text(json.dumps([
+        {"name": "IS-NLL (k=5000)", "value": 89.9154, "details": {"std_error": 0.246}},
+        {"name": "Prior MMD", "value": 0.0025, "details": {"num_images": 10}}]))
+    assert main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("| `vae` | IS-NLL (k=5000) | 89.92 ± 0.25 (s.e.) | 86.76")
+    assert lines[3] == "| `vae` | Prior MMD | 0.0025 |  |"

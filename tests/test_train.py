@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -93,28 +92,43 @@ def test_same_seed_same_weights(tmp_path):
     for name in ("a", "b"):
         train(*short, "--output-dir", str(tmp_path / name), "--save-pretrained", str(tmp_path / name / "export"))
     a, b = weights(tmp_path / "a/export"), weights(tmp_path / "b/export")
+    assert json.loads((tmp_path / "a/export/training_args.json").read_text())["binarize"] == "dynamic"  # the default
     assert all(torch.equal(a[k], b[k]) for k in a)
     earlier = weights(tmp_path / "a/checkpoints/step_0000003")  # checkpoint keys carry the trainer's wrapper prefix
     assert not all(torch.equal(earlier[f"model.{k}"], a[k]) for k in a)  # i.e. the equality is not trivial
 
 
+# `python -m train` that SIGKILLs itself after KILL_AT_STEP updates: a kill at a known point, with no timing race.
+KILLED_AT = r"""
+import os, signal, sys
+from train import trainer
+from train.__main__ import main
+
+kill_at, train_step = int(os.environ["KILL_AT_STEP"]), trainer.Trainer.train_step
+
+def train_step_or_die(self, images, labels, step):
+    if step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return train_step(self, images, labels, step)
+
+trainer.Trainer.train_step = train_step_or_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_resume_after_sigkill_continues_and_matches(reference, tmp_path):
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "train", *RUN, "--output-dir", str(run)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pointer = run / "checkpoints" / "latest"
-    deadline = time.time() + 120
-    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    proc = subprocess.run([sys.executable, "-c", KILLED_AT, *RUN, "--output-dir", str(run)], cwd=REPO,
+                          env={**ENV, "KILL_AT_STEP": "10"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     saved = json.loads((latest(run) / "trainer_state.json").read_text())["step"]
-    assert 4 <= saved < 24
+    assert saved == 8  # the last checkpoint (every 4 steps) before the kill after step 10
 
     out = train(*RUN, "--output-dir", str(run), "--resume", "--save-pretrained", str(run / "export"))
     assert f"at step {saved}" in out.stdout + out.stderr
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-(24 - saved):] == list(range(saved + 1, 25))  # continued from the checkpoint, not from zero
+    assert steps[:10] == list(range(1, 11))  # the killed run's steps ...
+    assert steps[10:] == list(range(saved + 1, 25))  # ... then continued from the checkpoint, not from zero
     assert json.loads((latest(run) / "trainer_state.json").read_text())["step"] == 24
     # Model, optimiser, RNG and data position were all restored: the same weights as the uninterrupted run.
     resumed, uninterrupted = weights(run / "export"), weights(reference / "export")
@@ -125,6 +139,40 @@ def test_existing_run_needs_resume(reference):
     proc = train(*RUN, "--output-dir", str(reference), check=False)
     assert proc.returncode == 2
     assert_one_error_line(proc, "--resume")
+
+
+def test_resume_with_different_settings_is_refused(reference):
+    before = latest(reference).name
+    proc = train(*RUN, "--lr", "0.002", "--output-dir", str(reference), "--resume", check=False)
+    assert proc.returncode == 2
+    assert_one_error_line(proc, "cannot resume", "settings differ", "'lr': (0.001, 0.002)")
+    assert latest(reference).name == before  # nothing was trained or written
+
+
+def test_resume_settings_name_everything_a_resumed_run_must_share():
+    from train.trainer import TrainConfig, settings
+    from vae_models import build_model
+
+    base = TrainConfig(model="vae", model_config={"latent_dim": 2})
+    model = build_model("vae", latent_dim=2)
+    reference = settings(base, model, "dynamic", 1)
+    changed = {
+        "lr": settings(TrainConfig(**{**base.__dict__, "lr": 0.5}), model, "dynamic", 1),
+        "seed": settings(TrainConfig(**{**base.__dict__, "seed": 9}), model, "dynamic", 1),
+        "batch_size": settings(TrainConfig(**{**base.__dict__, "batch_size": 7}), model, "dynamic", 1),
+        "dataset": settings(TrainConfig(**{**base.__dict__, "dataset": "fashion_mnist"}), model, "dynamic", 1),
+        "init_from": settings(TrainConfig(**{**base.__dict__, "init_from": "x"}), model, "dynamic", 1),
+        "lr_decay_to": settings(TrainConfig(**{**base.__dict__, "lr_decay_to": 1e-4}), model, "dynamic", 1),
+        "model": settings(TrainConfig(**{**base.__dict__, "model": "dvae"}), model, "dynamic", 1),
+        "model_config": settings(base, build_model("vae", latent_dim=3), "dynamic", 1),
+        "binarize": settings(base, model, "fixed", 1),
+        "num_processes": settings(base, model, "dynamic", 2),
+    }
+    for key, other in changed.items():
+        assert {k for k in reference if reference[k] != other[k]} == {key}, key
+    # what may change on resume: the length of the run, where it is exported, how often it checkpoints
+    longer = TrainConfig(**{**base.__dict__, "max_steps": 99, "epochs": 3, "checkpoint_every": 7, "save_pretrained": "e"})
+    assert settings(longer, model, "dynamic", 1) == reference
 
 
 def test_diverging_loss_stops_and_keeps_last_good_checkpoint(tmp_path):

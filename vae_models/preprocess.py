@@ -49,6 +49,8 @@ def load_image(source) -> Image.Image:
         elif array.dtype.kind == "f":
             array = np.nan_to_num(array.astype(np.float64))
             array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        elif array.dtype == np.uint16 and array.ndim == 3:  # PIL has no 16-bit colour mode: 8 bits per channel
+            array = (array.astype(np.float64) / 257).round().astype(np.uint8)
         elif array.dtype not in (np.uint8, np.uint16):
             raise ImageInputError(f"unsupported image array type {array.dtype}")
         image = Image.fromarray(array)

@@ -1,0 +1,200 @@
+"""Promises the README makes that one-line bugs used to break silently: which binarisation training uses by default,
+label-conditional sampling that actually follows the label (judged on the bundled weights), the denoising tab's
+outputs in the right places, and Hub downloads restricted to safe file types."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from demo import common, denoising
+from demo.weights import ALLOW_PATTERNS, ModelStore
+from train.trainer import default_binarize
+from vae_models import build_model, load_model
+from vae_models.corruption import corrupt
+from vae_models.data import make_loader
+from vae_models.metrics import psnr
+
+from .demo_weights import make_tiny_weights
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
+
+
+@pytest.mark.parametrize("name,fields,expected", [
+    ("vae", {}, "dynamic"), ("cvae", {}, "dynamic"), ("dvae", {}, "dynamic"), ("avb", {}, "dynamic"),
+    ("aae", {}, "dynamic"), ("socvae", {}, "dynamic"), ("quadrant_nn", {}, "dynamic"), ("ae", {}, "dynamic"),
+    ("vae", {"likelihood": "gaussian"}, "none"), ("vae", {"likelihood": "continuous_bernoulli"}, "none"),
+    ("classifier", {"backbone": "conv", "hidden_dims": [4, 8], "latent_dim": 8}, "none"),
+])
+def test_default_binarisation(name, fields, expected):
+    """README, Data: likelihood models train on dynamically binarised digits (the IWAE protocol); grey-level
+    likelihoods and the classifier on grey levels."""
+    assert default_binarize(build_model(name, **{"hidden_dims": [8], "latent_dim": 2, **fields})) == expected
+
+
+def test_dynamic_binarisation_redraws_every_time_an_image_is_used():
+    images = torch.full((64, 28, 28), 128, dtype=torch.uint8)  # every pixel is 1 with probability 128/255
+    loader = make_loader(images, torch.zeros(64, dtype=torch.int64), batch_size=64, shuffle=False, binarize="dynamic")
+    torch.manual_seed(0)
+    first, second = (next(iter(loader))[0] for _ in range(2))
+    assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
+    assert abs(first.mean().item() - 128 / 255) < 0.01
+    fixed = make_loader(images, torch.zeros(64, dtype=torch.int64), batch_size=64, shuffle=False, binarize="fixed")
+    assert torch.equal(next(iter(fixed))[0], next(iter(fixed))[0])
+    assert make_loader(images, torch.zeros(64, dtype=torch.int64), batch_size=64).dataset.binarize == "dynamic"
+
+
+def test_cvae_samples_follow_the_label_by_the_bundled_classifier():
+    """sample(n, labels=y) on the bundled CVAE: the bundled classifier reads back y for nearly every sample, for
+    every digit (the README reports 96.95 % over 10,000 samples; 20 per digit here)."""
+    cvae, classifier = load_model(str(PRETRAINED / "cvae")), load_model(str(PRETRAINED / "classifier"))
+    labels = torch.arange(10).repeat_interleave(20)
+    images = cvae.sample(len(labels), labels=labels, generator=torch.Generator().manual_seed(0))
+    predicted = classifier.predict(images)
+    per_digit = (predicted == labels).float().view(10, 20).mean(1)
+    assert per_digit.mean() > 0.9 and per_digit.min() >= 0.7, per_digit
+
+
+def test_supervised_aae_samples_decode_codes_from_the_labels_component():
+    """sample(labels=...) on a label-supervised mixture prior decodes codes drawn from component `label`."""
+    torch.manual_seed(0)
+    model = build_model("aae", hidden_dims=[8], latent_dim=2, prior="mixture10", supervised_prior=True,
+                        discriminator_hidden_dims=[8])
+    decoded = []
+    decode = model.decode
+    model.decode = lambda z, labels=None: decoded.append(z) or decode(z, labels)
+    labels = torch.tensor([3] * 50 + [7] * 50)
+    images = model.sample(100, labels=labels, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (100, 1, 28, 28)
+    angles = torch.atan2(decoded[0][:, 1], decoded[0][:, 0]) % (2 * math.pi)
+    component = torch.round(angles / (2 * math.pi / 10)).long() % 10
+    assert (component == labels).float().mean() > 0.95
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return ModelStore(make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False)
+
+
+def test_denoising_tab_shows_each_models_own_reconstruction(store):
+    """The DVAE row and the DVAE image are the DVAE's (not the VAE's), each PSNR is of its own output."""
+    clean_image, noisy_image, dvae_image, vae_image, table = denoising.denoise(
+        store, None, None, common.example_choices()[0], "salt_and_pepper", 0.3, 0)
+    x = common.read_digit(None, None, common.example_choices()[0])[0]
+    noisy = corrupt(x, "salt_and_pepper", 0.3, generator=common.generator(0))
+    with torch.no_grad():
+        outputs = {name: store.get(name).reconstruct(noisy) for name in ("dvae", "vae")}
+    expected = {name: np.asarray(common.to_image(out)) for name, out in outputs.items()}
+    assert not np.array_equal(expected["dvae"], expected["vae"])  # the two tiny models differ, so a swap shows
+    assert np.array_equal(np.asarray(dvae_image), expected["dvae"])
+    assert np.array_equal(np.asarray(vae_image), expected["vae"])
+    assert np.array_equal(np.asarray(noisy_image), np.asarray(common.to_image(noisy)))
+    assert np.array_equal(np.asarray(clean_image), np.asarray(common.to_image(x)))
+    rows = dict(line.strip("|").split(" | ") for line in table.splitlines()[4:])
+    rows = {k.strip(): float(v.strip(" |")) for k, v in rows.items()}
+    assert rows["DVAE"] == pytest.approx(float(psnr(outputs["dvae"], x)), abs=0.006)
+    assert rows["plain VAE"] == pytest.approx(float(psnr(outputs["vae"], x)), abs=0.006)
+    assert rows["corrupted input"] == pytest.approx(float(psnr(noisy, x)), abs=0.006)
+    assert rows["DVAE"] != rows["plain VAE"]
+
+
+UNSAFE_FILES = {"pytorch_model.bin": b"\x80\x04pickle", "optimizer.pt": b"\x80\x04pickle", "extra.pkl": b"\x80\x04",
+                "setup.py": b"import os", "model.ckpt": b"x"}
+
+HUB_DOWNLOAD = """
+import json, os
+from huggingface_hub import HfApi
+from demo.weights import ModelStore
+api = HfApi()
+api.create_repo("tester/mnist-vae")
+api.upload_folder(folder_path=os.environ["REPO_FOLDER"], repo_id="tester/mnist-vae")
+store = ModelStore(os.environ["BUNDLED"], hub=True, revisions={"vae": {"repo_id": "tester/mnist-vae", "revision": "main"}})
+folder = store.folder("vae")
+print(json.dumps({"source": store.source("vae"), "files": sorted(os.listdir(folder)),
+                  "model": type(store.get("vae")).__name__}))
+"""
+
+
+def test_hub_mode_downloads_only_safe_file_types(hub_server, hub_run, tmp_path):
+    """A repo that also holds pickles and code: the app's snapshot holds (and the Hub served) only safetensors,
+    JSON, Markdown and PNG files."""
+    assert set(ALLOW_PATTERNS) == {"*.safetensors", "*.json", "*.md", "*.png"}
+    weights = make_tiny_weights(tmp_path / "weights")
+    repo = weights / "vae"
+    for name, data in UNSAFE_FILES.items():
+        (repo / name).write_bytes(data)
+    proc = hub_run(HUB_DOWNLOAD, REPO_FOLDER=str(repo), BUNDLED=str(tmp_path / "nothing"),
+                   GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["source"].startswith("hub tester/mnist-vae@") and result["model"] == "VAE"
+    assert "model.safetensors" in result["files"] and "config.json" in result["files"]
+    assert not set(UNSAFE_FILES) & set(result["files"])
+    served = [r for r in hub_server.requests if "/resolve/" in r[1]]
+    assert served and not [r for r in served if any(name in r[1] for name in UNSAFE_FILES)], served
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.snapshot_download in this process (the real client over HTTP is tested above
+    and in test_demo_server.py): records each call and answers from `answers` (repo_id -> folder or exception)."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def __call__(self, repo_id, **kwargs):
+        self.calls.append((repo_id, kwargs))
+        answer = self.answers(repo_id)
+        if isinstance(answer, Exception):
+            raise answer
+        return str(answer)
+
+
+def repo_not_found(repo_id):
+    import httpx
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    return RepositoryNotFoundError(f"{repo_id} not found", response=httpx.Response(
+        404, request=httpx.Request("GET", f"http://hub/api/models/{repo_id}")))
+
+
+def test_hub_mode_asks_for_safe_files_at_each_pinned_revision(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    from demo.weights import MODEL_NAMES
+
+    weights = make_tiny_weights(tmp_path / "hub")
+    fake = FakeHub(lambda repo_id: weights / repo_id.split("/mnist-")[1])
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    revisions = {"vae": {"repo_id": "me/mnist-vae", "revision": "abc123"}}
+    store = ModelStore(tmp_path / "bundled", hub=True, revisions=revisions)
+    assert store.notice == "" and len(fake.calls) == len(MODEL_NAMES)
+    for repo_id, kwargs in fake.calls:
+        assert kwargs == {"revision": "abc123" if repo_id == "me/mnist-vae" else "main",
+                          "allow_patterns": ["*.safetensors", "*.json", "*.md", "*.png"]}, (repo_id, kwargs)
+    assert store.source("vae") == "hub me/mnist-vae@abc123" and store.folder("vae") == weights / "vae"
+    assert store.source("aae") == "hub vae-family/mnist-aae@main"
+    assert type(store.get("vae")).__name__ == "VAE"
+
+
+def test_hub_mode_falls_back_per_model_or_entirely(monkeypatch, tmp_path):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    weights = make_tiny_weights(tmp_path / "hub")
+    bundled = tmp_path / "bundled"
+    missing = FakeHub(lambda repo_id: repo_not_found(repo_id) if repo_id.endswith("-vae") else weights / "ae")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", missing)
+    store = ModelStore(bundled, hub=True)
+    assert "Some models could not be downloaded" in store.notice and "vae (RepositoryNotFoundError)" in store.notice
+    assert store.source("vae") == "bundled" and store.folder("vae") == bundled / "vae"
+    assert store.source("ae").startswith("hub ")
+
+    for error in (LocalEntryNotFoundError("no connection"), ConnectionError("refused")):
+        offline = FakeHub(lambda repo_id, error=error: error)
+        monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+        store = ModelStore(bundled, hub=True)
+        assert len(offline.calls) == 1  # the first failure marks the Hub unreachable: no more attempts
+        assert "could not be reached" in store.notice and "`bundled/`" in store.notice
+        assert all(store.source(name) == "bundled" for name in ("vae", "ae", "classifier"))
