@@ -286,7 +286,9 @@ class AVB(VAEFamilyModel):
         q(z|x) has no density, so the proposal g is a diagonal Gaussian fitted per image to `proposal_samples`
         draws of f(x, eps). E_g[w] = p(x) for ANY proposal whose support covers the posterior (a Gaussian does), so
         logsumexp(log w) - log k is still a stochastic lower bound on log p(x) (Burda et al. 2015, eq. 8); a poor
-        fit only loosens it. The std is widened by a small floor so that a collapsed dimension cannot break it."""
+        fit only loosens it. The std is widened by a small floor so that a collapsed dimension cannot break it.
+        Measured loose: on the bundled avb this bound gave 207 nats (k=1000) where AIS gives ~102, so evaluation
+        reports AIS (`vae_models.ais`) for AVB, not this bound."""
         m = proposal_samples or self.config.proposal_samples
         mean, std = self.moments(x, m)
         std = std.clamp_min(1e-3)
