@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         is_log_px = -importance_sampled_nll(model, x, y, num_samples=args.is_samples)
         is_line = (f"k={args.is_samples} IS bound on the same digits: {float(-is_log_px.mean()):.2f} nats "
                    f"({(time.process_time() - start) / args.digits:.2f} CPU-s/digit)")
-    sim_labels = (torch.arange(args.bdmc_digits) % 10) if model.uses_labels else None
+    components = 10 if model.uses_labels else model.prior_components
+    sim_labels = (torch.arange(args.bdmc_digits) % components) if components else None
     codes, simulated = simulate(model, args.bdmc_digits, sim_labels, torch.Generator().manual_seed(1))
     for steps, chains, leapfrog in SCHEDULES:
         settings = {"num_steps": steps, "num_chains": chains, "leapfrog_steps": leapfrog}

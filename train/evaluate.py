@@ -157,7 +157,10 @@ def ais_entry(model, scored, labels, args) -> tuple[float, str, dict, torch.Tens
                                 progress=True, batch_size=100, **settings)
     nll = -result.log_px
     g = torch.Generator().manual_seed(args.seed + 1)
-    sim_labels = (torch.arange(args.bdmc_digits) % 10).to(model.device) if model.uses_labels else None
+    # Label-conditional models, and priors made of components (whose AIS is stratified by component): the BDMC
+    # sandwich is of log p(x|c), c the label / component that generated the digit.
+    components = 10 if model.uses_labels else model.prior_components
+    sim_labels = (torch.arange(args.bdmc_digits) % components).to(model.device) if components else None
     codes, images = simulate(model, args.bdmc_digits, sim_labels, g)
     sandwich = bdmc(model, codes, images, sim_labels, generator=g, progress=True, batch_size=100, **settings)
     what = "-log p(x|y)" if model.uses_labels else "-log p(x)"
@@ -165,10 +168,13 @@ def ais_entry(model, scored, labels, args) -> tuple[float, str, dict, torch.Tens
     estimator = (f"{what} in nats by annealed importance sampling (Neal 2001; Wu et al. 2017) from the model's prior "
                  f"({prior}) with HMC transitions, {args.ais_steps} steps ({args.ais_schedule} schedule), "
                  f"{args.ais_chains} chains per digit, {args.ais_leapfrog} leapfrog steps; a stochastic lower bound "
-                 f"on log p(x); BDMC gap (Grosse et al. 2015) on {args.bdmc_digits} simulated digits")
+                 f"on log p(x); BDMC gap (Grosse et al. 2015) on {args.bdmc_digits} simulated digits"
+                 + (f"; stratified over the prior's {model.prior_components} components (BDMC on log p(x|c))"
+                    if model.prior_components else ""))
     details = {"num_images": m, "std_error": round(float(nll.std() / math.sqrt(m)), 4), "units": "nats",
                **settings, "pilot_chains": result.settings["pilot_chains"],
                "acceptance": round(float(result.acceptance.mean()), 3),
+               "stratified_components": model.prior_components,
                "bdmc_gap": round(sandwich.gap, 4), "bdmc_digits": args.bdmc_digits,
                "bdmc_lower": round(float(sandwich.lower.mean()), 4),
                "bdmc_upper": round(float(sandwich.upper.mean()), 4)}

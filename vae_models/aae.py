@@ -176,6 +176,10 @@ class AAE(VAEFamilyModel):
     def samples_by_label(self) -> bool:
         return self.config.supervised_prior
 
+    @property
+    def prior_components(self) -> int:
+        return 0 if self.config.prior == "gaussian" else NUM_COMPONENTS
+
     def log_prior(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """log p(z) of the configured prior (B,), differentiable in z; with labels (mixture10 / swiss_roll), the
         density of component / segment labels[i] alone."""

@@ -80,7 +80,8 @@ class AISResult:
     log_px: Tensor
     log_weights: Tensor
     acceptance: Tensor
-    step_sizes: Tensor  # (N, T - 1): the fixed leapfrog step size of every transition, per digit
+    step_sizes: Tensor  # (N, T - 1): the fixed leapfrog step size of every transition, per digit (K, N, T - 1) if
+    # stratified over K prior components
     settings: dict = field(default_factory=dict)
 
 
@@ -177,7 +178,11 @@ def ais_log_likelihood(model, images: Tensor, labels: Tensor | None = None, *, n
     pilot's own randomness, so the measured chains are plain AIS. Or pass `step_sizes` (N, T - 1) (the
     `step_sizes` of an earlier result, e.g. the forward run's, flipped, for the BDMC reverse run).
     Digits are processed batch_size at a time (batch_size * num_chains rows per decoder call), so memory stays
-    bounded whatever the number of digits or steps."""
+    bounded whatever the number of digits or steps.
+
+    Priors made of K equally likely components (`model.prior_components`, the AAE's 10-Gaussian mixture and
+    swiss-roll segments): without labels, log p(x) = log (1/K) sum_c p(x|c) with num_chains chains from each
+    component (K times the cost), since chains cannot move between components."""
     if images.dim() < 2 or len(images) == 0:
         raise ValueError(f"images must be a non-empty batch, got shape {tuple(images.shape)}")
     if labels is not None and labels.shape != (len(images),):
@@ -191,6 +196,23 @@ def ais_log_likelihood(model, images: Tensor, labels: Tensor | None = None, *, n
     if step_sizes is not None and tuple(step_sizes.shape) != (len(images), max(num_steps - 1, 0)):
         raise ValueError(f"step_sizes must have shape ({len(images)}, {num_steps - 1}), got {tuple(step_sizes.shape)}")
     reverse = initial_codes is not None
+    components = model.prior_components
+    if components and labels is None and not reverse and step_sizes is None:
+        # Stratify over the prior's equally likely components: p(x) = (1/K) sum_c p(x|c), each p(x|c) by AIS from
+        # component c. HMC cannot cross the near-empty gaps between a mixture's petals, so unstratified chains that
+        # start in the wrong petal never reach the posterior: with 4 chains on the 10-petal prior, 66% of digits
+        # have no chain in the right one (the measured BDMC gap was 40 nats).
+        kwargs = dict(num_steps=num_steps, num_chains=num_chains, leapfrog_steps=leapfrog_steps, schedule=schedule,
+                      pilot_chains=pilot_chains, initial_step_size=initial_step_size,
+                      target_acceptance=target_acceptance, adapt_rate=adapt_rate, batch_size=batch_size,
+                      generator=generator, progress=progress)
+        runs = [ais_log_likelihood(model, images, torch.full((len(images),), c, dtype=torch.long), **kwargs)
+                for c in range(components)]
+        log_weights = torch.cat([r.log_weights for r in runs])  # (K * chains, N), every weight an estimate of p(x|c)
+        log_px = torch.logsumexp(log_weights, 0) - math.log(len(log_weights))
+        acceptance = torch.stack([r.acceptance for r in runs]).mean(0)
+        settings = {**runs[0].settings, "stratified_components": components}
+        return AISResult(log_px, log_weights, acceptance, torch.stack([r.step_sizes for r in runs]), settings)
     betas = annealing_schedule(num_steps, schedule)
     if reverse:
         betas = betas.flip(0)

@@ -69,6 +69,12 @@ class VAEFamilyModel(
     learned_kl: ClassVar[bool] = False
 
     @property
+    def prior_components(self) -> int:
+        """K > 0 if p(z) is an equal-weight mixture of K parts that log_prior / prior_sample select by label (AIS
+        stratifies over them); 0 otherwise."""
+        return 0
+
+    @property
     def samples_by_label(self) -> bool:
         """Whether sample(n, labels=...) draws the requested digits (label-conditional or label-supervised prior)."""
         return self.uses_labels
