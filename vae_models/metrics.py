@@ -217,7 +217,7 @@ def conditional_accuracy(classifier: nn.Module, cvae: nn.Module, n_per_digit: in
     """Share of the CVAE's samples asked for digit d (d = 0..9, n_per_digit each) that the classifier labels d:
     how well the label actually controls the generated class (Sohn et al. 2015 / Kingma et al. 2014 setting). Also
     for a label-supervised AAE, whose prior component d should hold digit d (Makhzani et al. 2015, Sec. 2.3)."""
-    if not getattr(cvae, "samples_by_label", False):
+    if not (getattr(cvae, "samples_by_label", False) or getattr(cvae, "uses_labels", False)):
         raise TypeError(f"{type(cvae).__name__} is not label-conditional: conditional accuracy needs a CVAE or a "
                         "label-supervised AAE")
     if n_per_digit < 1:
