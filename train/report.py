@@ -14,7 +14,6 @@ from pathlib import Path
 ANCHORS = {
     ("vae", "IS-NLL"): "86.76 (IWAE paper, same 784-200-200-50 VAE, k=5000); 89.78 (Pythae's VAE); our target <= 88",
     ("avb", "AIS-NLL"): "80.2 (AVB paper, conv, AIS; its VAE: 81.9)",
-    ("vae", "AIS-NLL"): "86.76 (IWAE paper, IS k=5000); 89.78 (Pythae's VAE)",
     ("socvae", "CLL (1"): "71.8 (Pyro's CVAE reproduction)",
     ("socvae", "CLL (2"): "51.0 (Pyro's CVAE)",
     ("socvae", "CLL (3"): "24.2 (Pyro's CVAE)",
