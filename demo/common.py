@@ -129,7 +129,7 @@ def install_atomic_image_cache() -> None:
     written with a plain `write_bytes`, so two requests that produce the same image (same inputs: the UI's defaults)
     rewrite the file while another request streams it, and that client gets a truncated response ("Response content
     shorter than Content-Length"). Writing to a temporary name and renaming makes each write atomic; an existing file
-    already holds exactly these bytes (the name is their hash), so it is kept."""
+    already holds exactly these bytes (the name is their hash), so it is kept (and its age renewed)."""
     import os
     import tempfile
 
@@ -143,11 +143,22 @@ def install_atomic_image_cache() -> None:
         folder = Path(cache_dir) / processing_utils.hash_bytes(data)
         folder.mkdir(exist_ok=True, parents=True)
         path = (folder / f"{name}.{format}").resolve()
-        if not path.is_file():
+        if path.is_file():
+            # Handed out again: renew its age, or delete_cache (which ages files by ctime) could remove it on the
+            # schedule of its first use, before this visitor has fetched it (gradio's save_file_to_cache does the same).
+            try:
+                os.utime(path)
+                return str(path)
+            except FileNotFoundError:  # deleted by the cleanup just now: write it again
+                pass
+        try:
             fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+        except FileNotFoundError:  # the empty-folder pruning (demo/serving.py) removed the folder after mkdir
+            folder.mkdir(exist_ok=True, parents=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
         return str(path)
 
     save_pil_to_cache.atomic = True

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from vae_models.latent import INTERPOLATIONS
+
 from .common import bind, digit_inputs, generator, intro, read_digit, to_image
 from .weights import ModelStore
 
@@ -37,15 +39,20 @@ def sample_grid(store: ModelStore, model_name: str, num_samples: int, temperatur
 
 
 @torch.no_grad()
-def interpolate(store: ModelStore, sketch_a, upload_a, example_a, sketch_b, upload_b, example_b, steps: int):
-    """Linear interpolation between the codes of two digits, decoded by the AE and by the VAE.
+def interpolate(store: ModelStore, sketch_a, upload_a, example_a, sketch_b, upload_b, example_b, steps: int,
+                method: str = "lerp"):
+    """Interpolation between the codes of two digits, straight (lerp) or along the great circle (slerp, see
+    vae_models.latent.slerp), decoded by the AE and by the VAE.
     Returns (the two preprocessed inputs, AE row or None, VAE row or None, a note)."""
     if not 2 <= int(steps) <= MAX_STEPS:
         raise ValueError(f"steps must be 2-{MAX_STEPS}")
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {method!r}")
+    path = INTERPOLATIONS[method]
     x_a, _, source_a = read_digit(sketch_a, upload_a, example_a)
     x_b, _, source_b = read_digit(sketch_b, upload_b, example_b)
     t = torch.linspace(0, 1, int(steps)).unsqueeze(1)
-    rows, notes = {}, [f"From {source_a} to {source_b}."]
+    rows, notes = {}, [f"From {source_a} to {source_b} ({method})."]
     for name in ("ae", "vae"):
         try:
             model = store.get(name)
@@ -54,7 +61,7 @@ def interpolate(store: ModelStore, sketch_a, upload_a, example_a, sketch_b, uplo
             notes.append(str(exc))
             continue
         z_a, z_b = _code(model, x_a), _code(model, x_b)
-        rows[name] = to_image(model.decode((1 - t) * z_a + t * z_b), nrow=int(steps))
+        rows[name] = to_image(model.decode(path(z_a, z_b, t)), nrow=int(steps))
     if rows["ae"] is None and rows["vae"] is None:
         raise ValueError(" ".join(notes[1:]))
     return to_image(torch.cat([x_a, x_b]), nrow=2), rows["ae"], rows["vae"], " ".join(notes)
@@ -99,13 +106,15 @@ def build(store: ModelStore) -> None:
     with gr.Row():
         a = digit_inputs("Start digit", 0)
         b = digit_inputs("End digit", 13)
-    steps = gr.Slider(2, MAX_STEPS, value=10, step=1, label="Steps")
+    with gr.Row():
+        steps = gr.Slider(2, MAX_STEPS, value=10, step=1, label="Steps")
+        method = gr.Radio(list(INTERPOLATIONS), value="lerp", label="Path: straight line (lerp) or great circle (slerp)")
     interp_btn = gr.Button("Interpolate", variant="primary")
     pair = gr.Image(type="pil", label="Preprocessed inputs (MNIST format)", format="png", height=140)
     ae_row = gr.Image(type="pil", label="AE: decoded path", elem_id="interp-ae", format="png")
     vae_row = gr.Image(type="pil", label="VAE: decoded path", elem_id="interp-vae", format="png")
     note = gr.Markdown()
-    interp_btn.click(bind(interpolate, store), [*a, *b, steps], [pair, ae_row, vae_row, note], api_name="interpolate")
+    interp_btn.click(bind(interpolate, store), [*a, *b, steps, method], [pair, ae_row, vae_row, note], api_name="interpolate")
 
     gr.Markdown("#### 2-D latent manifold\nCodes on a grid over the prior's quantiles, decoded: each region of the "
                 "plane is a kind of digit, and neighbours morph smoothly.")

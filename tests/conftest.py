@@ -39,6 +39,11 @@ def pytest_configure(config):
         "GRADIO_TEMP_DIR": str(factory.mktemp("gradio")),  # uploads, cached outputs and gradio_client downloads
     })
     set_hypothesis_home_dir(factory.mktemp("hypothesis"))  # not ./.hypothesis: importing @given tests writes there
+    # Playwright's expect() waits 5 s by default, apart from the page's timeout: too short on a loaded CI machine.
+    # Only a guard against a hang (speed is measured in benchmarks/), set once for every browser test.
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
 
 
 @pytest.fixture

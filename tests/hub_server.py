@@ -2,7 +2,7 @@
 
 Tests drive the real client over real HTTP: point `HF_ENDPOINT` at `start_hub_server().url` (in a subprocess,
 because huggingface_hub reads it at import; see `hub_env` / `run_with_hub`). Implemented: create_repo,
-validate-yaml, preupload (every file "regular", so no LFS/Xet), ndjson commits (file / deletedFile /
+validate-yaml, whoami-v2, preupload (every file "regular", so no LFS/Xet), ndjson commits (file / deletedFile /
 deletedFolder), create_branch, refs, repo_info by revision, tree listing, and HEAD/GET of resolve URLs, with the
 Hub's error codes (RepoNotFound, RevisionNotFound, EntryNotFound in `X-Error-Code`). Commit and blob ids are
 content-derived SHA-1s like git's, so pinning a revision is meaningful. Every request is recorded.
@@ -60,8 +60,10 @@ class HubServer:
 
     def __init__(self, token: str | None = None):
         self.token = token  # None: any Bearer token is accepted
+        self.username = "visitor"  # whom /api/whoami-v2 says an accepted token belongs to
         self.repos: dict[tuple[str, str], Repo] = {}  # (repo type "model"/"dataset"/"space", "ns/name") -> Repo
         self.requests: list[tuple[str, str]] = []  # (method, decoded URL path without the query), in order
+        self.authorizations: list[str | None] = []  # each request's Authorization header, in the same order
         self.lock = threading.RLock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
@@ -172,6 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         segments = [unquote(s) for s in url.path.strip("/").split("/")]
         hub.requests.append((self.command, unquote(url.path)))
+        hub.authorizations.append(self.headers.get("Authorization"))
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             with hub.lock:
@@ -186,6 +189,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, hub: HubServer, seg: list[str], query: dict, body: bytes):
         auth = self.headers.get("Authorization")
         method = self.command
+        if seg[0] == "api" and method == "GET" and seg[1:] == ["whoami-v2"]:
+            if not hub._authorized(auth):
+                raise HubError(401, "Invalid credentials in Authorization header")
+            return 200, {"type": "user", "name": hub.username, "fullname": hub.username.title(), "avatarUrl": "",
+                         "orgs": [], "auth": {"type": "access_token"}}, {}
         if seg[0] == "api" and method == "POST" and seg[1:] == ["validate-yaml"]:
             return 200, {"errors": [], "warnings": []}, {}
         if method == "POST" and seg[0] == "api" and seg[1:3] == ["repos", "create"]:

@@ -77,3 +77,36 @@ def test_adaptive_contrast_kl_is_the_exact_log_ratio_per_sample_and_the_closed_f
     closed_form = kl_standard_normal(mu, logvar).mean().item()  # KL(N(mu, STD^2) || N(0, I)), App. B
     spread = torch.tensor(estimates).std().item() / math.sqrt(len(estimates))
     assert abs(sum(estimates) / len(estimates) - closed_form) < 4 * spread + 1e-3, (closed_form, spread)
+
+
+def test_avb_importance_weights_use_the_fitted_gaussian_proposal():
+    """log w = log p(x|z) + log p(z) - log g(z|x) with z ~ g, g the diagonal Gaussian fitted to the posterior draws
+    (std floored at 1e-3 so a collapsed dimension cannot break the bound). Checked sample by sample on a known
+    Gaussian posterior, one of whose dimensions has collapsed."""
+    torch.manual_seed(0)
+    model = build_model("avb", hidden_dims=[8], latent_dim=LATENT, noise_dim=LATENT, discriminator_hidden_dims=[8],
+                        proposal_samples=64).eval()
+    collapsed = torch.tensor([0.3, 1e-6, 1.4])
+
+    class Posterior(torch.nn.Module):
+        def forward(self, x, eps):
+            return GaussianEncoder.mean(x.flatten(1).mean(1, keepdim=True)) + collapsed * eps[:, :LATENT]
+
+    model.encoder = Posterior()
+    fitted, decoded = [], []
+    moments, decoder_logits = model.moments, model.decoder_logits
+    model.moments = lambda x, k: fitted.append(moments(x, k)) or fitted[-1]
+    model.decoder_logits = lambda z, labels=None: decoded.append(z) or decoder_logits(z)
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)).round()
+    with torch.no_grad():
+        log_w = model.log_importance_weights(x, num_samples=3000)
+        mean, std = fitted[-1]
+        std = std.clamp_min(1e-3)
+        z = decoded[-1].view(3000, 4, LATENT)
+        log_px = model.log_likelihood(decoder_logits(z.reshape(-1, LATENT)), x.repeat(3000, 1, 1, 1)).view(3000, 4)
+    torch.testing.assert_close(std[:, 1], torch.full((4,), 1e-3))  # the floor, on the collapsed dimension
+    expected = log_px + log_normal(z) - log_normal(z, mean, 2 * std.log())
+    torch.testing.assert_close(log_w, expected, rtol=1e-5, atol=1e-3)
+    # and z really is drawn from g: its moments are the fitted ones
+    torch.testing.assert_close(z.mean(0), mean, rtol=0, atol=0.1)
+    torch.testing.assert_close(z.std(0) / std, torch.ones_like(std), rtol=0, atol=0.1)

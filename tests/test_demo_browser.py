@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from demo import build_app, common
+from demo import build_app, common, launch_settings, serving
 
 from .demo_weights import make_tiny_weights
 
@@ -28,7 +28,8 @@ def shots(tmp_path_factory) -> Path:
 def page(tmp_path_factory):
     app = build_app(weights_dir=make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False,
                     data_dir=REPO_ROOT.parent / "shared/data/mnist")
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                           **launch_settings())  # as app.py serves it: the upload limit
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -83,3 +84,18 @@ def test_denoising_tab_with_an_upload(page, shots, tmp_path):
 def test_priors_tab(page, shots):
     run_action(page, "Adversarial priors", "Encode test digits", "scatter-vae-2d", shots / "priors.png")
     expect(page.get_by_text("135.25")).to_be_visible()  # eval_results.json of the tiny vae-2d
+
+
+def test_upload_over_the_limit_is_refused_in_the_page(page, shots, tmp_path):
+    """The page itself refuses a file over the app's limit, with a message, before sending it."""
+    big = tmp_path / "huge_scan.png"
+    big.write_bytes(bytes(serving.UPLOAD_LIMIT_BYTES + 1))
+    page.get_by_role("tab", name="Denoising", exact=True).click()
+    panel = page.locator("#denoising-panel")
+    panel.get_by_role("tab", name="Upload", exact=True).click()
+    clear = panel.get_by_label("Clear")
+    if clear.count():  # a File component holding a file shows no upload input
+        clear.first.click()
+    panel.locator("input[type=file]").set_input_files(str(big))
+    expect(page.get_by_text('File(s) exceed the maximum allowed size of 25.0 Mb: "huge_scan.png"')).to_be_visible()
+    page.screenshot(path=str(shots / "denoising_upload_too_large.png"), full_page=True)

@@ -126,3 +126,14 @@ def test_avb_kl_estimate_is_non_negative_on_average():
             estimates = torch.stack([model.loss(batch).terms["kl_estimate"] for _ in range(20)])
         # The untrained encoder's codes (std ~0.1) are far from N(0, I): the true KL is several nats.
         assert estimates.mean() > 0.5, (adaptive, estimates)
+
+
+@pytest.mark.parametrize("name", ["vae", "cvae", "dvae"])
+def test_beta_and_pixel_std_bounds(name):
+    """beta >= 0 (0 drops the KL, below 1 is a beta-VAE, 1 the ELBO) and a positive Gaussian pixel std are valid;
+    a negative beta or a zero std is refused."""
+    for fields in ({"beta": 0.0}, {"beta": 0.5}, {"beta": 1.0}, {"gaussian_std": 1e-3}):
+        assert build_model(name, **TINY, **fields).config.beta == fields.get("beta", 1.0)
+    for fields in ({"beta": -0.5}, {"gaussian_std": 0.0}, {"gaussian_std": -0.1}):
+        with pytest.raises(ValueError):
+            build_model(name, **TINY, **fields)

@@ -142,3 +142,40 @@ def test_evaluate_reports_the_library_nll_on_binarised_digits_and_the_library_ps
         entry = results[f"Denoising PSNR ({kind} {level})"]
         assert entry["value"] == round(float(psnr(clean, grey)), 4)
         assert entry["details"]["input_psnr"] == round(float(psnr(noisy, grey)), 4)
+
+
+def test_ssim_of_flat_images_is_the_luminance_term_with_data_range_one():
+    """Flat images have no variance, so SSIM (Wang et al. 2004, eq. 13) is its luminance term
+    (2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1) with C1 = (0.01 L)^2 and L = 1, the range of our images."""
+    from vae_models.metrics import ssim
+
+    a, b = torch.full((2, 1, 28, 28), 0.01), torch.full((2, 1, 28, 28), 0.02)
+    c1 = 0.01 ** 2
+    expected = (2 * 0.01 * 0.02 + c1) / (0.01 ** 2 + 0.02 ** 2 + c1)  # 0.8333; L = 2 would give 0.889, L = 0 0.8
+    assert ssim(a, b).item() == pytest.approx(expected, rel=1e-4)
+    torch.testing.assert_close(ssim(a, b, reduction="none"), torch.full((2,), expected), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous_bernoulli", "gaussian"])
+def test_importance_sampling_scores_with_the_models_own_pixel_likelihood(likelihood):
+    """sample_log_likelihood (the k-sample fast path of the IS-NLL) equals the model's log p(x|z) decoded one sample
+    at a time, for every pixel likelihood: the Bernoulli shortcut must not be used for the others."""
+    torch.manual_seed(0)
+    model = build_model("vae", hidden_dims=[16], latent_dim=3, likelihood=likelihood).eval()
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(1)).round()
+    z = torch.randn(4, 5, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        fast = model.sample_log_likelihood(x, z)
+        one_by_one = torch.stack([model.log_likelihood(model.decoder_logits(z[i]), x) for i in range(4)])
+    torch.testing.assert_close(fast, one_by_one, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2, 1, 28, 27),
+                                 torch.zeros(2, 2, 28, 28), torch.zeros(1, 28, 28)])
+def test_likelihood_metrics_refuse_images_that_are_not_float_batches_of_digits(bad):
+    from vae_models.metrics import elbo
+
+    model = build_model("vae", hidden_dims=[8], latent_dim=2)
+    for metric in (importance_sampled_nll, elbo):
+        with pytest.raises(ValueError, match=r"images must be a float tensor \(N, 1, 28, 28\)"):
+            metric(model, bad)

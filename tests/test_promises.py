@@ -190,11 +190,15 @@ def test_hub_mode_falls_back_per_model_or_entirely(monkeypatch, tmp_path):
     assert "Some models could not be downloaded" in store.notice and "vae (RepositoryNotFoundError)" in store.notice
     assert store.source("vae") == "bundled" and store.folder("vae") == bundled / "vae"
     assert store.source("ae").startswith("hub ")
+    assert store.source("classifier").startswith("hub ") and store.source("avb-2d").startswith("hub ")  # went on
 
-    for error in (LocalEntryNotFoundError("no connection"), ConnectionError("refused")):
+    for error, reason in ((LocalEntryNotFoundError("no connection"), "(no connection)"),
+                          (ConnectionError("refused\nmore"), "(ConnectionError: refused)"),
+                          (ConnectionError(), "(ConnectionError: )")):
         offline = FakeHub(lambda repo_id, error=error: error)
         monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
         store = ModelStore(bundled, hub=True)
         assert len(offline.calls) == 1  # the first failure marks the Hub unreachable: no more attempts
         assert "could not be reached" in store.notice and "`bundled/`" in store.notice
+        assert reason in store.notice  # the reason is shown (its first line)
         assert all(store.source(name) == "bundled" for name in ("vae", "ae", "classifier"))

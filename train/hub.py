@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
 # What the Hub repo holds: exactly the export layout; run bookkeeping (training_args.json) travels too, so the
 # card's training command can be checked against the recorded arguments.
 EXPORT_FILES = ("model.safetensors", "config.json", "README.md", "samples.png", "eval_results.json",
-                "training_args.json")
+                "training_args.json", "likelihood_reference.json")  # the last: the app's test-set percentiles
 
 
 class PushError(RuntimeError):

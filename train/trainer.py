@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
@@ -77,6 +78,7 @@ class TrainConfig:
     init_from: str | None = None  # export folder whose weights start the run (a warm start; same model config)
     lr_decay_to: float | None = None  # decay the lr exponentially to this value at the last step; None: constant
     command: list[str] = field(default_factory=list)  # the command line, recorded in the export
+    progress_bar: bool = True  # a tqdm bar on stderr (the app's live training turns it off)
 
 
 class LossModule(nn.Module):
@@ -273,6 +275,24 @@ class Trainer:
 
     # -- main entry ------------------------------------------------------------------------------------------
     def run(self) -> Path | None:
+        """Train to the end (`steps` run to completion), then export when asked to."""
+        step = self.start_step
+        for record in self.steps():
+            step = record["step"]
+        return self.export(step) if self.cfg.save_pretrained or self.cfg.push_to_hub else None
+
+    @property
+    def start_step(self) -> int:
+        if self.resume_from is None:
+            return 0
+        return json.loads((self.resume_from / "trainer_state.json").read_text())["step"]
+
+    def steps(self) -> Iterator[dict]:
+        """The training loop as a generator: after every optimisation step it yields {"step", "epoch", "total",
+        **logs}. `run` consumes it to the end; an interactive caller (the app's live training) looks at the model
+        between steps and may simply stop iterating: closing the generator ends the run at that step (metrics and
+        progress bar closed; the final checkpoint is written only when the loop completes), and `export(step)`
+        still writes the model as it is."""
         cfg, acc = self.cfg, self.accelerator
         from vae_models.data import make_loader
 
@@ -292,10 +312,9 @@ class Trainer:
         if steps_per_epoch == 0:
             raise TrainError(f"--batch-size {cfg.batch_size} is larger than the training set per process")
         total = self.total = cfg.max_steps or cfg.epochs * steps_per_epoch
-        step = 0
+        step = self.start_step
         if self.resume_from is not None:
             acc.load_state(str(self.resume_from))
-            step = json.loads((self.resume_from / "trainer_state.json").read_text())["step"]
             acc.print(f"resumed from {self.resume_from} at step {step}")
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -303,8 +322,8 @@ class Trainer:
                 shutil.rmtree(stale, ignore_errors=True)
         acc.init_trackers("train", config=_flat(self.settings | {"total_steps": total}))
         metrics = open(self.output_dir / "metrics.jsonl", "a") if acc.is_main_process else None
-        bar = tqdm(total=total, initial=step, disable=not acc.is_local_main_process, dynamic_ncols=True,
-                   desc=cfg.model)
+        bar = tqdm(total=total, initial=step, disable=not acc.is_local_main_process or not cfg.progress_bar,
+                   dynamic_ncols=True, desc=cfg.model)
         last_saved = step
         try:
             while step < total:
@@ -324,6 +343,7 @@ class Trainer:
                     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                         self.checkpoint(step)
                         last_saved = step
+                    yield {"step": step, "epoch": epoch, "total": total, **logs}
                     if step >= total:
                         break
                 if step % steps_per_epoch == 0 or step >= total:  # an epoch finished, or the run did
@@ -334,7 +354,6 @@ class Trainer:
             bar.close()
             if metrics:
                 metrics.close()
-        return self.export(step) if cfg.save_pretrained or cfg.push_to_hub else None
 
     def train_step(self, images, labels, step: int) -> dict[str, float]:
         """One update: the discriminator first (adversarial models), then the model's own loss."""

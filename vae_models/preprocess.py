@@ -23,7 +23,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 MAX_PIXELS = 40_000_000  # refuse to decode more than this (a 10000x10000 image is 100 M pixels, ~300 MB as RGB)
-MAX_FILE_BYTES = 25 * 1024 * 1024  # larger uploads are refused before they are opened
+# Larger files are refused before they are opened. The app's upload limit too (demo/serving.py passes it to
+# gradio's launch(max_file_size=...)), so what the server accepts is what this module reads.
+MAX_FILE_BYTES = 25 * 1024 * 1024
 WORKING_SIDE = 512  # big images are shrunk to this longer side first: 20 px is the target, detail beyond is noise
 BOX, SIDE = 20, 28  # the digit's box and the field, as in MNIST
 INK_THRESHOLD = 0.15  # share of the full ink range above which a pixel counts as part of the digit when cropping
@@ -56,21 +58,24 @@ def load_image(source) -> Image.Image:
         image = Image.fromarray(array)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) > MAX_FILE_BYTES:
-            raise ImageInputError(f"the file is {len(source) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
+            raise ImageInputError(_too_large("the file", len(source)))
         image = _open(io.BytesIO(bytes(source)), "the upload")
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise ImageInputError(f"no such file: {path.name}")
         if path.stat().st_size > MAX_FILE_BYTES:
-            raise ImageInputError(
-                f"{path.name} is {path.stat().st_size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
+            raise ImageInputError(_too_large(path.name, path.stat().st_size))
         image = _open(path, path.name)
     else:
         raise ImageInputError(f"expected an image file, got {type(source).__name__}")
     if image.width < 1 or image.height < 1:
         raise ImageInputError("the image is empty (0 pixels)")
     return image
+
+
+def _too_large(name: str, size: int) -> str:
+    return f"{name} is larger than the {MAX_FILE_BYTES // 2**20} MB limit ({size:,} bytes; at most {MAX_FILE_BYTES:,})"
 
 
 def _too_big(width: int, height: int) -> str:

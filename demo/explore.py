@@ -1,0 +1,173 @@
+"""Tab "Explore a digit": one digit through every model (reconstructions, and under each likelihood model how
+digit-like the digit is: its log-likelihood as a percentile of the test set's), and latent traversals of the VAE and
+of the CVAE's style code along their most used dimensions."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from vae_models import latent, typicality
+
+from .common import bind, digit_inputs, intro, read_digit, to_image
+from .priors import _test_set
+from .weights import ModelStore, ModelUnavailable
+
+# The unconditional models of the family, in the order they are shown (each one's store name -> column title).
+EVERY_MODEL = {"ae": "AE", "vae": "VAE", "dvae": "DVAE", "avb": "AVB", "aae": "AAE"}
+TRAVERSAL_MODELS = {"VAE": "vae", "CVAE (style code z; the label stays fixed)": "cvae"}
+MAX_DIMS, MAX_STEPS, SWEEP = 10, 15, 3.0  # sweep from -SWEEP to +SWEEP prior standard deviations
+TAIL = 1.0  # percentile below which a digit is called atypical
+
+INTRO = """### Explore a digit
+**Every model** reconstructs your digit, and each model with a likelihood (VAE, DVAE, AVB) estimates log p(x)
+(importance sampling, k = 100) and places it on the test set's distribution: the percentile is the share of MNIST
+test digits the model finds *less* likely. Letters and scribbles land in the bottom tail, but a simple stroke (a
+dash, a faint line) can score as a typical digit: likelihood models favour simple images (Nalisnick et al. 2019,
+"Do deep generative models know what they don't know?"). The AE and the AAE have no likelihood. **Latent traversal** moves one latent dimension at a time from −3 to +3 prior
+standard deviations around your digit's code, for the dimensions that carry the most information (average KL)."""
+
+
+# ------------------------------------------------------------------------------------------- every model
+
+
+@functools.lru_cache(maxsize=32)
+def _reference(folder: str, mtime: float) -> typicality.LikelihoodReference:
+    return typicality.load_reference(folder)  # mtime in the key: a replaced file is read again
+
+
+def reference_for(store: ModelStore, name: str) -> typicality.LikelihoodReference:
+    """The model's test-set reference, or ReferenceError saying why there is none (or why it is stale)."""
+    folder = store.folder(name)
+    path = Path(folder or "") / typicality.REFERENCE_FILE
+    if folder is None or not path.is_file():
+        raise typicality.ReferenceError(f"no {typicality.REFERENCE_FILE} beside the weights")
+    return _reference(str(folder), path.stat().st_mtime)
+
+
+def meter(percentile: float, width: int = 20) -> str:
+    filled = round(percentile / 100 * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+@torch.no_grad()
+def every_model(store: ModelStore, sketch, upload, example):
+    """(the preprocessed digit, one reconstruction per model (None where unavailable), a Markdown table of the
+    log-likelihoods and their test-set percentiles)."""
+    x, _, source = read_digit(sketch, upload, example)
+    images, rows, missing = [], [], []
+    for name, title in EVERY_MODEL.items():
+        try:
+            model = store.get(name)
+        except ModelUnavailable as exc:
+            images.append(None)
+            missing.append(str(exc))
+            continue
+        images.append(to_image(model.reconstruct(x.to(model.device))))
+        if not typicality.has_likelihood(model):
+            rows.append(f"| {title} | no likelihood | — | — |")
+            continue
+        log_px = float(typicality.log_likelihood(model, x)[0])
+        try:
+            reference = reference_for(store, name)
+        except typicality.ReferenceError as exc:
+            rows.append(f"| {title} | {log_px:.1f} | not available ({exc}) | — |")
+            continue
+        pct = reference.percentile(log_px)
+        verdict = "**atypical**: less likely than" if pct < TAIL else "more likely than"
+        rows.append(f"| {title} | {log_px:.1f} (test median {reference.median():.1f}) | `{meter(pct)}` {pct:.1f} % | "
+                    f"{verdict} {pct:.1f} % of the {reference.size} test digits |")
+    if len(missing) == len(EVERY_MODEL):
+        raise ModelUnavailable(" ".join(missing))
+    table = ("| model | log p(x), nats | percentile among test digits | |\n|---|---|---|---|\n" + "\n".join(rows) +
+             f"\n\nThe digit is {source}, binarised at {typicality.THRESHOLD} as the models' training data was.")
+    if missing:
+        table += "\n\n" + " ".join(missing)
+    shown = to_image(typicality.binarize(x))
+    return (shown, *images, table)
+
+
+# ------------------------------------------------------------------------------------------- latent traversal
+
+
+@functools.lru_cache(maxsize=8)
+def _statistics(store: ModelStore, name: str, model_id: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(average KL per dimension, activity per dimension, which images they were measured on) over the test set
+    the app can read (the real one, else the 20 bundled digits)."""
+    model = store.get(name)
+    images, labels, source = _test_set(store.data_dir, store.hub)
+    mean_kl, activity = latent.latent_statistics(model, images, labels if model.uses_labels else None)
+    return mean_kl, activity, f"{len(images)} {source}"
+
+
+def _label_for(store: ModelStore, x: torch.Tensor, known: int | None) -> tuple[int, str]:
+    if known is not None:
+        return known, "its test-set label"
+    return int(store.get("classifier").predict(x)[0]), "the classifier's prediction"
+
+
+@torch.no_grad()
+def traverse(store: ModelStore, sketch, upload, example, model_name: str, num_dims: int, num_steps: int):
+    """(the preprocessed digit, a grid: one row per latent dimension (most KL first), one column per offset from
+    -3 to +3 around the digit's code, a note with the active units)."""
+    if model_name not in TRAVERSAL_MODELS.values():
+        raise ValueError(f"unknown model {model_name!r}; choose one of {list(TRAVERSAL_MODELS.values())}")
+    if not 1 <= int(num_dims) <= MAX_DIMS or not 3 <= int(num_steps) <= MAX_STEPS:
+        raise ValueError(f"dimensions must be 1-{MAX_DIMS} and steps 3-{MAX_STEPS}")
+    x, known, source = read_digit(sketch, upload, example)
+    model = store.get(model_name)
+    labels, label_note = None, ""
+    if model.uses_labels:
+        label, how = _label_for(store, x, known)
+        labels = torch.tensor([label], device=model.device)
+        label_note = f" Label **{label}** ({how}) is kept fixed, so only the style moves."
+    mean_kl, activity, measured_on = _statistics(store, model_name, id(model))
+    order = torch.argsort(mean_kl, descending=True).tolist()
+    dims = order[: min(int(num_dims), len(order))]
+    code = model.encode(x.to(model.device), labels).mean[0].cpu()
+    offsets = torch.linspace(-SWEEP, SWEEP, int(num_steps))
+    z = latent.traversal(code, dims, offsets).float()  # prior std is 1: offsets are in standard deviations
+    y = None if labels is None else labels.repeat(len(z))
+    grid = to_image(model.decode(z.to(model.device), y), nrow=int(num_steps), scale=2)
+    active = latent.active_units(activity)
+    listing = ", ".join(f"z{u} ({float(mean_kl[u]):.2f} nats)" for u in dims)
+    note = (f"**{active} of {len(activity)} latent dimensions are active** (Burda et al. 2015: Cov_x(E_q[z_u]) > "
+            f"{latent.ACTIVITY_THRESHOLD}, measured on {measured_on}). Rows, by average KL: {listing}. Columns: "
+            f"z_u from {-SWEEP:+.0f} to {SWEEP:+.0f} around {source}'s code.{label_note}")
+    return to_image(x), grid, note
+
+
+def build(store: ModelStore) -> None:
+    import gradio as gr
+
+    intro(INTRO, store, list(EVERY_MODEL))
+    gr.Markdown("#### Your digit, every model")
+    with gr.Row():
+        with gr.Column(scale=1):
+            digit = digit_inputs("Your digit", 13)
+            run_btn = gr.Button("Run through every model", variant="primary")
+        shown = gr.Image(type="pil", label="What the models see (binarised)", format="png", height=140, scale=0)
+    with gr.Row():
+        recons = [gr.Image(type="pil", label=f"{title} reconstruction", format="png", height=140,
+                           elem_id=f"every-{name}") for name, title in EVERY_MODEL.items()]
+    table = gr.Markdown(elem_id="digit-meter")
+    run_btn.click(bind(every_model, store), [*digit], [shown, *recons, table], api_name="every_model")
+
+    gr.Markdown("#### Latent traversal")
+    with gr.Row():
+        with gr.Column(scale=1):
+            t_digit = digit_inputs("Digit to traverse", 0)
+            t_model = gr.Radio(list(TRAVERSAL_MODELS.items()), value="vae", label="Model")
+            t_dims = gr.Slider(1, MAX_DIMS, value=5, step=1, label="Dimensions (most active first)")
+            t_steps = gr.Slider(3, MAX_STEPS, value=9, step=1, label="Steps from -3 to +3 std")
+            t_btn = gr.Button("Traverse", variant="primary")
+        with gr.Column(scale=2):
+            t_input = gr.Image(type="pil", label="Input", format="png", height=140)
+            t_grid = gr.Image(type="pil", label="Traversal (row: dimension, column: offset)", format="png",
+                              elem_id="traversal-out")
+            t_note = gr.Markdown()
+    t_btn.click(bind(traverse, store), [*t_digit, t_model, t_dims, t_steps], [t_input, t_grid, t_note],
+                api_name="traverse")
+

@@ -1,0 +1,50 @@
+"""Trainer.steps, the training loop as a generator (what the app's live training drives): the same updates as
+run(), one record per step, and a caller that stops early gets a clean end and an export of the model so far."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from train.trainer import TrainConfig, Trainer
+from vae_models import load_model
+
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+
+
+def config(tmp_path: Path, name: str, **kw) -> TrainConfig:
+    return TrainConfig(model="aae", model_config={"hidden_dims": [16], "latent_dim": 2,
+                                                  "discriminator_hidden_dims": [8]},
+                       data_dir=str(MNIST_DIR), batch_size=16, max_steps=6, checkpoint_every=0, seed=3,
+                       output_dir=str(tmp_path / name / "run"), save_pretrained=str(tmp_path / name / "export"),
+                       progress_bar=False, **kw)
+
+
+def test_steps_yields_every_step_and_matches_run(tmp_path):
+    stepped = Trainer(config(tmp_path, "stepped"))
+    records = list(stepped.steps())
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6] and all(r["total"] == 6 for r in records)
+    assert {"train/loss", "train/reconstruction", "train/adversarial", "train/discriminator/loss"} <= set(records[0])
+    ran = Trainer(config(tmp_path, "ran"))
+    ran.run()
+    a, b = stepped.model.state_dict(), ran.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the generator is the loop, not a copy of it
+    assert (tmp_path / "stepped/run/checkpoints/latest").read_text().strip() == "step_0000006"
+
+
+def test_stopping_early_ends_the_run_and_exports_the_model_so_far(tmp_path):
+    trainer = Trainer(config(tmp_path, "early"))
+    steps = trainer.steps()
+    for record in steps:
+        if record["step"] == 2:
+            break
+    steps.close()
+    lines = (tmp_path / "early/run/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+    assert not (tmp_path / "early/run/checkpoints").exists()  # the final checkpoint belongs to a completed loop
+    folder = trainer.export(2)
+    exported = load_model(str(folder)).state_dict()
+    assert all(torch.equal(exported[k], v) for k, v in trainer.model.state_dict().items())
+    assert json.loads((folder / "training_args.json").read_text())["steps"] == 2
