@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(REPO_ROOT / "pretrained" / args.model)
     images, labels = load_mnist("test", data_dir=MNIST_DIR)
     x = torch.bernoulli(images[:args.digits].float().div(255).unsqueeze(1), generator=torch.Generator().manual_seed(0))
-    y = labels[:args.digits] if model.uses_labels else None
+    y = labels[:args.digits] if model.spec.label_conditional else None
     rows = []
     is_line = ""
     if hasattr(model, "log_importance_weights") and model.config.model_type != "avb":
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         is_log_px = -importance_sampled_nll(model, x, y, num_samples=args.is_samples)
         is_line = (f"k={args.is_samples} IS bound on the same digits: {float(-is_log_px.mean()):.2f} nats "
                    f"({(time.process_time() - start) / args.digits:.2f} CPU-s/digit)")
-    components = 10 if model.uses_labels else model.prior_components
+    components = 10 if model.spec.label_conditional else model.prior_components
     sim_labels = (torch.arange(args.bdmc_digits) % components) if components else None
     codes, simulated = simulate(model, args.bdmc_digits, sim_labels, torch.Generator().manual_seed(1))
     for steps, chains, leapfrog in SCHEDULES:

@@ -35,12 +35,12 @@ CALL_TIMEOUT_S = 60.0  # a call that has not answered by then counts as an error
 def weights_dir(choice: str, tmp: Path) -> tuple[Path, str]:
     """pretrained/ (all of it), tiny checkpoints, or "auto": pretrained/ where a checkpoint exists, tiny ones for
     the rest (while the bundled weights are still being trained)."""
-    from demo.weights import MODEL_NAMES
+    from demo.weights import checkpoint_names
     from tests.demo_weights import make_tiny_weights
 
     bundled = REPO_ROOT / "pretrained"
-    present = [n for n in MODEL_NAMES if (bundled / n / "model.safetensors").is_file()]
-    missing = [n for n in MODEL_NAMES if n not in present]
+    present = [n for n in checkpoint_names() if (bundled / n / "model.safetensors").is_file()]
+    missing = [n for n in checkpoint_names() if n not in present]
     if choice == "pretrained" or (choice == "auto" and not missing):
         if missing:
             raise SystemExit(f"pretrained/ lacks {missing}")

@@ -95,7 +95,7 @@ def run_plain(model_name: str, steps: int, batch_size: int, images, labels, fuse
     loader = make_loader(images, labels, batch_size, shuffle=True, binarize=default_binarize(model),
                          drop_last=True, seed=0)
     adam = {"lr": LR, "fused": True} if fused else {"lr": LR}
-    if model.is_adversarial:
+    if model.spec.adversarial:
         d_opt = torch.optim.Adam(model.discriminator_parameters(), **adam)
         g_opt = torch.optim.Adam(model.generator_parameters(), **adam)
     else:
@@ -104,7 +104,7 @@ def run_plain(model_name: str, steps: int, batch_size: int, images, labels, fuse
     stamps, train_loss = [], 0.0
     while len(stamps) < steps:
         for x, y in loader:
-            if model.is_adversarial:
+            if model.spec.adversarial:
                 d_opt.zero_grad()
                 model.discriminator_loss((x, y)).loss.backward()
                 d_opt.step()

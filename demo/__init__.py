@@ -18,7 +18,7 @@ side by side. Every button is also an API endpoint (see "Use via API" at the bot
 def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_dir=None, oauth: bool | None = None):
     """The app as a gr.Blocks (not launched). weights_dir: the bundled checkpoints (default `pretrained/`);
     hub: download from the Hub (None: --hub / VAE_FAMILY_HUB / on a Space); revisions: overrides of
-    weights.HUB_REVISIONS; data_dir: MNIST folder for the latent scatters and live training; oauth: show the Hugging
+    weights.hub_table(); data_dir: MNIST folder for the latent scatters and live training; oauth: show the Hugging
     Face sign-in of the live-training tab (None: on a Space)."""
     import gradio as gr
 

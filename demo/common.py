@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vae_models import Unsupported
 from vae_models.images import grid_image
 from vae_models.preprocess import ImageInputError, has_ink, to_mnist
 
@@ -103,7 +104,7 @@ def user_errors(fn):
 
         try:
             return fn(*args, **kwargs)
-        except (ModelUnavailable, ImageInputError, ValueError) as exc:
+        except (ModelUnavailable, Unsupported, ImageInputError, ValueError) as exc:
             raise gr.Error(html.escape(str(exc)), print_exception=False) from exc
 
     return wrapper

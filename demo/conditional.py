@@ -62,10 +62,9 @@ def complete_quadrants(store: ModelStore, sketch, upload, example, num_given: in
     completions = model.complete(x, num_given, num_samples, generator=generator(seed))[:, 0]
     shown = torch.where(given, x[0], torch.full_like(x[0], 0.5))  # hidden quadrants grey
     note = f"Completing {source} from {num_given} quadrant{'s' if num_given > 1 else ''}."
-    try:
-        baseline = to_image(store.get("quadrant_nn").complete(x, num_given, 1)[0])
-    except Exception as exc:  # the baseline is optional: the CVAE completions stand on their own
-        baseline, note = None, f"{note} {exc}"
+    # The baseline is optional: the CVAE completions stand on their own.
+    baseline, why_not = store.use("quadrant_nn", lambda m: to_image(m.complete(x, num_given, 1)[0]))
+    note = f"{note} {why_not}" if why_not else note
     return to_image(torch.stack([x[0], shown]), nrow=2), to_image(completions, nrow=min(8, num_samples)), baseline, note
 
 

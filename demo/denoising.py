@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from vae_models.corruption import CORRUPTIONS, corrupt
+from vae_models.metrics import psnr
 
 from .common import bind, digit_inputs, generator, intro, read_digit, to_image
 from .weights import ModelStore
@@ -16,12 +17,6 @@ is closer to the clean digit): the DVAE should degrade more gracefully. Any pict
 MNIST format (shown as "clean")."""
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
-    return float(peak_signal_noise_ratio(a, b, data_range=1.0))
-
-
 @torch.no_grad()
 def denoise(store: ModelStore, sketch, upload, example, kind: str, level: float, seed: int):
     """Returns (clean (preprocessed) input, corrupted, DVAE output or None, VAE output or None, PSNR table)."""
@@ -29,16 +24,10 @@ def denoise(store: ModelStore, sketch, upload, example, kind: str, level: float,
     noisy = corrupt(x, kind, float(level), generator=generator(seed))
     rows = [f"| corrupted input | {psnr(noisy, x):.2f} |"]
     outputs = {}
-    for name, title in (("dvae", "DVAE"), ("vae", "plain VAE")):
-        try:
-            model = store.get(name)
-        except Exception as exc:
-            outputs[name] = None
-            rows.append(f"| {title} | unavailable: {exc} |")
-            continue
-        out = model.reconstruct(noisy)
-        outputs[name] = to_image(out)
-        rows.append(f"| {title} | {psnr(out, x):.2f} |")
+    for name, title in (("dvae", "DVAE"), ("vae", "plain VAE")):  # the denoiser against the model it extends
+        out, why_not = store.use(name, lambda model: model.reconstruct(noisy))
+        outputs[name] = None if out is None else to_image(out)
+        rows.append(f"| {title} | unavailable: {why_not} |" if out is None else f"| {title} | {psnr(out, x):.2f} |")
     if outputs["dvae"] is None and outputs["vae"] is None:
         raise ValueError("neither the DVAE nor the VAE is available, so there is nothing to denoise with")
     table = f"PSNR against the clean input ({source}), dB\n\n| image | PSNR |\n|---|---|\n" + "\n".join(rows)

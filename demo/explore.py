@@ -98,7 +98,7 @@ def _statistics(store: ModelStore, name: str, model_id: int) -> tuple[torch.Tens
     the app can read (the real one, else the 20 bundled digits)."""
     model = store.get(name)
     images, labels, source = _test_set(store.data_dir, store.hub)
-    mean_kl, activity = latent.latent_statistics(model, images, labels if model.uses_labels else None)
+    mean_kl, activity = latent.latent_statistics(model, images, labels if model.spec.label_conditional else None)
     return mean_kl, activity, f"{len(images)} {source}"
 
 
@@ -119,7 +119,7 @@ def traverse(store: ModelStore, sketch, upload, example, model_name: str, num_di
     x, known, source = read_digit(sketch, upload, example)
     model = store.get(model_name)
     labels, label_note = None, ""
-    if model.uses_labels:
+    if model.spec.label_conditional:
         label, how = _label_for(store, x, known)
         labels = torch.tensor([label], device=model.device)
         label_note = f" Label **{label}** ({how}) is kept fixed, so only the style moves."

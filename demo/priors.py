@@ -4,23 +4,19 @@ on (x, z)) fill their prior, seen as latent scatters over the prior's density, p
 from __future__ import annotations
 
 import functools
-import json
 import math
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .common import bind, generator, intro, test_digits, to_image
-from .weights import ModelStore
+from vae_models import Unsupported
 
-MODELS = {
-    "vae-2d": "VAE: KL to N(0, I)",
-    "aae-2d-gaussian": "AAE: adversarial on z, N(0, I)",
-    "aae-2d-mixture": "AAE: adversarial on z, 10-Gaussian mixture",
-    "aae-2d-supervised": "AAE: adversarial on (z, label), mixture component c = digit c",
-    "avb-2d": "AVB: adversarial on (x, z), N(0, I)",
-}
+from .common import bind, generator, intro, test_digits, to_image
+from vae_models.export import EvalResult, ExportError, read_eval_results
+
+from .weights import ModelStore, latent_2d_checkpoints
+
 # column -> the eval_results.json entry (see train/evaluate.py) shown in it: the first whose name starts with the
 # prefix. AIS-NLL is the one likelihood every model here has; the IS-NLL bound exists only for Gaussian posteriors.
 METRICS = {"AIS-NLL (nats)": "AIS-NLL", "IS-NLL bound (nats)": "IS-NLL", "classifier FD": "Classifier-feature FD",
@@ -46,7 +42,8 @@ def _test_set(data_dir: str | None, allow_download: bool) -> tuple[torch.Tensor,
 
         images, labels = load_mnist("test", data_dir=data_dir, download=allow_download)
         return images.unsqueeze(1).float() / 255.0, labels, "MNIST test digits"
-    except Exception:  # no local copy and no download allowed / possible: the bundled digits still show the idea
+    except (OSError, ValueError):  # no local copy, no download allowed or possible (DataError is a ValueError):
+        # the bundled digits still show the idea
         images, labels = test_digits()
         return images, torch.tensor(labels), "the 20 bundled test digits (MNIST test set not found)"
 
@@ -92,16 +89,19 @@ def latent_scatter(store: ModelStore, num_points: int, seed: int):
     pick = torch.randperm(len(images), generator=generator(seed))[: int(num_points)]
     x, y = images[pick], labels[pick]
     outputs, notes = [], [f"{len(x)} of {source}."]
-    for name, title in MODELS.items():
-        try:
-            model = store.get(name)
+
+    def scatter(name: str, title: str):
+        def draw(model):
             if model.config.latent_dim != 2:
-                raise ValueError(f"{name} has a {model.config.latent_dim}-D code; this view needs 2-D")
+                raise Unsupported(f"{name} has a {model.config.latent_dim}-D code; this view needs 2-D")
             prior = model.prior_sample(20_000, generator(seed)).cpu()
-            outputs.append(render_scatter(_codes(model, x), y, prior, title))
-        except Exception as exc:
-            outputs.append(None)
-            notes.append(str(exc))
+            return render_scatter(_codes(model, x), y, prior, title)
+        return draw
+
+    for name, checkpoint in latent_2d_checkpoints().items():
+        image, why_not = store.use(name, scatter(name, checkpoint.label))
+        outputs.append(image)
+        notes += [why_not] if why_not else []
     if all(o is None for o in outputs):
         raise ValueError(" ".join(notes[1:]))
     return (*outputs, " ".join(notes))
@@ -112,14 +112,11 @@ def prior_samples(store: ModelStore, num_samples: int, seed: int):
     """Samples decoded from each model's prior (None where unavailable)."""
     if not 1 <= int(num_samples) <= 100:
         raise ValueError("number of samples must be 1-100")
-    outputs = []
-    for name in MODELS:
-        try:
-            outputs.append(to_image(store.get(name).sample(int(num_samples), generator=generator(seed)), scale=2))
-        except Exception:
-            outputs.append(None)
+    names = list(latent_2d_checkpoints())
+    outputs = [store.use(name, lambda m: to_image(m.sample(int(num_samples), generator=generator(seed)), scale=2))[0]
+               for name in names]
     if all(o is None for o in outputs):
-        raise ValueError("none of the 2-D models is available: " + ", ".join(MODELS))
+        raise ValueError("none of the 2-D models is available: " + ", ".join(names))
     return tuple(outputs)
 
 
@@ -129,29 +126,25 @@ def _format(value) -> str:
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
 
 
-def read_results(path: Path | None) -> list[dict]:
-    """eval_results.json (a list of {"name", "type", "value", ...} written by `python -m train.evaluate`); empty
-    when the file is absent or malformed, so the table says "not measured" rather than failing the tab."""
+def read_results(folder) -> list[EvalResult]:
+    """The folder's eval_results.json (written by `python -m train.evaluate`); empty when the file is absent or
+    malformed, so the table says "not measured" rather than failing the tab."""
     try:
-        entries = json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else []
-    except (OSError, ValueError):
+        return (read_eval_results(folder) or []) if folder else []
+    except ExportError:
         return []
-    if not isinstance(entries, list):
-        return []
-    return [e for e in entries if isinstance(e, dict) and {"type", "value", "name"} <= set(e)]
 
 
-def _cell(entry: dict | None) -> str:
+def _cell(entry: EvalResult | None) -> str:
     if entry is None:
         return "not measured"
-    cell = _format(entry["value"])
-    details = entry.get("details") if isinstance(entry.get("details"), dict) else {}
-    if entry["name"].startswith("AIS-NLL") and cell != "not measured":
-        error, gap = details.get("std_error"), details.get("bdmc_gap")
+    cell = _format(entry.value)
+    if entry.name.startswith("AIS-NLL") and cell != "not measured":
+        error, gap = entry.details.get("std_error"), entry.details.get("bdmc_gap")
         cell += f" ± {_format(error)}" if isinstance(error, (int, float)) else ""
         cell += f" (BDMC gap {_format(gap)})" if isinstance(gap, (int, float)) else ""
-    elif entry["name"].startswith("IS-NLL"):
-        cell += f" ({entry['name']})"
+    elif entry.name.startswith("IS-NLL"):
+        cell += f" ({entry.name})"
     return cell
 
 
@@ -159,25 +152,25 @@ def metrics_table(store: ModelStore) -> str:
     """Markdown table of each model's eval_results.json (written by the evaluation CLI); "not measured" if absent."""
     header = "| model | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS)
     rows = []
-    for name, title in MODELS.items():
-        folder = store.folder(name)
-        results = read_results(folder / "eval_results.json" if folder else None)
-        cells = [_cell(next((e for e in results if e["name"].startswith(prefix)), None)) for prefix in METRICS.values()]
-        rows.append(f"| {title} | " + " | ".join(cells) + " |")
+    for name, checkpoint in latent_2d_checkpoints().items():
+        results = read_results(store.folder(name))
+        cells = [_cell(next((e for e in results if e.name.startswith(prefix)), None)) for prefix in METRICS.values()]
+        rows.append(f"| {checkpoint.label} | " + " | ".join(cells) + " |")
     return header + "\n" + "\n".join(rows)
 
 
 def build(store: ModelStore) -> None:
     import gradio as gr
 
-    intro(INTRO, store, list(MODELS))
+    two_d = latent_2d_checkpoints()
+    intro(INTRO, store, list(two_d))
     with gr.Row():
         num = gr.Slider(10, MAX_POINTS, value=2000, step=10, label="Encoded test digits")
         seed = gr.Number(0, precision=0, label="Seed")
         btn = gr.Button("Encode test digits", variant="primary")
     with gr.Row():
-        scatters = [gr.Image(type="pil", label=title, elem_id=f"scatter-{name}", format="png")
-                    for name, title in MODELS.items()]
+        scatters = [gr.Image(type="pil", label=c.label, elem_id=f"scatter-{name}", format="png")
+                    for name, c in two_d.items()]
     note = gr.Markdown()
     btn.click(bind(latent_scatter, store), [num, seed], [*scatters, note], api_name="latent_scatter")
 
@@ -186,7 +179,7 @@ def build(store: ModelStore) -> None:
         s_seed = gr.Number(0, precision=0, label="Seed")
         s_btn = gr.Button("Sample each prior", variant="primary")
     with gr.Row():
-        samples = [gr.Image(type="pil", label=f"Samples: {title}", format="png") for title in MODELS.values()]
+        samples = [gr.Image(type="pil", label=f"Samples: {c.label}", format="png") for c in two_d.values()]
     s_btn.click(bind(prior_samples, store), [n_samples, s_seed], samples, api_name="prior_samples")
 
     gr.Markdown("#### Measured (from each checkpoint's eval_results.json)")

@@ -8,11 +8,8 @@ from PIL import Image
 from vae_models.latent import INTERPOLATIONS
 
 from .common import bind, digit_inputs, generator, intro, read_digit, to_image
-from .weights import ModelStore
+from .weights import ModelStore, latent_2d_checkpoints, sampler_checkpoints
 
-SAMPLERS = {"AE": "ae", "VAE": "vae", "DVAE": "dvae", "AVB": "avb", "AAE": "aae"}
-MANIFOLD_MODELS = {"VAE (2-D)": "vae-2d", "AAE, Gaussian prior (2-D)": "aae-2d-gaussian",
-                   "AAE, mixture prior (2-D)": "aae-2d-mixture", "AVB (2-D)": "avb-2d"}
 MAX_SAMPLES, MAX_STEPS, MAX_GRID = 100, 16, 30
 
 INTRO = """### Sampling from the prior
@@ -29,8 +26,8 @@ def _code(model, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample_grid(store: ModelStore, model_name: str, num_samples: int, temperature: float, seed: int) -> Image.Image:
     """`num_samples` images decoded from prior samples z * temperature, as one grid."""
-    if model_name not in SAMPLERS.values():
-        raise ValueError(f"unknown model {model_name!r}; choose one of {list(SAMPLERS.values())}")
+    if model_name not in sampler_checkpoints():
+        raise ValueError(f"unknown model {model_name!r}; choose one of {list(sampler_checkpoints())}")
     if not 1 <= int(num_samples) <= MAX_SAMPLES or not 0 < float(temperature) <= 3:
         raise ValueError(f"number of samples must be 1-{MAX_SAMPLES} and temperature in (0, 3]")
     model = store.get(model_name)
@@ -53,15 +50,14 @@ def interpolate(store: ModelStore, sketch_a, upload_a, example_a, sketch_b, uplo
     x_b, _, source_b = read_digit(sketch_b, upload_b, example_b)
     t = torch.linspace(0, 1, int(steps)).unsqueeze(1)
     rows, notes = {}, [f"From {source_a} to {source_b} ({method})."]
-    for name in ("ae", "vae"):
-        try:
-            model = store.get(name)
-        except Exception as exc:
-            rows[name] = None
-            notes.append(str(exc))
-            continue
+
+    def decoded_path(model):
         z_a, z_b = _code(model, x_a), _code(model, x_b)
-        rows[name] = to_image(model.decode(path(z_a, z_b, t)), nrow=int(steps))
+        return to_image(model.decode(path(z_a, z_b, t)), nrow=int(steps))
+
+    for name in ("ae", "vae"):  # the comparison this view exists for: no prior (AE) against a KL-shaped one (VAE)
+        rows[name], why_not = store.use(name, decoded_path)
+        notes += [why_not] if why_not else []
     if rows["ae"] is None and rows["vae"] is None:
         raise ValueError(" ".join(notes[1:]))
     return to_image(torch.cat([x_a, x_b]), nrow=2), rows["ae"], rows["vae"], " ".join(notes)
@@ -72,8 +68,8 @@ def manifold(store: ModelStore, model_name: str, grid_size: int) -> Image.Image:
     """Decode a grid_size x grid_size grid of codes placed at the prior's marginal quantiles (i + 1/2) / n
     (Kingma & Welling 2013, Fig. 4, where the prior is N(0, I) and the quantiles are the inverse Gaussian CDF;
     estimated from prior samples here, so non-Gaussian priors get a grid that covers them too)."""
-    if model_name not in MANIFOLD_MODELS.values():
-        raise ValueError(f"unknown 2-D model {model_name!r}; choose one of {list(MANIFOLD_MODELS.values())}")
+    if model_name not in latent_2d_checkpoints():
+        raise ValueError(f"unknown 2-D model {model_name!r}; choose one of {list(latent_2d_checkpoints())}")
     n = int(grid_size)
     if not 2 <= n <= MAX_GRID:
         raise ValueError(f"grid size must be 2-{MAX_GRID}")
@@ -91,10 +87,11 @@ def manifold(store: ModelStore, model_name: str, grid_size: int) -> Image.Image:
 def build(store: ModelStore) -> None:
     import gradio as gr
 
-    intro(INTRO, store, ["ae", "vae", "dvae", "avb", "aae", *MANIFOLD_MODELS.values()])
+    samplers, two_d = sampler_checkpoints(), latent_2d_checkpoints()
+    intro(INTRO, store, [*samplers, *two_d])
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown(list(SAMPLERS.items()), value="vae", label="Model")
+            model = gr.Dropdown([(c.title, name) for name, c in samplers.items()], value="vae", label="Model")
             num = gr.Slider(1, MAX_SAMPLES, value=36, step=1, label="Number of samples")
             temperature = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="Temperature (scales z)")
             seed = gr.Number(0, precision=0, label="Seed")
@@ -120,7 +117,8 @@ def build(store: ModelStore) -> None:
                 "plane is a kind of digit, and neighbours morph smoothly.")
     with gr.Row():
         with gr.Column(scale=1):
-            model_2d = gr.Dropdown(list(MANIFOLD_MODELS.items()), value="vae-2d", label="2-D model")
+            model_2d = gr.Dropdown([(c.title, name) for name, c in two_d.items()], value="vae-2d",
+                                   label="2-D model")
             size = gr.Slider(2, MAX_GRID, value=15, step=1, label="Grid size")
             manifold_btn = gr.Button("Show manifold", variant="primary")
         grid = gr.Image(type="pil", label="Latent manifold", elem_id="manifold-out", format="png")

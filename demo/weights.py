@@ -2,11 +2,14 @@
 
 Local mode reads `pretrained/<name>/` (a `save_pretrained` folder: model.safetensors + config.json). Hub mode
 (`python app.py --hub` or `VAE_FAMILY_HUB=1`, the default on a Space) downloads each model with
-`snapshot_download` at the pinned revision of HUB_REVISIONS, safetensors/json/md/png only (never pickles), then
-loads it from the local snapshot; huggingface_hub caches the snapshot. When the Hub cannot be reached, or a repo
+`snapshot_download` at the revision pinned in PINNED_REVISIONS ("main" otherwise), safetensors/json/md/png only
+(never pickles), then loads it from the local snapshot; huggingface_hub caches the snapshot. When the Hub cannot be reached, or a repo
 or revision is missing, the bundled weights are used instead and `ModelStore.notice` says so (the app shows it
 as a banner). A model that is missing or does not match its config disables only the features that need it:
 `ModelStore.get` raises `ModelUnavailable` with the reason, and each tab lists what it cannot do.
+
+Which checkpoints exist is declared by the models themselves (`spec.checkpoints`, vae_models/registry.py): the
+store holds every checkpoint of every registered model, and the tabs pick theirs by what the declarations say.
 """
 
 from __future__ import annotations
@@ -17,33 +20,16 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from vae_models import Checkpoint, Unsupported, checkpoints
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS_DIR = REPO_ROOT / "pretrained"
+HUB_ORG = "vae-family"
 
-# name -> what the app uses it for (shown when the model is missing)
-MODEL_NAMES = {
-    "ae": "plain autoencoder (sampling, interpolation)",
-    "vae": "VAE (sampling, interpolation, denoising baseline)",
-    "dvae": "denoising VAE (sampling, denoising)",
-    "avb": "adversarial variational Bayes (sampling)",
-    "aae": "adversarial autoencoder (sampling)",
-    "cvae": "conditional VAE (conditional digits, same style)",
-    "socvae": "structured-output CVAE (quadrant completion)",
-    "quadrant_nn": "deterministic quadrant baseline (quadrant completion)",
-    "classifier": "MNIST classifier (labels of drawn digits)",
-    "vae-2d": "2-D VAE (manifold, prior comparison)",
-    "aae-2d-gaussian": "2-D AAE, Gaussian prior (manifold, prior comparison)",
-    "aae-2d-mixture": "2-D AAE, 10-Gaussian mixture prior (manifold, prior comparison)",
-    "aae-2d-supervised": "2-D AAE, label-supervised mixture prior (prior comparison)",
-    "avb-2d": "2-D AVB (manifold, prior comparison)",
-}
-
-# The Hub repos the app pulls in hub mode, pinned by revision (a commit sha or tag) so a Space always shows the
-# weights it was checked with. Override any entry with VAE_FAMILY_HUB_REVISIONS: a JSON file path or inline JSON
-# {name: {"repo_id": ..., "revision": ...}}.
-HUB_REVISIONS: dict[str, dict[str, str]] = {
-    name: {"repo_id": f"vae-family/mnist-{name}", "revision": "main"} for name in MODEL_NAMES
-}
+# The revision (a commit sha or tag) the app pulls of each checkpoint's Hub repo in hub mode, so a Space always shows
+# the weights it was checked with; checkpoints not listed use "main". Override any entry with
+# VAE_FAMILY_HUB_REVISIONS: a JSON file path or inline JSON {name: {"repo_id": ..., "revision": ...}}.
+PINNED_REVISIONS: dict[str, str] = {}
 HUB_ENV, REVISIONS_ENV, WEIGHTS_ENV = "VAE_FAMILY_HUB", "VAE_FAMILY_HUB_REVISIONS", "VAE_FAMILY_WEIGHTS"
 DATA_ENV = "VAE_FAMILY_DATA_DIR"  # MNIST folder for the latent scatters (else the standard cache / the bundled digits)
 ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.md", "*.png"]
@@ -51,6 +37,29 @@ ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.md", "*.png"]
 
 class ModelUnavailable(RuntimeError):
     """A model the feature needs is missing or broken; the message says which and why."""
+
+
+def checkpoint_names() -> list[str]:
+    """Every checkpoint the registered models declare, in registration order."""
+    return list(checkpoints())
+
+
+def sampler_checkpoints() -> dict[str, Checkpoint]:
+    """The checkpoints that sample without a condition (generative, not label-conditional; the 2-D ones have their
+    own views), by name."""
+    return {name: c for name, (c, spec) in checkpoints().items()
+            if spec.generative and not spec.label_conditional and not c.latent_2d}
+
+
+def latent_2d_checkpoints() -> dict[str, Checkpoint]:
+    """The checkpoints with a 2-D latent space, by name: the manifold view and the prior comparison show them."""
+    return {name: c for name, (c, _) in checkpoints().items() if c.latent_2d}
+
+
+def hub_table() -> dict[str, dict[str, str]]:
+    """name -> {"repo_id", "revision"} of every declared checkpoint: the Hub repo `vae-family/mnist-<name>`."""
+    return {name: {"repo_id": f"{HUB_ORG}/mnist-{name}", "revision": PINNED_REVISIONS.get(name, "main")}
+            for name in checkpoint_names()}
 
 
 def hub_requested(flag: bool | None = None) -> bool:
@@ -64,16 +73,16 @@ def hub_requested(flag: bool | None = None) -> bool:
 
 
 def hub_revisions(overrides: dict | str | None = None) -> dict[str, dict[str, str]]:
-    """HUB_REVISIONS updated from `overrides` (a dict, a JSON string or a JSON file path) or VAE_FAMILY_HUB_REVISIONS."""
-    table = {name: dict(entry) for name, entry in HUB_REVISIONS.items()}
+    """hub_table() updated from `overrides` (a dict, a JSON string or a JSON file path) or VAE_FAMILY_HUB_REVISIONS."""
+    table = hub_table()
     source = overrides if overrides is not None else os.environ.get(REVISIONS_ENV)
     if source:
         if isinstance(source, str):
             text = Path(source).read_text(encoding="utf-8") if not source.lstrip().startswith("{") else source
             source = json.loads(text)
         for name, entry in source.items():
-            if name not in MODEL_NAMES or not isinstance(entry, dict) or not set(entry) <= {"repo_id", "revision"}:
-                raise ValueError(f"bad hub revision entry {name!r}: {entry!r} (known models: {sorted(MODEL_NAMES)})")
+            if name not in table or not isinstance(entry, dict) or not set(entry) <= {"repo_id", "revision"}:
+                raise ValueError(f"bad hub revision entry {name!r}: {entry!r} (known models: {sorted(table)})")
             table[name].update(entry)
     return table
 
@@ -96,7 +105,7 @@ class ModelStore:
         self.hub = hub_requested(hub)
         self.notice = ""
         self._lock = threading.Lock()
-        self._entries = {name: Entry(self.weights_dir / name, "bundled") for name in MODEL_NAMES}
+        self._entries = {name: Entry(self.weights_dir / name, "bundled") for name in checkpoint_names()}
         if self.hub:
             self._download(hub_revisions(revisions))
 
@@ -132,10 +141,18 @@ class ModelStore:
             self.notice = (f"**Some models could not be downloaded from the Hub**: {', '.join(failed)}; "
                            "using the bundled weights for those.")
 
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def title(self, name: str) -> str:
+        return checkpoints()[name][0].title
+
     def get(self, name: str):
         """The loaded model, or ModelUnavailable saying why not."""
-        from vae_models import load_model
+        from vae_models import CheckpointError, ConfigError, load_model
 
+        if name not in self._entries:
+            raise ModelUnavailable(f"no model declares a checkpoint named {name!r}")
         entry = self._entries[name]
         with self._lock:
             if entry.model is None and entry.error is None:
@@ -143,18 +160,19 @@ class ModelStore:
                     if entry.folder is None or not (entry.folder / "config.json").is_file():
                         raise FileNotFoundError(f"no checkpoint at {entry.folder}")
                     entry.model = load_model(str(entry.folder)).eval()
-                except Exception as exc:  # missing files, unknown model_type, mismatched weights: disable, don't crash
+                except (OSError, CheckpointError, ConfigError) as exc:  # missing, unknown type, mismatched weights
                     entry.error = f"{type(exc).__name__}: {exc}"
         if entry.error:
-            raise ModelUnavailable(f"The {MODEL_NAMES[name]} model '{name}' is unavailable: {entry.error}")
+            raise ModelUnavailable(f"The {self.title(name)} model '{name}' is unavailable: {entry.error}")
         return entry.model
 
-    def available(self, name: str) -> bool:
+    def use(self, name: str, action):
+        """(action(model), None), or (None, why not) when the model is missing or does not support the action:
+        the one place the tabs turn "this model can't do that here" into a message."""
         try:
-            self.get(name)
-        except ModelUnavailable:
-            return False
-        return True
+            return action(self.get(name)), None
+        except (ModelUnavailable, Unsupported) as exc:
+            return None, str(exc)
 
     def folder(self, name: str) -> Path | None:
         return self._entries[name].folder

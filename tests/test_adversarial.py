@@ -200,7 +200,7 @@ def test_aae_config_errors_and_parameter_groups():
         build_model("aae", posterior="flow")
     model = build_model("aae", hidden_dims=[8], latent_dim=2, prior="swiss_roll", posterior="universal",
                         discriminator_hidden_dims=[8])
-    assert isinstance(model, AAE) and AAE.is_adversarial and AVB.is_adversarial
+    assert isinstance(model, AAE) and AAE.spec.adversarial and AVB.spec.adversarial
     gen = {id(p) for p in model.generator_parameters()}
     disc = {id(p) for p in model.discriminator_parameters()}
     assert gen and disc and not gen & disc and gen | disc == {id(p) for p in model.parameters()}

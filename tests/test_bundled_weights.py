@@ -5,7 +5,6 @@ prints from those records. Generic over the folder, so it keeps holding when exp
 
 import contextlib
 import io
-import json
 import math
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from safetensors import safe_open
 
 from train import report
 from vae_models import load_model
+from vae_models.export import read_eval_results
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "pretrained"
@@ -32,14 +32,14 @@ def test_export_loads_strictly_and_has_its_evaluation(name):
     model = load_model(str(folder))  # strict: a missing, extra or reshaped tensor raises CheckpointError
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         assert set(f.keys()) == set(model.state_dict())
-    entries = json.loads((folder / "eval_results.json").read_text())
-    assert entries, f"{name}: empty eval_results.json"
+    entries = read_eval_results(folder)  # the schema's reader: types, required fields
+    assert entries, f"{name}: no or empty eval_results.json"
     for entry in entries:
-        assert {"name", "type", "value", "dataset", "split", "command"} <= set(entry), entry
-        assert math.isfinite(entry["value"]) and entry["command"].startswith("python -m train.evaluate")
+        assert entry.dataset and entry.split and entry.type, entry
+        assert math.isfinite(entry.value) and entry.command.startswith("python -m train.evaluate")
     card = ModelCard.load(folder / "README.md")
     reported = {(r.metric_name, r.metric_value) for r in card.data.eval_results or []}
-    assert reported == {(e["name"], e["value"]) for e in entries}, f"{name}: card and eval_results.json differ"
+    assert reported == {(e.name, e.value) for e in entries}, f"{name}: card and eval_results.json differ"
 
 
 def readme_results_table() -> str:
@@ -58,8 +58,8 @@ def test_readme_results_table_is_what_the_report_prints():
 
 
 def test_readme_says_whether_the_hub_revisions_are_pinned():
-    from demo.weights import HUB_REVISIONS
+    from demo.weights import hub_table
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    floating = all(entry["revision"] == "main" for entry in HUB_REVISIONS.values())
+    floating = all(entry["revision"] == "main" for entry in hub_table().values())
     assert ("currently the branch `main`" in readme) == floating

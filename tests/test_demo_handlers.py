@@ -55,7 +55,7 @@ def test_sample_grid_depends_on_seed_model_and_temperature(store):
     assert differ(a, sampling.sample_grid(store, "vae", 16, 1.0, 1))
     assert differ(a, sampling.sample_grid(store, "ae", 16, 1.0, 0))
     assert differ(a, sampling.sample_grid(store, "vae", 16, 2.5, 0))
-    for name in sampling.SAMPLERS.values():
+    for name in sampling.sampler_checkpoints():
         assert sampling.sample_grid(store, name, 3, 1.0, 0).size == grid(2, 2)
     with pytest.raises(ValueError, match="number of samples"):
         sampling.sample_grid(store, "vae", 0, 1.0, 0)

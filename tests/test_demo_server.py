@@ -197,12 +197,12 @@ from huggingface_hub import HfApi
 from PIL import Image
 from demo import build_app
 from demo.sampling import sample_grid
-from demo.weights import MODEL_NAMES, ModelStore
+from demo.weights import ModelStore, checkpoint_names
 
 api = HfApi()
 weights = os.environ["TINY_WEIGHTS"]
 table = {}
-for name in MODEL_NAMES:
+for name in checkpoint_names():
     repo = f"tester/mnist-{name}"
     api.create_repo(repo, exist_ok=True)
     info = api.upload_folder(folder_path=os.path.join(weights, name), repo_id=repo)

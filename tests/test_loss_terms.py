@@ -79,7 +79,7 @@ def test_loss_is_the_weighted_sum_of_non_negative_terms(name, fields):
             assert value.dim() == 0 and torch.isfinite(value), term
             if sign_is_defined(config, term):
                 assert value >= 0, (term, value)
-    if model.is_adversarial:  # the discriminator's objective: a sum of two softplus (negated log-likelihood) terms
+    if model.spec.adversarial:  # the discriminator's objective: a sum of two softplus (negated log-likelihood) terms
         d = model.discriminator_loss(batch)
         assert len(d.terms) == 2 and all(v > 0 for v in d.terms.values())
         torch.testing.assert_close(d.loss, sum(d.terms.values()), rtol=1e-6, atol=1e-6)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from train import evaluate as evaluation
-from vae_models import build_model
+from vae_models import ModelSpec, build_model
 from vae_models.corruption import corrupt
 from vae_models.metrics import conditional_accuracy, importance_sampled_nll, mmd_rbf, psnr
 
@@ -20,7 +20,7 @@ class LabelStampingGenerator(nn.Module):
     """A label-conditional 'model' whose sample for digit d is a blank image with pixel (0, 0) = d / 9, so that a
     judge can read the requested label back. Records every batch of labels it is asked for."""
 
-    uses_labels = True
+    spec = ModelSpec(name="label_stamp", description="a label-conditional stand-in for a CVAE", label_conditional=True)
 
     def __init__(self):
         super().__init__()
@@ -125,23 +125,23 @@ def test_evaluate_reports_the_library_nll_on_binarised_digits_and_the_library_ps
     model = load_model(str(tiny_vae))
     data = evaluation.test_set(args.data_dir, args.limit, args.seed)
     torch.manual_seed(0)
-    results = {r["name"]: r for r in evaluation.evaluate(model, data, args, None, "cmd")}
+    results = {r.name: r for r in evaluation.evaluate(model, data, args, None, "cmd")}
 
     grey, binary, _ = data
     torch.manual_seed(0)  # evaluate computes the IS-NLL first: the same importance samples
     reference = importance_sampled_nll(model, binary, num_samples=8)
-    assert results["IS-NLL (k=8)"]["value"] == round(float(reference.mean()), 4)
-    assert results["IS-NLL (k=8)"]["details"]["std_error"] == round(float(reference.std() / math.sqrt(20)), 4)
+    assert results["IS-NLL (k=8)"].value == round(float(reference.mean()), 4)
+    assert results["IS-NLL (k=8)"].details["std_error"] == round(float(reference.std() / math.sqrt(20)), 4)
     torch.manual_seed(0)  # the grey-level digits give another number: the binarised ones are the ones scored
-    assert round(float(importance_sampled_nll(model, grey, num_samples=8).mean()), 4) != results["IS-NLL (k=8)"]["value"]
+    assert round(float(importance_sampled_nll(model, grey, num_samples=8).mean()), 4) != results["IS-NLL (k=8)"].value
 
     for kind, level in evaluation.CORRUPTIONS:
         noisy = corrupt(grey, kind, level, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             clean = model.reconstruct(noisy)
         entry = results[f"Denoising PSNR ({kind} {level})"]
-        assert entry["value"] == round(float(psnr(clean, grey)), 4)
-        assert entry["details"]["input_psnr"] == round(float(psnr(noisy, grey)), 4)
+        assert entry.value == round(float(psnr(clean, grey)), 4)
+        assert entry.details["input_psnr"] == round(float(psnr(noisy, grey)), 4)
 
 
 def test_ssim_of_flat_images_is_the_luminance_term_with_data_range_one():

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from train.evaluate import main as evaluate_main
-from vae_models import build_model, load_model
+from vae_models import HubModel, Unsupported, VAEFamilyModel, build_model, load_model
+from vae_models.export import SCHEMA_VERSION, read_eval_results
 from vae_models.metrics import (
     classifier_frechet_distance,
     conditional_accuracy,
@@ -83,7 +84,7 @@ def test_is_nll_rejects_bad_input():
         importance_sampled_nll(model, torch.rand(2, 784))
     with pytest.raises(ValueError, match=">= 1"):
         importance_sampled_nll(model, binary_images(2), chunk=0)
-    with pytest.raises(TypeError, match="log_importance_weights"):
+    with pytest.raises(Unsupported, match="no importance-sampled likelihood"):
         importance_sampled_nll(build_model("ae", hidden_dims=[8], latent_dim=2), binary_images(2))
 
 
@@ -155,7 +156,7 @@ def test_conditional_accuracy_on_a_tiny_cvae():
     value = conditional_accuracy(tiny_classifier(), cvae, n_per_digit=3, generator=torch.Generator().manual_seed(0))
     assert isinstance(value, float) and 0.0 <= value <= 1.0
     assert value * 30 == pytest.approx(round(value * 30))  # a share of the 30 samples
-    with pytest.raises(TypeError, match="label-conditional"):
+    with pytest.raises(Unsupported, match="not label-conditional"):
         conditional_accuracy(tiny_classifier(), tiny_vae(), n_per_digit=1)
 
 
@@ -179,7 +180,7 @@ def test_conditional_nll_quadrants_wraps_both_quadrant_models():
             assert nll.shape == (4,) and (nll > 0).all() and nll.dtype == torch.float64
     with pytest.raises(ValueError, match="1, 2 or 3"):
         conditional_nll_quadrants(socvae, x, 4)
-    with pytest.raises(TypeError, match="quadrant"):
+    with pytest.raises(Unsupported, match="quadrant"):
         conditional_nll_quadrants(tiny_vae(), x, 2)
 
 
@@ -208,11 +209,11 @@ def test_classifier_learns_a_fixed_batch_and_round_trips(tmp_path):
     torch.testing.assert_close(loaded(x), clf(x))
 
 
-def test_classifier_is_not_generative_and_validates():
+def test_classifier_is_a_hub_model_without_the_generative_interface():
     clf = tiny_classifier()
-    for call in (lambda: clf.sample(2), lambda: clf.encode(torch.rand(1, 1, 28, 28)), lambda: clf.decode(torch.rand(1, 16))):
-        with pytest.raises(NotImplementedError, match="not a generative model"):
-            call()
+    assert isinstance(clf, HubModel) and not isinstance(clf, VAEFamilyModel) and clf.spec.kind == "classifier"
+    for method in ("sample", "encode", "decode", "reconstruct", "prior_sample"):  # nothing stubbed
+        assert not hasattr(clf, method), method
     with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
         clf(torch.rand(2, 784))
     with pytest.raises(ValueError, match="conv"):
@@ -230,15 +231,14 @@ def test_evaluate_cli_writes_eval_results(tmp_path, capsys):
     argv = [str(tmp_path / "vae"), str(tmp_path / "cvae"), "--data-dir", str(MNIST_DIR), "--limit", "20",
             "--num-samples", "4", "--classifier", str(tmp_path / "classifier")]
     assert evaluate_main(argv) == 0
-    vae = json.loads((tmp_path / "vae" / "eval_results.json").read_text())
-    cvae = json.loads((tmp_path / "cvae" / "eval_results.json").read_text())
-    assert {r["type"] for r in vae} == {"nll", "psnr", "ssim", "classifier_fd", "mmd"}
-    assert {r["type"] for r in cvae} == {"nll", "classifier_fd", "accuracy"}
+    assert json.loads((tmp_path / "vae" / "eval_results.json").read_text())["schema_version"] == SCHEMA_VERSION
+    vae, cvae = read_eval_results(tmp_path / "vae"), read_eval_results(tmp_path / "cvae")
+    assert {r.type for r in vae} == {"nll", "psnr", "ssim", "classifier_fd", "mmd"}
+    assert {r.type for r in cvae} == {"nll", "classifier_fd", "accuracy"}
     for r in vae + cvae:
-        assert {"name", "type", "value", "dataset", "split", "estimator", "details", "command"} <= set(r)
-        assert r["dataset"] == "mnist" and r["split"] == "test" and math.isfinite(r["value"])
-        assert r["command"].startswith("python -m train.evaluate ") and r["details"]["num_images"] == 20
-    nll = next(r for r in vae if r["type"] == "nll")
-    assert nll["name"] == "IS-NLL (k=4)" and 0 < nll["value"] < 784 * math.log(2) * 2
+        assert r.dataset == "mnist" and r.split == "test" and math.isfinite(r.value) and r.estimator
+        assert r.command.startswith("python -m train.evaluate ") and r.details["num_images"] == 20
+    nll = next(r for r in vae if r.type == "nll")
+    assert nll.name == "IS-NLL (k=4)" and 0 < nll.value < 784 * math.log(2) * 2
     assert "IS-NLL (k=4)" in capsys.readouterr().out  # the printed table
     assert evaluate_main([str(tmp_path / "missing"), "--data-dir", str(MNIST_DIR)]) == 2

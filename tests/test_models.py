@@ -44,7 +44,7 @@ def test_loss_is_finite_positive_and_decreases(name, fields):
     assert out.terms, "loss terms must be named"
     for term, value in out.terms.items():
         assert value.dim() == 0 and torch.isfinite(value), term
-    if model.is_adversarial:
+    if model.spec.adversarial:
         d = model.discriminator_loss(batch)
         assert torch.isfinite(d.loss) and d.terms
         gen, disc = {id(p) for p in model.generator_parameters()}, {id(p) for p in model.discriminator_parameters()}
@@ -63,14 +63,10 @@ def outputs(model, batch):
     images, labels = batch
     torch.manual_seed(7)
     result = {"loss": model.loss(batch).loss}
-    if hasattr(model, "encode") and name_of(model) not in ("classifier",):
+    if model.spec.kind != "classifier":
         torch.manual_seed(7)
         result["reconstruction"] = model.reconstruct(images, labels)
     return result
-
-
-def name_of(model):
-    return model.config.model_type
 
 
 @pytest.mark.parametrize("name,fields", CASES, ids=IDS)

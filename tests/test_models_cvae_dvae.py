@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from vae_models import CVAE, DVAE, ConfigError, QuadrantBaseline, StructuredCVAE, build_model, corrupt
+from vae_models import CVAE, DVAE, ConfigError, QuadrantBaseline, StructuredCVAE, Unsupported, build_model, corrupt
 from vae_models.blocks import kl_standard_normal
 from vae_models.socvae import mask
 
@@ -305,9 +305,9 @@ def test_quadrant_baseline_log_likelihood_is_exact_and_is_the_loss():
 @pytest.mark.parametrize("model", [StructuredCVAE, QuadrantBaseline])
 def test_quadrant_models_refuse_unconditional_use_and_bad_input(model):
     m = make(model.config_class().model_type)
-    with pytest.raises(ValueError, match="use complete"):
+    with pytest.raises(Unsupported, match="use complete"):
         m.sample(4)
-    with pytest.raises(ValueError, match="use complete"):
+    with pytest.raises(Unsupported, match="use complete"):
         m.decode(torch.zeros(2, 4))
     with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
         m.complete(torch.zeros(2, 28, 28), 2)
@@ -329,4 +329,4 @@ def test_socvae_config_rejects_bad_values(fields, message):
 
 def test_models_are_the_registered_classes():
     assert isinstance(make("cvae"), CVAE) and isinstance(make("dvae"), DVAE)
-    assert CVAE.uses_labels and not DVAE.uses_labels
+    assert CVAE.spec.label_conditional and not DVAE.spec.label_conditional

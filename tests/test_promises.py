@@ -162,14 +162,14 @@ def repo_not_found(repo_id):
 def test_hub_mode_asks_for_safe_files_at_each_pinned_revision(monkeypatch, tmp_path):
     import huggingface_hub
 
-    from demo.weights import MODEL_NAMES
+    from demo.weights import checkpoint_names
 
     weights = make_tiny_weights(tmp_path / "hub")
     fake = FakeHub(lambda repo_id: weights / repo_id.split("/mnist-")[1])
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
     revisions = {"vae": {"repo_id": "me/mnist-vae", "revision": "abc123"}}
     store = ModelStore(tmp_path / "bundled", hub=True, revisions=revisions)
-    assert store.notice == "" and len(fake.calls) == len(MODEL_NAMES)
+    assert store.notice == "" and len(fake.calls) == len(checkpoint_names())
     for repo_id, kwargs in fake.calls:
         assert kwargs == {"revision": "abc123" if repo_id == "me/mnist-vae" else "main",
                           "allow_patterns": ["*.safetensors", "*.json", "*.md", "*.png"]}, (repo_id, kwargs)

@@ -1,18 +1,16 @@
 """The README results table is built only from evaluation files, each row beside its anchor."""
 
-import json
-
 from train.report import main
+from vae_models.export import EvalResult, write_eval_results
 
 
 def test_report_lists_measured_values_beside_anchors(tmp_path, capsys):
     for name, entries in {
-        "vae": [{"name": "IS-NLL (k=5000)", "value": 87.123}],
-        "socvae": [{"name": "CLL (2 quadrants given)", "value": 46.75}],
-        "ae": [{"name": "Classifier-feature FD", "value": 611.2}],
+        "vae": [EvalResult("IS-NLL (k=5000)", "nll", 87.123)],
+        "socvae": [EvalResult("CLL (2 quadrants given)", "cll", 46.75)],
+        "ae": [EvalResult("Classifier-feature FD", "classifier_fd", 611.2)],
     }.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "eval_results.json").write_text(json.dumps(entries))
+        write_eval_results(tmp_path / name, entries)
     (tmp_path / "not_evaluated").mkdir()
     assert main([str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -24,11 +22,20 @@ def test_report_lists_measured_values_beside_anchors(tmp_path, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 3
 
 
-def test_report_shows_the_standard_error_when_recorded(tmp_path, capsys):
+def test_report_reads_the_bundled_pre_schema_files_and_rejects_malformed_ones(tmp_path, capsys):
     (tmp_path / "vae").mkdir()
-    (tmp_path / "vae" / "eval_results.json").write_text(json.dumps([
-        {"name": "IS-NLL (k=5000)", "value": 89.9154, "details": {"std_error": 0.246}},
-        {"name": "Prior MMD", "value": 0.0025, "details": {"num_images": 10}}]))
+    (tmp_path / "vae" / "eval_results.json").write_text('[{"name": "IS-NLL (k=5000)", "type": "nll", "value": 89.9}]')
+    assert main([str(tmp_path)]) == 0
+    assert "| `vae` | IS-NLL (k=5000) | 89.9 | 86.76" in capsys.readouterr().out
+    (tmp_path / "vae" / "eval_results.json").write_text('[{"name": "IS-NLL (k=5000)", "value": "high"}]')
+    assert main([str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_report_shows_the_standard_error_when_recorded(tmp_path, capsys):
+    write_eval_results(tmp_path / "vae", [
+        EvalResult("IS-NLL (k=5000)", "nll", 89.9154, details={"std_error": 0.246}),
+        EvalResult("Prior MMD", "mmd", 0.0025, details={"num_images": 10})])
     assert main([str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith("| `vae` | IS-NLL (k=5000) | 89.92 ± 0.25 (s.e.) | 86.76")

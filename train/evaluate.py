@@ -1,32 +1,38 @@
-"""Evaluate exported models on the MNIST test set and write `eval_results.json` into each checkpoint folder.
+"""Evaluate exported models on their test set and write `eval_results.json` into each checkpoint folder.
 
     python -m train.evaluate pretrained/vae pretrained/cvae --data-dir ../shared/data/mnist
     python -m train.evaluate --all pretrained/ --data-dir ../shared/data/mnist --limit 1000 --num-samples 500
 
-Each model gets the metrics that apply to its type:
+Each model is evaluated on the test split of the dataset it was trained on (its training_args.json; MNIST when
+it has none), and gets the metrics its declaration (`model.spec`, vae_models/registry.py) says apply:
 
-    vae, dvae, cvae        IS-NLL: -log p(x) (cvae: -log p(x|y)) by the k-sample importance-weighted bound (Burda
-                           et al. 2015, eq. 8) on the test set binarised once with a fixed seed
-    with --ais: vae, dvae, AIS-NLL: -log p(x) by annealed importance sampling from the model's own prior (vae_models/
-    cvae, avb, aae         ais.py), with the BDMC gap measured on digits simulated from the model. The only
-                           likelihood of avb (its implicit posterior has no density for an IS proposal) and aae
-    socvae, quadrant_nn    CLL: -log p(y|x) of the missing quadrants given 1, 2 or 3 (Sohn et al. 2015, Table 1)
-    vae, dvae              PSNR / SSIM of the clean test digits reconstructed from corrupted ones
-    ae, vae, dvae, cvae,   classifier-feature FD (Fréchet distance of the MNIST classifier's penultimate features,
-    avb, aae               NOT Inception FID) between 10,000 prior samples and the 10,000 test digits
-    cvae, supervised aae   conditional accuracy: share of samples asked for digit d that the classifier labels d
-    vae, avb, aae          prior MMD between codes of test digits and prior samples
-    classifier             test accuracy
+    likelihood "bound"                 IS-NLL: -log p(x) (label-conditional: -log p(x|y)) by the k-sample
+    (generative models)                importance-weighted bound (Burda et al. 2015, eq. 8) on the test set
+                                       binarised once with a fixed seed. Not for "implicit" (AVB): a Gaussian
+                                       fitted to its posterior made a bound dominated by the proposal (207 nats
+                                       where AIS gives ~102), so its likelihood is AIS only
+    needs_ais, with --ais              AIS-NLL: -log p(x) by annealed importance sampling from the model's own prior
+                                       (vae_models/ais.py) with the BDMC gap on digits simulated from the model;
+                                       learned_kl (AVB) also: the objective's ELBO estimate minus the AIS log p(x)
+    completes_quadrants                CLL: -log p(y|x) of the missing quadrants given 1, 2 or 3 (Sohn et al.
+                                       2015, Table 1)
+    denoising                          PSNR / SSIM of the clean test digits reconstructed from corrupted ones
+    generative                         classifier-feature FD (Fréchet distance of the classifier's penultimate
+                                       features, NOT Inception FID) between 10,000 prior samples and the test set
+    samples_by_label                   conditional accuracy: share of samples asked for digit d labelled d (CVAE,
+                                       label-supervised AAE)
+    prior_matched                      prior MMD between codes of test digits and prior samples
+    kind "classifier"                  test accuracy
 
-`eval_results.json` is a list of {"name", "type", "value", "dataset", "split", "estimator", "details", "command"};
-the model card (train/card.py) turns it into the card's model-index. `--ais-only` computes just the AIS entries (and
-the conditional accuracy) and merges them into the existing file, replacing entries of the same name.
+The classifier metrics need a classifier trained on the same dataset; they are skipped, with a warning, otherwise.
+`eval_results.json` holds `vae_models.export.EvalResult` records; the model card turns them into its model-index.
+`--ais-only` computes just the AIS entries (and the conditional accuracy) and merges them into the existing file,
+replacing entries of the same name.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shlex
@@ -40,6 +46,7 @@ from vae_models import CheckpointError, ConfigError, load_model
 from vae_models.corruption import corrupt
 from vae_models.ais import SCHEDULES, ais_log_likelihood, bdmc, simulate
 from vae_models.data import load_mnist
+from vae_models.export import EvalResult, ExportError, read_eval_results, training_dataset, write_eval_results
 from vae_models.metrics import (
     classifier_frechet_distance,
     conditional_accuracy,
@@ -50,17 +57,10 @@ from vae_models.metrics import (
     ssim,
 )
 
-# AVB is not here: a Gaussian fitted to its implicit posterior made a bound dominated by the proposal (207 nats,
-# against ~131 with the same weights and a 16x wider proposal); its likelihood is measured by AIS (--ais).
-IS_NLL_MODELS = ("vae", "dvae", "cvae")
-QUADRANT_MODELS = ("socvae", "quadrant_nn")
-DENOISING_MODELS = ("vae", "dvae")
-SAMPLING_MODELS = ("ae", "vae", "dvae", "cvae", "avb", "aae")  # ae: decodes N(0, I) codes, shown for contrast
-PRIOR_MMD_MODELS = ("vae", "avb", "aae")
 CORRUPTIONS = (("gaussian", 0.25), ("gaussian", 0.5), ("salt_and_pepper", 0.1), ("salt_and_pepper", 0.3),
                ("block", 0.5))
-# 300 steps x 4 chains x 3 leapfrog steps (+2 pilot chains): on the bundled VAE, BDMC gap ~0.6 nats and AIS above
-# the k=1000 IS bound (benchmarks/ais.py has the timings and the schedules compared).
+# 300 steps x 4 chains x 3 leapfrog steps (+2 pilot chains): 2.9 CPU-min per 1000 digits on the bundled VAE,
+# AIS at or above the k=5000 IS bound there (benchmarks/ais.py has the timings and the schedules compared).
 AIS_DEFAULTS = {"num_steps": 300, "num_chains": 4, "leapfrog_steps": 3}
 FD_SAMPLES = 10_000
 MMD_SAMPLES = 1_000
@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the MNIST classifier for FD / conditional accuracy; skipped with a warning if missing")
     p.add_argument("--output", default="eval_results.json", help="file name written inside each checkpoint folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the binarisation, corruptions and samples")
-    ais = p.add_argument_group("annealed importance sampling (models that declare needs_ais)")
+    ais = p.add_argument_group("annealed importance sampling (models whose spec declares needs_ais)")
     ais.add_argument("--ais", action="store_true", help="also measure AIS-NLL and its BDMC gap")
     ais.add_argument("--ais-only", action="store_true", help="measure only AIS-NLL (and the conditional accuracy); "
                      "merge them into the existing eval_results.json")
@@ -112,10 +112,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def test_set(data_dir: str | None, limit: int | None, seed: int):
-    """(grey images float (N,1,28,28) in [0,1], binarised images, labels). The binarisation is drawn once with
-    `seed`, so every model is scored on the same binary digits (the usual dynamically binarised MNIST protocol)."""
-    images, labels = load_mnist("test", data_dir=data_dir)
+def test_set(data_dir: str | None, limit: int | None, seed: int, dataset: str = "mnist"):
+    """(grey images float (N,1,28,28) in [0,1], binarised images, labels) of `dataset`'s test split. The
+    binarisation is drawn once with `seed`, so every model is scored on the same binary digits (the usual
+    dynamically binarised protocol)."""
+    images, labels = load_mnist("test", data_dir=data_dir, dataset=dataset)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     grey = images.float().div(255).unsqueeze(1)
@@ -130,7 +131,7 @@ def sample_images(model, n: int, seed: int, batch_size: int = 1000) -> torch.Ten
     out = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
-        labels = (torch.arange(start, start + count) % 10).to(model.device) if model.uses_labels else None
+        labels = (torch.arange(start, start + count) % 10).to(model.device) if model.spec.label_conditional else None
         out.append(model.sample(count, labels=labels, generator=g).cpu())
     return torch.cat(out)
 
@@ -151,7 +152,7 @@ def ais_entry(model, scored, labels, args) -> tuple[float, str, dict, torch.Tens
     --bdmc-digits digits simulated from the model (same schedule). The labels are given to label-conditional
     models (cvae: -log p(x|y)); a label-supervised AAE is scored by its marginal p(x), like the unsupervised one."""
     m = len(scored) if args.ais_limit is None else min(args.ais_limit, len(scored))
-    y = labels[:m] if model.uses_labels else None
+    y = labels[:m] if model.spec.label_conditional else None
     settings = ais_settings(args)
     result = ais_log_likelihood(model, scored[:m], y, generator=torch.Generator().manual_seed(args.seed),
                                 progress=True, batch_size=100, **settings)
@@ -159,11 +160,11 @@ def ais_entry(model, scored, labels, args) -> tuple[float, str, dict, torch.Tens
     g = torch.Generator().manual_seed(args.seed + 1)
     # Label-conditional models, and priors made of components (whose AIS is stratified by component): the BDMC
     # sandwich is of log p(x|c), c the label / component that generated the digit.
-    components = 10 if model.uses_labels else model.prior_components
+    components = 10 if model.spec.label_conditional else model.prior_components
     sim_labels = (torch.arange(args.bdmc_digits) % components).to(model.device) if components else None
     codes, images = simulate(model, args.bdmc_digits, sim_labels, g)
     sandwich = bdmc(model, codes, images, sim_labels, generator=g, progress=True, batch_size=100, **settings)
-    what = "-log p(x|y)" if model.uses_labels else "-log p(x)"
+    what = "-log p(x|y)" if model.spec.label_conditional else "-log p(x)"
     prior = getattr(model.config, "prior", "gaussian")
     estimator = (f"{what} in nats by annealed importance sampling (Neal 2001; Wu et al. 2017) from the model's prior "
                  f"({prior}) with HMC transitions, {args.ais_steps} steps ({args.ais_schedule} schedule), "
@@ -181,66 +182,63 @@ def ais_entry(model, scored, labels, args) -> tuple[float, str, dict, torch.Tens
     return float(nll.mean()), estimator, details, nll
 
 
-def evaluate(model, data, args, classifier, command: str) -> list[dict]:
-    """The metrics that apply to `model`, as eval_results.json entries (with --ais-only: AIS and the conditional
-    accuracy only)."""
+def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist") -> list[EvalResult]:
+    """The metrics that `model.spec` says apply, as eval_results.json records; `data` is test_set(...) of
+    `dataset`. `classifier`: None skips the classifier-judged metrics."""
     grey, binary, labels = data
-    model_type = model.config.model_type
+    spec = model.spec
     binarised = getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
     scored = binary if binarised else grey
     data_note = f"test set binarised once (seed {args.seed})" if binarised else "grey-level test set"
     n = len(grey)
-    results: list[dict] = []
+    results: list[EvalResult] = []
 
     def add(name: str, kind: str, value: float, estimator: str, **details) -> None:
-        results.append({"name": name, "type": kind, "value": round(float(value), 4), "dataset": "mnist",
-                        "split": "test", "estimator": estimator, "details": {"num_images": n, **details},
-                        "command": command})
+        results.append(EvalResult(name, kind, round(float(value), 4), dataset, "test", estimator,
+                                  {"num_images": n, **details}, command))
 
-    if args.ais and model.needs_ais:
+    if args.ais and spec.needs_ais:
         value, estimator, details, nll = ais_entry(model, scored, labels, args)
-        results.append({"name": "AIS-NLL", "type": "nll", "value": round(value, 4), "dataset": "mnist",
-                        "split": "test", "estimator": f"{estimator}; {data_note}", "details": details,
-                        "command": command})
-        if model.learned_kl:  # does the objective's learned KL agree with the likelihood measured by AIS?
+        results.append(EvalResult("AIS-NLL", "nll", round(value, 4), dataset, "test", f"{estimator}; {data_note}",
+                                  details, command))
+        if spec.learned_kl:  # does the objective's learned KL agree with the likelihood measured by AIS?
             m = len(nll)
             with torch.no_grad():
                 torch.manual_seed(args.seed)
                 objective = torch.cat([model.objective_elbo(scored[i:i + 100].to(model.device)).cpu()
                                        for i in range(0, m, 100)])
             gap = objective + nll  # objective ELBO - AIS log p(x), per digit
-            results.append({
-                "name": "Objective ELBO minus AIS log-likelihood", "type": "elbo_gap", "value": round(float(gap.mean()), 4),
-                "dataset": "mnist", "split": "test", "command": command,
-                "estimator": "mean over test digits of the training objective's own ELBO estimate (-(reconstruction + "
-                             "T's KL estimate), 8 noise draws) minus the AIS estimate of log p(x); > 0 means T "
-                             f"underestimates the KL (the ELBO cannot exceed log p(x)); {data_note}",
-                "details": {"num_images": m, "std_error": round(float(gap.std() / math.sqrt(m)), 4), "units": "nats",
-                            "objective_elbo": round(float(objective.mean()), 4)}})
-    if classifier is not None and model.samples_by_label:
+            results.append(EvalResult(
+                "Objective ELBO minus AIS log-likelihood", "elbo_gap", round(float(gap.mean()), 4), dataset, "test",
+                "mean over test digits of the training objective's own ELBO estimate (-(reconstruction + T's KL "
+                "estimate), 8 noise draws) minus the AIS estimate of log p(x); > 0 means T underestimates the KL "
+                f"(the ELBO cannot exceed log p(x)); {data_note}",
+                {"num_images": m, "std_error": round(float(gap.std() / math.sqrt(m)), 4), "units": "nats",
+                 "objective_elbo": round(float(objective.mean()), 4)}, command))
+    if classifier is not None and spec.generative and model.samples_by_label:
         per_digit = max(1, min(FD_SAMPLES, n) // 10)
         value = conditional_accuracy(classifier, model, per_digit, torch.Generator().manual_seed(args.seed))
-        add("Conditional accuracy", "accuracy", value, f"share of {per_digit} samples per digit d that the MNIST "
+        add("Conditional accuracy", "accuracy", value, f"share of {per_digit} samples per digit d that the "
             "classifier labels d", num_samples=10 * per_digit)
     if args.ais_only:
         return results
-    if model_type in IS_NLL_MODELS:
+    if gets_is_nll(spec):
         k = args.num_samples
-        nll = importance_sampled_nll(model, scored, labels if model.uses_labels else None, num_samples=k,
+        nll = importance_sampled_nll(model, scored, labels if spec.label_conditional else None, num_samples=k,
                                      progress=True)
-        what = "-log p(x|y)" if model.uses_labels else "-log p(x)"
+        what = "-log p(x|y)" if spec.label_conditional else "-log p(x)"
         add(f"IS-NLL (k={k})", "nll", nll.mean(), f"{what} in nats, importance-weighted bound (Burda et al. 2015, "
             f"eq. 8) with k={k}; {data_note}", std_error=round(float(nll.std() / math.sqrt(n)), 4), units="nats")
-    if model_type in QUADRANT_MODELS:
+    if spec.completes_quadrants:
         for given in (1, 2, 3):
             nll = conditional_nll_quadrants(model, binary, given, num_samples=args.cll_samples, progress=True,
                                             generator=torch.Generator().manual_seed(args.seed))
-            estimator = ("exact" if model_type == "quadrant_nn"
+            estimator = ("exact" if spec.likelihood == "exact"
                          else f"importance sampled, {args.cll_samples} samples")
             add(f"CLL ({given} quadrant{'s' if given > 1 else ''} given)", "cll", nll.mean(),
                 f"-log p(y|x) of the missing quadrants in nats (Sohn et al. 2015, Table 1), {estimator}; "
                 f"{data_note}", std_error=round(float(nll.std() / math.sqrt(n)), 4), units="nats")
-    if model_type in DENOISING_MODELS:
+    if spec.denoising:
         for kind, level in tqdm(CORRUPTIONS, desc="denoising", leave=False):
             noisy = corrupt(grey, kind, level, generator=torch.Generator().manual_seed(args.seed))
             clean = reconstruct(model, noisy)
@@ -251,42 +249,47 @@ def evaluate(model, data, args, classifier, command: str) -> list[dict]:
             add(f"Denoising SSIM ({tag})", "ssim", ssim(clean, grey), "SSIM of the reconstruction of the corrupted "
                 "grey-level test digits against the clean ones", input_ssim=round(float(ssim(noisy, grey)), 4),
                 corruption=kind, level=level)
-    if classifier is not None and model_type in SAMPLING_MODELS:
+    if classifier is not None and spec.generative:
         samples = sample_images(model, min(FD_SAMPLES, n), args.seed)
         add("Classifier-feature FD", "classifier_fd", classifier_frechet_distance(classifier, samples, grey),
-            "Fréchet distance between Gaussians fitted to the MNIST classifier's penultimate features of "
+            "Fréchet distance between Gaussians fitted to the classifier's penultimate features of "
             f"{len(samples)} prior samples (pixel means) and the grey-level test digits; not Inception FID",
             num_samples=len(samples))
-    if model_type in PRIOR_MMD_MODELS:
+    if spec.prior_matched:
         m = min(MMD_SAMPLES, n)
         value = prior_mmd(model, scored, None, m, torch.Generator().manual_seed(args.seed))
         add("Prior MMD", "mmd", value, f"unbiased MMD^2 (Gretton et al. 2012), sum of RBF kernels, between codes of "
             f"{m} test digits (one posterior sample each) and {m} prior samples; {data_note}", num_samples=m)
-    if model_type == "classifier":
+    if spec.kind == "classifier":
         accuracy = (model.predict(grey) == labels).float().mean()
         add("Test accuracy", "accuracy", accuracy, "top-1 accuracy on the grey-level test digits")
     return results
 
 
-def merged(path: Path, new: list[dict], model_type: str) -> list[dict]:
-    """The existing entries of `path` with `new` in place of those of the same name; an IS-NLL entry of a model
+def gets_is_nll(spec) -> bool:
+    """The importance-weighted bound is reported for explicit posteriors only ("bound"); see the docstring."""
+    return spec.has_likelihood_bound and spec.likelihood == "bound"
+
+
+def merged(folder: str, new: list[EvalResult], spec, filename: str) -> list[EvalResult]:
+    """The existing records of `folder` with `new` in place of those of the same name; an IS-NLL record of a model
     that no longer gets one (avb) is dropped as stale."""
-    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-    names = {entry["name"] for entry in new}
-    keep = [e for e in old if e["name"] not in names
-            and not (e["name"].startswith("IS-NLL") and model_type not in IS_NLL_MODELS)]
+    old = read_eval_results(folder, filename) or []
+    names = {r.name for r in new}
+    keep = [r for r in old if r.name not in names and not (r.name.startswith("IS-NLL") and not gets_is_nll(spec))]
     return keep + new
 
 
 def load_classifier(path: str):
+    """(classifier, the dataset it was trained on), or (None, None) when there is none at `path`."""
     if not os.path.isdir(path):
         print(f"warning: no classifier at {path}: skipping the classifier-feature FD and conditional accuracy "
               "(train one with `python -m train --model classifier ...` or pass --classifier)", file=sys.stderr)
-        return None
+        return None, None
     classifier = load_model(path)
-    if classifier.config.model_type != "classifier":
+    if classifier.spec.kind != "classifier":
         raise EvalError(f"--classifier {path} holds a {classifier.config.model_type!r} model, not a classifier")
-    return classifier
+    return classifier, training_dataset(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,19 +297,24 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "train.evaluate", *(sys.argv[1:] if argv is None else argv)])
     torch.manual_seed(args.seed)  # the importance samples themselves
     try:
-        models = {path: load_model(path) for path in args.checkpoints}
-        classifier = load_classifier(args.classifier)
-        data = test_set(args.data_dir, args.limit, args.seed)
-    except (CheckpointError, ConfigError, EvalError, OSError, ValueError) as exc:
+        models = {path: (load_model(path), training_dataset(path)) for path in args.checkpoints}
+        classifier, classifier_dataset = load_classifier(args.classifier)
+        data = {dataset: test_set(args.data_dir, args.limit, args.seed, dataset)
+                for dataset in sorted({dataset for _, dataset in models.values()})}
+    except (CheckpointError, ConfigError, EvalError, ExportError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rows = []
-    for path, model in models.items():
-        results = evaluate(model, data, args, classifier, command)
+    for path, (model, dataset) in models.items():
+        judge = classifier if dataset == classifier_dataset else None
+        if classifier is not None and judge is None:
+            print(f"warning: {path} was trained on {dataset}, the classifier on {classifier_dataset}: skipping "
+                  "its classifier-judged metrics", file=sys.stderr)
+        results = evaluate(model, data[dataset], args, judge, command, dataset)
         if args.ais_only:
-            results = merged(Path(path) / args.output, results, model.config.model_type)
-        (Path(path) / args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        rows += [(Path(path).name, model.config.model_type, r["name"], r["value"]) for r in results]
+            results = merged(path, results, model.spec, args.output)
+        write_eval_results(path, results, args.output)
+        rows += [(Path(path).name, model.config.model_type, r.name, r.value) for r in results]
         print(f"wrote {Path(path) / args.output} ({len(results)} results)", file=sys.stderr)
     widths = [max(len(str(row[i])) for row in rows + [("model", "type", "metric", "value")]) for i in range(4)]
     for row in [("model", "type", "metric", "value"), *rows]:

@@ -24,7 +24,7 @@ from vae_models.typicality import (NUM_QUANTILES, NUM_SAMPLES, REFERENCE_FILE, b
 
 def write_reference(folder: Path, images: torch.Tensor, dataset: str, num_samples: int, progress: bool) -> Path:
     model = load_model(str(folder))
-    if not has_likelihood(model) or getattr(model, "uses_labels", False):
+    if not has_likelihood(model) or model.spec.label_conditional:
         raise ValueError(f"{folder}: {model.config.model_type} defines no unconditional likelihood log p(x)")
     reference = build_reference(model, images, file_sha256(folder / "model.safetensors"), num_samples=num_samples,
                                 num_quantiles=NUM_QUANTILES, dataset=dataset, progress=progress)

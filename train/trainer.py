@@ -35,11 +35,9 @@ from tqdm.auto import tqdm
 
 import vae_models
 from vae_models import ConfigError, build_model
+from vae_models.export import TrainingRecord, write_training_record
 from vae_models.images import grid_image
 
-# Data binarisation per model when neither --binarize nor the model class (`default_binarize`) says otherwise.
-# The classifier judges generated grey-level images, so it trains on grey levels too.
-BINARIZE_DEFAULTS = {"classifier": "none"}
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 PREVIEW_COUNT = 64  # images in each sample grid (8 x 8)
@@ -84,7 +82,7 @@ class TrainConfig:
 class LossModule(nn.Module):
     """Routes both objectives through forward(), so that DDP sees (and syncs) every backward pass."""
 
-    def __init__(self, model: vae_models.VAEFamilyModel):
+    def __init__(self, model: vae_models.HubModel):
         super().__init__()
         self.model = model
 
@@ -94,17 +92,12 @@ class LossModule(nn.Module):
         return out.loss, out.terms  # plain tuple/dict: what DDP and autocast output conversion traverse
 
 
-def default_binarize(model: vae_models.VAEFamilyModel) -> str:
-    """Binary data for Bernoulli likelihoods, grey levels for continuous ones, unless the model says otherwise."""
-    explicit = getattr(type(model), "default_binarize", None)
-    if explicit:
-        return explicit
-    if getattr(model.config, "likelihood", "bernoulli") != "bernoulli":
-        return "none"
-    return BINARIZE_DEFAULTS.get(model.config.model_type, "dynamic")
+def default_binarize(model: vae_models.HubModel) -> str:
+    """Binary data for Bernoulli likelihoods, grey levels for continuous ones, unless the model's spec says otherwise."""
+    return model.spec.binarize_for(model.config)
 
 
-def build(cfg: TrainConfig) -> vae_models.VAEFamilyModel:
+def build(cfg: TrainConfig) -> vae_models.HubModel:
     try:
         return build_model(cfg.model, **cfg.model_config)
     except (ConfigError, ValueError, TypeError) as exc:  # configs raise ValueError for out-of-range fields
@@ -177,27 +170,22 @@ def settings(cfg: TrainConfig, model, binarize: str, num_processes: int) -> dict
 
 
 def preview_images(model, images: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor | None:
-    """A grid's worth of samples from the prior (label-conditional models: each digit in turn). Models that cannot
-    sample unconditionally show completions of the fixed test images (`complete`, the structured-output CVAE) or
-    their reconstructions; models that produce no images at all (the classifier) show nothing."""
+    """A grid's worth of images, chosen by the model's declaration: samples from the prior for generative models
+    (label-conditional ones: each digit in turn), completions of the fixed test images for quadrant-completion
+    models, nothing for models that produce no images (the classifier)."""
+    spec = model.spec
+    if spec.kind == "classifier":
+        return None
     generator = torch.Generator().manual_seed(seed)  # own RNG: previews never perturb training randomness
     x = images[:PREVIEW_COUNT].to(model.device)
-    y = labels[:PREVIEW_COUNT].to(model.device)
-    cond = (torch.arange(PREVIEW_COUNT, device=model.device) % 10) if model.uses_labels else None
+    cond = (torch.arange(PREVIEW_COUNT, device=model.device) % 10) if spec.label_conditional else None
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            try:
-                return model.sample(PREVIEW_COUNT, labels=cond, generator=generator).float().cpu()
-            except (NotImplementedError, ValueError):  # no unconditional samples (documented by raising)
-                pass
-            try:
-                if hasattr(model, "complete"):
-                    return model.complete(x, model.default_num_given, 1, generator=generator)[0].float().cpu()
-                return model.reconstruct(x, y if model.uses_labels else None).float().cpu()
-            except NotImplementedError:
-                return None
+            if spec.completes_quadrants:
+                return model.complete(x, model.default_num_given, 1, generator=generator)[0].float().cpu()
+            return model.sample(PREVIEW_COUNT, labels=cond, generator=generator).float().cpu()
     finally:
         model.train(was_training)
 
@@ -225,7 +213,7 @@ class Trainer:
             project_dir=str(self.output_dir),
             # The sampler reseeds itself with data_seed + epoch: the data order of any epoch is known on resume.
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=probe.is_adversarial)],
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=probe.spec.adversarial)],
         )
         self.settings = settings(cfg, probe, self.binarize, self.accelerator.num_processes)
         self.resume_from = existing if cfg.resume else None
@@ -299,7 +287,7 @@ class Trainer:
         model = self.model
         loader = make_loader(self.images, self.labels, cfg.batch_size, shuffle=True, binarize=self.binarize,
                              drop_last=True, seed=cfg.seed)
-        if model.is_adversarial:
+        if model.spec.adversarial:
             optimizers = [torch.optim.Adam(model.discriminator_parameters(), lr=cfg.lr),
                           torch.optim.Adam(model.generator_parameters(), lr=cfg.lr)]
         else:
@@ -364,7 +352,7 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
             logs["train/lr"] = lr
-        if self.model.is_adversarial:
+        if self.model.spec.adversarial:
             d_opt, g_opt = self.optimizers
             logs |= self._update(d_opt, images, labels, step, discriminator=True, prefix="train/discriminator/")
         else:
@@ -434,14 +422,11 @@ class Trainer:
             if images is not None:
                 grid_image(images, nrow=8, scale=2).save(folder / "samples.png")
             args = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command"}
-            record = {
-                "command": training_command(cfg.command, acc.num_processes),
-                "argv": cfg.command, "steps": step, "num_processes": acc.num_processes,
-                "mixed_precision": acc.mixed_precision, "binarize": self.binarize, "args": args,
-                "versions": {"torch": torch.__version__, "accelerate": _version("accelerate")},
-                "date": time.strftime("%Y-%m-%d"),
-            }
-            (folder / "training_args.json").write_text(json.dumps(record, indent=2))
+            write_training_record(folder, TrainingRecord(
+                command=training_command(cfg.command, acc.num_processes), args=args, argv=list(cfg.command),
+                steps=step, num_processes=acc.num_processes, mixed_precision=acc.mixed_precision,
+                binarize=self.binarize, versions={"torch": torch.__version__, "accelerate": _version("accelerate")},
+                date=time.strftime("%Y-%m-%d")))
             write_card(folder, repo_id=cfg.push_to_hub)
             acc.print(f"exported to {folder}")
         acc.wait_for_everyone()

@@ -1,39 +1,39 @@
-"""The VAE family on MNIST: AE, VAE, CVAE, DVAE, AVB and AAE behind one interface (see `base.py`)."""
+"""The VAE family on MNIST: AE, VAE, CVAE, DVAE, AVB and AAE behind one interface (see `base.py`).
+
+Each model class declares what it is and can do (`spec`, registry.py) and registers itself; `MODELS` maps every
+registered name to its class, in the order of the imports below (the order the app lists them in).
+"""
 
 import os
 
 from huggingface_hub import hf_hub_download
 
-from .aae import AAE, AAEConfig
+# Import order = registration order: the family's teaching order, then the classifier that judges it.
 from .ae import AE, AEConfig
-from .avb import AVB, AVBConfig
-from .base import CheckpointError, EncoderOutput, LossOutput, VAEFamilyModel, read_config
-from .blocks import ConfigError, ModelConfig
-from .classifier import ClassifierConfig, MNISTClassifier
-from .corruption import CORRUPTIONS, corrupt
-from .cvae import CVAE, CVAEConfig
-from .data import DataError, MNISTDataset, load_mnist, make_loader
-from .dvae import DVAE, DVAEConfig
-from .socvae import QuadrantBaseline, QuadrantBaselineConfig, StructuredCVAE, StructuredCVAEConfig
 from .vae import VAE, VAEConfig
+from .cvae import CVAE, CVAEConfig
+from .socvae import QuadrantBaseline, QuadrantBaselineConfig, StructuredCVAE, StructuredCVAEConfig
+from .dvae import DVAE, DVAEConfig
+from .avb import AVB, AVBConfig
+from .aae import AAE, AAEConfig
+from .classifier import ClassifierConfig, MNISTClassifier
+from .base import CheckpointError, EncoderOutput, HubModel, LossOutput, VAEFamilyModel, read_config
+from .blocks import ConfigError, ModelConfig
+from .corruption import CORRUPTIONS, corrupt
+from .data import DataError, MNISTDataset, load_mnist, make_loader
+from .errors import Unsupported
+from .registry import (MODELS, Checkpoint, ModelSpec, Paper, checkpoints, get_model_class, get_spec, register_model,
+                       specs, unregister_model)
 
-MODELS: dict[str, type[VAEFamilyModel]] = {
-    "ae": AE, "vae": VAE, "cvae": CVAE, "socvae": StructuredCVAE, "quadrant_nn": QuadrantBaseline, "dvae": DVAE,
-    "avb": AVB, "aae": AAE,
-    "classifier": MNISTClassifier,  # not a VAE: the judge of the sample-quality metrics (metrics.py)
-}
 
-
-def build_model(model_type: str, **config_fields) -> VAEFamilyModel:
+def build_model(model_type: str, **config_fields) -> HubModel:
     """Build a fresh model by name, e.g. build_model("vae", latent_dim=2)."""
-    if model_type not in MODELS:
-        raise ConfigError(f"unknown model {model_type!r}; choose one of {sorted(MODELS)}")
-    cls = MODELS[model_type]
+    cls = get_model_class(model_type)
     return cls(cls.config_class.from_dict(config_fields))
 
 
-def load_model(path_or_repo: str, revision: str | None = None, **hub_kwargs) -> VAEFamilyModel:
-    """Load any model of the family from a local folder or a Hub repo, dispatching on config.json's model_type."""
+def load_model(path_or_repo: str, revision: str | None = None, **hub_kwargs) -> HubModel:
+    """Load any registered model from a local folder or a Hub repo, dispatching on config.json's model_type."""
     if os.path.isdir(path_or_repo):
         config_path = os.path.join(path_or_repo, "config.json")
         if not os.path.isfile(config_path):

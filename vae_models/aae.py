@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import LIKELIHOODS, ConfigError, Decoder, Encoder, ModelConfig, mlp, one_hot, reparameterize
+from .registry import Checkpoint, ModelSpec, Paper, register_model
 
 PRIORS = ("gaussian", "mixture10", "swiss_roll")
 POSTERIORS = ("deterministic", "gaussian", "universal")
@@ -138,10 +139,29 @@ def swiss_roll_log_density(z: Tensor, labels: Tensor | None = None) -> Tensor:
     return torch.logsumexp(log_kernel, dim=1) - math.log(log_kernel.shape[1])
 
 
+@register_model
 class AAE(VAEFamilyModel):
     config_class = AAEConfig
-    needs_ais = True
-    is_adversarial = True
+    spec = ModelSpec(
+        name="aae",
+        description="an autoencoder whose aggregated posterior is matched to the prior by a GAN on the codes",
+        paper=Paper("Adversarial Autoencoders", "Makhzani, Shlens, Jaitly, Goodfellow & Frey", 2015,
+                    arxiv="1511.05644"),
+        adversarial=True,
+        likelihood="none",
+        prior_matched=True,
+        needs_ais=True,
+        checkpoints=(
+            Checkpoint("aae", "AAE", "adversarial autoencoder"),
+            Checkpoint("aae-2d-gaussian", "AAE, Gaussian prior (2-D)", "AAE: adversarial on z, N(0, I)",
+                       latent_2d=True),
+            Checkpoint("aae-2d-mixture", "AAE, mixture prior (2-D)", "AAE: adversarial on z, 10-Gaussian mixture",
+                       latent_2d=True),
+            Checkpoint("aae-2d-supervised", "AAE, label-supervised mixture prior (2-D)",
+                       "AAE: adversarial on (z, label), mixture component c = digit c", latent_2d=True,
+                       anchors=(("Conditional accuracy", "target >= 0.95 (component c classified as c)"),)),
+        ),
+    )
 
     def __init__(self, config: AAEConfig):
         super().__init__(config)

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
-from .blocks import LIKELIHOODS, Decoder, Encoder, ModelConfig
+from .blocks import LIKELIHOODS, ConfigError, Decoder, Encoder, ModelConfig
+from .registry import Checkpoint, ModelSpec, Paper, register_model
 
 
 @dataclass
@@ -26,11 +27,21 @@ class AEConfig(ModelConfig):
         super().__post_init__()
         self.check_choice("likelihood", LIKELIHOODS)
         if self.gaussian_std <= 0:
-            raise ValueError("gaussian_std must be > 0")
+            raise ConfigError("gaussian_std must be > 0")
 
 
+@register_model
 class AE(VAEFamilyModel):
     config_class = AEConfig
+    spec = ModelSpec(
+        name="ae",
+        description="a deterministic autoencoder, the baseline that shows why an autoencoder is not a generative model",
+        paper=Paper("Reducing the Dimensionality of Data with Neural Networks", "Hinton & Salakhutdinov", 2006,
+                    venue="Science"),
+        kind="generative",  # `sample` decodes N(0, I) codes: shown for contrast, there is no trained prior
+        likelihood="none",
+        checkpoints=(Checkpoint("ae", "AE", "plain autoencoder"),),
+    )
 
     def __init__(self, config: AEConfig):
         super().__init__(config)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import ACTIVATIONS, LIKELIHOODS, NUM_PIXELS, ConfigError, Decoder, Encoder, ModelConfig, log_normal, mlp
+from .registry import Checkpoint, ModelSpec, Paper, register_model
 
 ENCODERS = ("input_noise", "every_layer_noise", "noise_basis")
 
@@ -180,11 +181,24 @@ def avb_discriminator_loss(T: Callable[[Tensor, Tensor], Tensor], x: Tensor, z_q
     return LossOutput(posterior + prior, {"posterior_pairs": posterior, "prior_pairs": prior})
 
 
+@register_model
 class AVB(VAEFamilyModel):
     config_class = AVBConfig
-    needs_ais = True
-    learned_kl = True
-    is_adversarial = True
+    spec = ModelSpec(
+        name="avb",
+        description="a VAE with an implicit posterior whose KL term is estimated by a discriminator",
+        paper=Paper("Adversarial Variational Bayes", "Mescheder, Nowozin & Geiger", 2017, arxiv="1701.04722"),
+        adversarial=True,
+        likelihood="implicit",
+        needs_ais=True,
+        learned_kl=True,
+        prior_matched=True,
+        checkpoints=(
+            Checkpoint("avb", "AVB", "adversarial variational Bayes", anchors=(
+                ("AIS-NLL", "80.2 (AVB paper, conv, AIS; its VAE: 81.9)"),)),
+            Checkpoint("avb-2d", "AVB (2-D)", "AVB: adversarial on (x, z), N(0, I)", latent_2d=True),
+        ),
+    )
 
     def __init__(self, config: AVBConfig):
         super().__init__(config)

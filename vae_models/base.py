@@ -12,8 +12,13 @@ A batch is the pair (images, labels) that the data loaders yield; models that do
 Loss convention: every term is summed over pixels / latent dimensions and averaged over the batch, so the
 numbers are nats per image and comparable with the papers; any weight (beta, alpha, ...) is a config field.
 
-Adversarial models (AAE, AVB) set `is_adversarial = True` and also provide `discriminator_loss(batch)`,
-`generator_parameters()` and `discriminator_parameters()`; the trainer alternates the two updates.
+What a model is and can do (adversarial, label-conditional, likelihood, ...) is declared once on its class as
+`spec = ModelSpec(...)` (registry.py). Adversarial models (`spec.adversarial`) also provide
+`discriminator_loss(batch)`, `generator_parameters()` and `discriminator_parameters()`; the trainer alternates
+the two updates. A model asked for something it does not do raises `Unsupported`.
+
+`HubModel` is the part every saved model shares, generative or not (the classifier too): a validated dataclass
+config, the Hub mixin, and strict safetensors-only loading. `VAEFamilyModel` adds the generative interface.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from safetensors.torch import load_model
 from torch import Tensor, nn
 
 from .blocks import ConfigError, ModelConfig, log_normal, pixel_log_likelihood, pixel_mean
+from .errors import Unsupported
+from .registry import ModelSpec
 
 REPO_URL = "https://github.com/vae-family/vae-family"
 
@@ -50,7 +57,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, incomplete, or does not match its config."""
 
 
-class VAEFamilyModel(
+class HubModel(
     nn.Module,
     PyTorchModelHubMixin,
     library_name="vae-family",
@@ -58,26 +65,10 @@ class VAEFamilyModel(
     license="mit",
     tags=["vae-family", "mnist"],
 ):
+    """A model saved as model.safetensors + config.json and loaded strictly; built from one validated config."""
+
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
-    is_adversarial: ClassVar[bool] = False
-    uses_labels: ClassVar[bool] = False  # sample/decode need labels (label-conditional models)
-    # log p(x) has no closed form or tight proposal: measured by annealed importance sampling (ais.py) from
-    # log_prior / prior_sample / decoder_logits / log_likelihood. Declared by every decoder-based generative model.
-    needs_ais: ClassVar[bool] = False
-    # The KL term of the objective is learned by a discriminator (AVB): `objective_elbo(x)` gives the objective's own
-    # per-image ELBO estimate, to be checked against a likelihood measured independently (AIS).
-    learned_kl: ClassVar[bool] = False
-
-    @property
-    def prior_components(self) -> int:
-        """K > 0 if p(z) is an equal-weight mixture of K parts that log_prior / prior_sample select by label (AIS
-        stratifies over them); 0 otherwise."""
-        return 0
-
-    @property
-    def samples_by_label(self) -> bool:
-        """Whether sample(n, labels=...) draws the requested digits (label-conditional or label-supervised prior)."""
-        return self.uses_labels
+    spec: ClassVar[ModelSpec]  # what the model is and can do (registry.py); set by every registered class
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -85,48 +76,19 @@ class VAEFamilyModel(
             raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
 
-    # -- shared defaults ------------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def prior_sample(self, n: int, generator: torch.Generator | None = None, *, labels: Tensor | None = None) -> Tensor:
-        """z ~ p(z); N(0, I) unless the model says otherwise. The labels of a label-conditional model do not change
-        this prior (the CVAE's p(z|c) = N(0, I)); models whose prior depends on them override it."""
-        return torch.randn(n, self.config.latent_dim, generator=generator, device="cpu").to(self.device)
-
-    def log_prior(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        """log p(z) (log p(z|c) with labels), summed over latent dimensions, differentiable in z (AIS needs it)."""
-        return log_normal(z)
-
-    def decoder_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+    def loss(self, batch) -> LossOutput:
         raise NotImplementedError
 
-    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return pixel_mean(self.decoder_logits(z, labels), getattr(self.config, "likelihood", "bernoulli"))
-
-    def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        out = self.encode(x, labels)
-        return self.decode(out.mean if out.mean is not None else out.z, labels)
-
-    @torch.no_grad()
-    def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
-        """n images decoded from prior samples; temperature scales z (1.0 = the prior itself). Labels are an error
-        here: a model without label supervision has no way to honour them (label-conditional models override)."""
-        if labels is not None:
-            raise ValueError(f"{type(self).__name__} is not label-conditional: sample() takes no labels")
-        z = self.prior_sample(n, generator) * temperature
-        return self.decode(z, labels)
-
-    def log_likelihood(self, logits: Tensor, x: Tensor) -> Tensor:
-        cfg = self.config
-        return pixel_log_likelihood(logits, x, getattr(cfg, "likelihood", "bernoulli"), getattr(cfg, "gaussian_std", 0.1))
-
     def generator_parameters(self) -> Iterator[nn.Parameter]:
+        """What `loss` trains: everything, except a two-player model's discriminator."""
         return self.parameters()
 
     def discriminator_parameters(self) -> Iterator[nn.Parameter]:
+        """What `discriminator_loss` trains (two-player models, `spec.adversarial`); nothing otherwise."""
         return iter(())
 
     # -- loading: safetensors + strictly validated config.json only -----------------------------------------
@@ -152,6 +114,68 @@ class VAEFamilyModel(
         except Exception as exc:  # safetensors raises several types for bad headers, wrong keys or shapes
             raise CheckpointError(f"{weights} does not match {cls.__name__}({config}): {exc}") from exc
         return model.eval()
+
+
+class VAEFamilyModel(HubModel):
+    """The generative interface of the family (see the module docstring)."""
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None, *, labels: Tensor | None = None) -> Tensor:
+        """z ~ p(z); N(0, I) unless the model says otherwise. The labels of a label-conditional model do not change
+        this prior (the CVAE's p(z|c) = N(0, I)); models whose prior depends on them override it."""
+        return torch.randn(n, self.config.latent_dim, generator=generator, device="cpu").to(self.device)
+
+    def log_prior(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """log p(z) (log p(z|c) with labels), summed over latent dimensions, differentiable in z (AIS needs it)."""
+        return log_normal(z)
+
+    @property
+    def prior_components(self) -> int:
+        """K > 0 if p(z) is an equal-weight mixture of K parts that log_prior / prior_sample select by label (AIS
+        stratifies over them); 0 otherwise."""
+        return 0
+
+    @property
+    def samples_by_label(self) -> bool:
+        """Whether sample(n, labels=...) draws the requested digits (label-conditional or label-supervised prior)."""
+        return self.spec.label_conditional
+
+    def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
+        raise NotImplementedError
+
+    def decoder_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return pixel_mean(self.decoder_logits(z, labels), getattr(self.config, "likelihood", "bernoulli"))
+
+    def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        out = self.encode(x, labels)
+        return self.decode(out.mean if out.mean is not None else out.z, labels)
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        """n images decoded from prior samples; temperature scales z (1.0 = the prior itself). Labels are an error
+        here: a model without label supervision has no way to honour them (label-conditional models override)."""
+        if labels is not None:
+            raise ValueError(f"{type(self).__name__} is not label-conditional: sample() takes no labels")
+        z = self.prior_sample(n, generator) * temperature
+        return self.decode(z, labels)
+
+    def log_likelihood(self, logits: Tensor, x: Tensor) -> Tensor:
+        cfg = self.config
+        return pixel_log_likelihood(logits, x, getattr(cfg, "likelihood", "bernoulli"), getattr(cfg, "gaussian_std", 0.1))
+
+    def log_importance_weights(self, x: Tensor, num_samples: int, labels: Tensor | None = None) -> Tensor:
+        """(num_samples, B) log w = log p(x, z) - log g(z|x), z ~ g: the terms of the importance-weighted bound
+        (Burda et al. 2015, eq. 8). Models whose spec declares a likelihood implement it."""
+        raise Unsupported(f"{type(self).__name__} has no likelihood to importance-sample (spec.likelihood = "
+                          f"{self.spec.likelihood!r})")
+
+    def elbo(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Per-image evidence lower bound (B,): by default the one-sample estimate log w_1 (the k = 1 case of Burda
+        et al. 2015, eq. 8); Gaussian-posterior models override it with the closed-form KL (Kingma & Welling, eq. 10)."""
+        return self.log_importance_weights(x, 1, labels)[0]
 
 
 def read_config(path: str) -> dict:

@@ -1,7 +1,7 @@
 """A small convolutional MNIST classifier: the judge for the sample-quality metrics.
 
-It is not a member of the VAE family; it shares the family's base class only to reuse its config validation,
-strict safetensors loading and Hub mixin, so it is saved, loaded and pushed exactly like the models it judges.
+It is not a member of the VAE family: it is a `HubModel` (validated config, strict safetensors loading, Hub mixin)
+without the generative interface, so it is saved, loaded and pushed exactly like the models it judges.
 Two metrics use it (see `metrics.py`): the classifier-feature Fréchet distance (Heusel et al. 2017's FID, eq. 6,
 computed on this network's penultimate features instead of Inception-v3's, so the numbers are NOT Inception FIDs)
 and the conditional accuracy of a CVAE (share of samples asked for digit d that this network labels d).
@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import LossOutput, VAEFamilyModel
+from .base import HubModel, LossOutput
 from .blocks import ACTIVATIONS, IMAGE_SHAPE, ConfigError, ModelConfig
+from .registry import Checkpoint, ModelSpec, Paper, register_model
 
 
 @dataclass
@@ -45,9 +46,17 @@ class ClassifierConfig(ModelConfig):
             raise ConfigError(f"num_classes must be >= 2, got {self.num_classes}")
 
 
-class MNISTClassifier(VAEFamilyModel):
+@register_model
+class MNISTClassifier(HubModel):
     config_class = ClassifierConfig
-    uses_labels = False
+    spec = ModelSpec(
+        name="classifier",
+        description="a small convolutional MNIST classifier, the judge of the sample-quality metrics",
+        paper=Paper("Gradient-Based Learning Applied to Document Recognition", "LeCun, Bottou, Bengio & Haffner", 1998),
+        kind="classifier",
+        default_binarize="none",  # it judges generated grey-level images, so it trains on grey levels
+        checkpoints=(Checkpoint("classifier", "MNIST classifier", anchors=(("Test accuracy", "target >= 0.990"),)),),
+    )
 
     def __init__(self, config: ClassifierConfig):
         super().__init__(config)
@@ -86,27 +95,3 @@ class MNISTClassifier(VAEFamilyModel):
         x, labels = batch
         cross_entropy = F.cross_entropy(self(x), labels)
         return LossOutput(cross_entropy, {"cross_entropy": cross_entropy})
-
-    # -- the VAE interface does not apply to a classifier ---------------------------------------------------
-    def _not_generative(self, name: str):
-        raise NotImplementedError(f"MNISTClassifier is a classifier, not a generative model: it has no {name}(); "
-                                  "use forward/predict/features")
-
-    def encode(self, x: Tensor, labels: Tensor | None = None):
-        self._not_generative("encode")
-
-    def decoder_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        self._not_generative("decoder_logits")
-
-    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        self._not_generative("decode")
-
-    def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        self._not_generative("reconstruct")
-
-    def prior_sample(self, n: int, generator: torch.Generator | None = None, *, labels: Tensor | None = None) -> Tensor:
-        self._not_generative("prior_sample")
-
-    def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
-        self._not_generative("sample")

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from .base import LossOutput, VAEFamilyModel
 from .blocks import ConfigError, Decoder, Encoder, one_hot
+from .registry import Checkpoint, ModelSpec, Paper, register_model
 from .vae import GaussianEncoderMixin, VAEConfig
 
 
@@ -36,10 +37,20 @@ class CVAEConfig(VAEConfig):
             raise ConfigError(f"num_classes must be >= 2, got {self.num_classes}")
 
 
+@register_model
 class CVAE(GaussianEncoderMixin, VAEFamilyModel):
     config_class = CVAEConfig
-    needs_ais = True
-    uses_labels = True
+    spec = ModelSpec(
+        name="cvae",
+        description="a label-conditional variational autoencoder: q(z|x,c) and p(x|z,c) with c the digit",
+        paper=Paper("Learning Structured Output Representation using Deep Conditional Generative Models", "Sohn, Lee & Yan",
+               2015, venue="NeurIPS"),
+        label_conditional=True,
+        likelihood="bound",  # on log p(x|c)
+        needs_ais=True,
+        checkpoints=(Checkpoint("cvae", "CVAE", "conditional VAE", anchors=(
+            ("Conditional accuracy", "target >= 0.95"),)),),
+    )
 
     def __init__(self, config: CVAEConfig):
         super().__init__(config)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from .base import LossOutput
 from .blocks import ConfigError
 from .corruption import check_corruption, corrupt
+from .registry import Checkpoint, ModelSpec, Paper, register_model
 from .vae import VAE, VAEConfig
 
 
@@ -41,8 +42,20 @@ class DVAEConfig(VAEConfig):
             raise ConfigError(str(exc)) from exc
 
 
+@register_model
 class DVAE(VAE):
     config_class = DVAEConfig
+    spec = ModelSpec(
+        name="dvae",
+        description="a denoising variational autoencoder trained on corrupted inputs",
+        paper=Paper("Denoising Criterion for Variational Auto-Encoding Framework", "Im, Ahn, Memisevic & Bengio",
+                    2015, arxiv="1511.06406"),
+        likelihood="bound",
+        prior_matched=True,
+        denoising=True,
+        needs_ais=True,
+        checkpoints=(Checkpoint("dvae", "DVAE", "denoising VAE"),),
+    )
 
     def corrupt(self, x, generator=None):
         """x~ ~ p(x~|x) with this model's corruption."""

@@ -12,6 +12,9 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from torchmetrics.image.fid import FrechetInceptionDistance
+from tqdm.auto import tqdm
+
+from .errors import Unsupported
 
 
 def mmd_rbf(a: Tensor, b: Tensor, bandwidths: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0)) -> Tensor:
@@ -45,8 +48,6 @@ def _check_images(images: Tensor, labels: Tensor | None) -> None:
 
 
 def _batches(n: int, batch_size: int, progress: bool, desc: str):
-    from tqdm.auto import tqdm
-
     return tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress, leave=False)
 
 
@@ -67,8 +68,9 @@ def importance_sampled_nll(model: nn.Module, images: Tensor, labels: Tensor | No
     _check_images(images, labels)
     if num_samples < 1 or batch_size < 1 or chunk < 1:
         raise ValueError(f"num_samples, batch_size and chunk must be >= 1, got {num_samples}, {batch_size}, {chunk}")
-    if not hasattr(model, "log_importance_weights"):
-        raise TypeError(f"{type(model).__name__} has no log_importance_weights: no importance-sampled likelihood")
+    if not model.spec.has_likelihood_bound:
+        raise Unsupported(f"{type(model).__name__} has no importance-sampled likelihood (spec.likelihood = "
+                          f"{model.spec.likelihood!r}, kind {model.spec.kind!r})")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -94,9 +96,11 @@ def importance_sampled_nll(model: nn.Module, images: Tensor, labels: Tensor | No
 @torch.inference_mode()
 def elbo(model: nn.Module, images: Tensor, labels: Tensor | None = None, batch_size: int = 500) -> Tensor:
     """Per-image evidence lower bound log p(x) >= E_q[log p(x|z)] - KL(q(z|x) || p(z)) (N,) in nats (Kingma &
-    Welling 2013, eq. 3): with the KL in closed form for Gaussian-posterior models (`elbo_terms`), otherwise the
-    one-sample estimate log w_1 (the k = 1 case of Burda et al. 2015, eq. 8)."""
+    Welling 2013, eq. 3), from the model's own `elbo`: the KL in closed form for Gaussian-posterior models,
+    otherwise the one-sample estimate log w_1 (the k = 1 case of Burda et al. 2015, eq. 8)."""
     _check_images(images, labels)
+    if not model.spec.has_likelihood_bound:
+        raise Unsupported(f"{type(model).__name__} has no likelihood bound (spec.likelihood = {model.spec.likelihood!r})")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -105,11 +109,7 @@ def elbo(model: nn.Module, images: Tensor, labels: Tensor | None = None, batch_s
         for start in range(0, len(images), batch_size):
             x = images[start:start + batch_size].to(device)
             y = None if labels is None else labels[start:start + batch_size].to(device)
-            if hasattr(model, "elbo_terms"):
-                reconstruction, kl = model.elbo_terms(x, x, y)
-                out.append(-(reconstruction + kl).double().cpu())
-            else:
-                out.append(model.log_importance_weights(x, 1, y)[0].double().cpu())
+            out.append(model.elbo(x, y).double().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out)
@@ -125,8 +125,8 @@ def conditional_nll_quadrants(model: nn.Module, images: Tensor, num_given: int, 
     _check_images(images, None)
     if num_given not in (1, 2, 3):
         raise ValueError(f"num_given must be 1, 2 or 3 quadrants, got {num_given!r}")
-    if not hasattr(model, "conditional_log_likelihood"):
-        raise TypeError(f"{type(model).__name__} is not a quadrant-completion model (no conditional_log_likelihood)")
+    if not model.spec.completes_quadrants:
+        raise Unsupported(f"{type(model).__name__} is not a quadrant-completion model")
     was_training = model.training
     model.eval()
     out = []
@@ -217,9 +217,9 @@ def conditional_accuracy(classifier: nn.Module, cvae: nn.Module, n_per_digit: in
     """Share of the CVAE's samples asked for digit d (d = 0..9, n_per_digit each) that the classifier labels d:
     how well the label actually controls the generated class (Sohn et al. 2015 / Kingma et al. 2014 setting). Also
     for a label-supervised AAE, whose prior component d should hold digit d (Makhzani et al. 2015, Sec. 2.3)."""
-    if not (getattr(cvae, "samples_by_label", False) or getattr(cvae, "uses_labels", False)):
-        raise TypeError(f"{type(cvae).__name__} is not label-conditional: conditional accuracy needs a CVAE or a "
-                        "label-supervised AAE")
+    if not (cvae.spec.label_conditional or getattr(cvae, "samples_by_label", False)):
+        raise Unsupported(f"{type(cvae).__name__} is not label-conditional: conditional accuracy needs a CVAE or a "
+                          "label-supervised AAE")
     if n_per_digit < 1:
         raise ValueError(f"n_per_digit must be >= 1, got {n_per_digit}")
     labels = torch.arange(10).repeat_interleave(n_per_digit)

@@ -31,6 +31,8 @@ from torch import Tensor
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import NUM_PIXELS, ConfigError, Encoder, ModelConfig, kl_normal, log_normal, reparameterize
+from .errors import Unsupported
+from .registry import Checkpoint, ModelSpec, Paper, register_model
 
 SIDE = 28
 HALF = SIDE // 2
@@ -138,12 +140,12 @@ class QuadrantModel(VAEFamilyModel):
         return self.complete(x, self.default_num_given, 1)[0]
 
     def decoder_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        raise ValueError(f"{type(self).__name__} predicts missing quadrants from given ones: use complete(images, "
+        raise Unsupported(f"{type(self).__name__} predicts missing quadrants from given ones: use complete(images, "
                          "num_given) instead of decoding a code alone")
 
     def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> Tensor:
-        raise ValueError(f"{type(self).__name__} is a conditional model of the missing quadrants given the others; "
+        raise Unsupported(f"{type(self).__name__} is a conditional model of the missing quadrants given the others; "
                          "it has no unconditional samples: use complete(images, num_given, n_samples)")
 
 
@@ -160,8 +162,20 @@ class StructuredCVAEConfig(QuadrantConfig):
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
 
 
+@register_model
 class StructuredCVAE(QuadrantModel):
     config_class = StructuredCVAEConfig
+    spec = ModelSpec(
+        name="socvae",
+        description="a structured-output conditional VAE that completes missing quadrants of a digit",
+        paper=Paper("Learning Structured Output Representation using Deep Conditional Generative Models", "Sohn, Lee & Yan",
+               2015, venue="NeurIPS"),
+        kind="completion",
+        likelihood="bound",  # on log p(y|x), importance-sampled with q(z|x,y)
+        checkpoints=(Checkpoint("socvae", "structured-output CVAE", anchors=(
+            ("CLL (1", "71.8 (Pyro's CVAE reproduction)"), ("CLL (2", "51.0 (Pyro's CVAE)"),
+            ("CLL (3", "24.2 (Pyro's CVAE)"))),),
+    )
 
     def __init__(self, config: StructuredCVAEConfig):
         super().__init__(config)
@@ -267,11 +281,23 @@ class QuadrantBaselineConfig(QuadrantConfig):
     # latent_dim (inherited) is unused: the baseline has no latent variable.
 
 
+@register_model
 class QuadrantBaseline(QuadrantModel):
     """The deterministic baseline of Sohn et al. Table 1: y predicted from x alone by a network the size of the
     CVAE's generation net, trained on -log p(y|x) (Bernoulli, missing pixels only); its log p(y|x) is exact."""
 
     config_class = QuadrantBaselineConfig
+    spec = ModelSpec(
+        name="quadrant_nn",
+        description="the deterministic quadrant-completion baseline of the structured-output CVAE paper",
+        paper=Paper("Learning Structured Output Representation using Deep Conditional Generative Models", "Sohn, Lee & Yan",
+               2015, venue="NeurIPS"),
+        kind="completion",
+        likelihood="exact",  # log p(y|x) of a deterministic prediction
+        checkpoints=(Checkpoint("quadrant_nn", "deterministic quadrant baseline", anchors=(
+            ("CLL (1", "100.4 (Pyro's NN baseline)"), ("CLL (2", "61.9 (Pyro's NN baseline)"),
+            ("CLL (3", "25.4 (Pyro's NN baseline)"))),),
+    )
 
     def __init__(self, config: QuadrantBaselineConfig):
         super().__init__(config)
@@ -281,7 +307,7 @@ class QuadrantBaseline(QuadrantModel):
         return self.net(x).view(-1, 1, SIDE, SIDE)
 
     def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
-        raise ValueError("QuadrantBaseline is deterministic and has no latent code: use complete(images, num_given)")
+        raise Unsupported("QuadrantBaseline is deterministic and has no latent code: use complete(images, num_given)")
 
     def loss(self, batch) -> LossOutput:
         images, _ = batch

@@ -43,8 +43,9 @@ class ReferenceError(ValueError):
 
 
 def has_likelihood(model: nn.Module) -> bool:
-    """Whether the model defines log p(x) through importance weights (VAE, DVAE, CVAE, AVB; not AE or AAE)."""
-    return callable(getattr(model, "log_importance_weights", None))
+    """Whether the model defines log p(x) through importance weights (VAE, DVAE, CVAE, AVB; not AE or AAE): what its
+    declaration says (`spec.has_likelihood_bound`, registry.py)."""
+    return model.spec.has_likelihood_bound
 
 
 def binarize(images: Tensor) -> Tensor:

@@ -1,0 +1,234 @@
+"""A model is one declaration: a toy model defined and registered here, in the test module, is trained by
+`python -m train`, evaluated, carded, reported and offered by the app without any edit to train/ or demo/.
+Also: what the registry refuses, and the export records (vae_models/export.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import vae_models
+from vae_models import Checkpoint, ConfigError, LossOutput, ModelSpec, Paper, VAEFamilyModel, register_model
+from vae_models.blocks import Decoder, Encoder, ModelConfig
+from vae_models.export import (SCHEMA_VERSION, EvalResult, ExportError, TrainingRecord, read_eval_results,
+                               read_training_record, training_dataset, write_eval_results, write_training_record)
+from vae_models.vae import GaussianEncoderMixin
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_DIR = REPO.parent / "shared/data/mnist"
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TQDM_DISABLE": "1",
+       "OMP_NUM_THREADS": "1"}
+
+
+@dataclass
+class ToyConfig(ModelConfig):
+    model_type: str = "toy"
+    likelihood: str = "bernoulli"  # read by the shared pixel likelihood and by the trainer's binarisation
+
+
+class Toy(GaussianEncoderMixin, VAEFamilyModel):
+    """The smallest honest VAE: Gaussian q(z|x), Bernoulli p(x|z), loss = -ELBO (Kingma & Welling 2013, eq. 10)."""
+
+    config_class = ToyConfig
+    spec = ModelSpec(
+        name="toy",
+        description="a toy VAE that exists only in the test suite",
+        paper=Paper("A Toy for Registries", "Tester & Tester", 2026, arxiv="2611.00001"),
+        likelihood="bound",
+        prior_matched=True,
+        checkpoints=(Checkpoint("toy", "Toy VAE", anchors=(("IS-NLL", "42 (the toy paper)"),)),
+                     Checkpoint("toy-2d", "Toy (2-D)", "Toy: KL to N(0, I)", latent_2d=True)),
+    )
+
+    def __init__(self, config: ToyConfig):
+        super().__init__(config)
+        self.encoder = Encoder(config, 2 * config.latent_dim)
+        self.decoder = Decoder(config, config.latent_dim)
+
+    def loss(self, batch) -> LossOutput:
+        reconstruction, kl = (t.mean() for t in self.elbo_terms(batch[0], batch[0], None))
+        return LossOutput(reconstruction + kl, {"reconstruction": reconstruction, "kl": kl})
+
+
+@pytest.fixture
+def toy():
+    register_model(Toy)
+    yield Toy
+    vae_models.unregister_model("toy")
+
+
+# Runs `python -m train`'s own entry point in a fresh interpreter that has registered the toy model first, as a
+# user's package would by importing its model module.
+TRAIN_TOY = """
+import sys
+from vae_models import register_model
+from tests.test_registry import Toy
+from train.__main__ import main
+register_model(Toy)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_registered_toy_model_is_trained_evaluated_carded_reported_and_offered(toy, tmp_path, capsys):
+    from demo import build_app, priors, sampling
+    from train.card import write_card
+    from train.evaluate import main as evaluate_main
+    from train.report import main as report_main
+
+    from .demo_weights import make_tiny_weights
+
+    weights = make_tiny_weights(tmp_path / "weights", skip=("vae", "cvae", "socvae", "quadrant_nn", "dvae", "avb",
+                                                             "aae", "vae-2d", "aae-2d-gaussian", "aae-2d-mixture",
+                                                             "avb-2d"))
+    export = weights / "toy"
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAIN_TOY, "--model", "toy", "--set", "hidden_dims=[16]", "--set", "latent_dim=2",
+         "--batch-size", "32", "--max-steps", "3", "--checkpoint-every", "0", "--data-dir", str(MNIST_DIR),
+         "--output-dir", str(tmp_path / "run"), "--save-pretrained", str(export)],
+        cwd=REPO, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = read_training_record(export)
+    assert record.args["model"] == "toy" and record.steps == 3 and record.binarize == "dynamic"
+    assert isinstance(vae_models.load_model(str(export)), Toy)
+
+    argv = [str(export), "--data-dir", str(MNIST_DIR), "--limit", "20", "--num-samples", "4",
+            "--classifier", str(weights / "classifier")]
+    assert evaluate_main(argv) == 0
+    results = read_eval_results(export)
+    # likelihood "bound" -> IS-NLL; generative -> classifier FD; prior_matched -> prior MMD; not denoising: no PSNR
+    assert {r.type for r in results} == {"nll", "classifier_fd", "mmd"}
+
+    card = write_card(export, repo_id="me/mnist-toy").read_text()
+    assert "a toy VAE that exists only in the test suite" in card and "arXiv:2611.00001" in card
+    assert "model-index" in card and "IS-NLL (k=4)" in card and record.command in card
+
+    capsys.readouterr()
+    assert report_main([str(weights)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert next(r for r in rows if r.startswith("| `toy` | IS-NLL (k=4) |")).endswith("| 42 (the toy paper) |")
+
+    (weights / "toy-2d").symlink_to(export, target_is_directory=True)
+    app = build_app(weights_dir=weights, hub=False)
+    dropdowns = {b.label: [value for _, value in b.choices] for b in app.blocks.values()
+                 if type(b).__name__ == "Dropdown"}
+    assert "toy" in dropdowns["Model"] and "toy-2d" in dropdowns["2-D model"]
+    assert sampling.sample_grid(app.store, "toy", 4, 1.0, 0).size[0] > 0
+    assert sampling.manifold(app.store, "toy-2d", 3).size[0] > 0
+    assert "| Toy: KL to N(0, I) | " in priors.metrics_table(app.store)
+
+
+def test_registry_refuses_undeclared_misnamed_and_clashing_models():
+    class NoSpec(Toy):
+        spec = None
+
+    with pytest.raises(TypeError, match="spec = ModelSpec"):
+        register_model(NoSpec)
+
+    class Misnamed(Toy):
+        spec = ModelSpec(name="other", description="d")
+
+    with pytest.raises(TypeError, match="differs from its config's model_type"):
+        register_model(Misnamed)
+
+    @dataclass
+    class ClashConfig(ToyConfig):
+        model_type: str = "clash"
+
+    class Clash(Toy):
+        config_class = ClashConfig
+        spec = ModelSpec(name="clash", description="d", checkpoints=(Checkpoint("vae-2d", "taken"),))
+
+    with pytest.raises(TypeError, match="already declared"):
+        register_model(Clash)
+
+    class Impostor(Toy):
+        config_class = vae_models.VAEConfig
+        spec = ModelSpec(name="vae", description="d")
+
+    with pytest.raises(TypeError, match="already registered"):
+        register_model(Impostor)
+    assert "clash" not in vae_models.MODELS and vae_models.MODELS["vae"] is vae_models.VAE
+    with pytest.raises(ConfigError, match="unknown model 'toy'"):
+        vae_models.build_model("toy")  # not registered outside the fixture
+    with pytest.raises(ConfigError, match="likelihood must be one of"):
+        ModelSpec(name="x", description="d", likelihood="ais")
+
+
+def test_every_bundled_checkpoint_is_declared_once_with_its_model():
+    declared = vae_models.checkpoints()
+    bundled = sorted(p.name for p in (REPO / "pretrained").iterdir() if (p / "config.json").is_file())
+    assert sorted(declared) == bundled
+    for name, (checkpoint, spec) in declared.items():
+        config = json.loads((REPO / "pretrained" / name / "config.json").read_text())
+        assert config["model_type"] == spec.name, name
+        assert checkpoint.latent_2d == ("2d" in name), name
+        assert not checkpoint.latent_2d or config["latent_dim"] == 2, name
+
+
+# ------------------------------------------------------------------------------------------- export records
+
+
+def test_eval_results_round_trip_with_schema_version_and_read_legacy_lists(tmp_path):
+    results = [EvalResult("IS-NLL (k=5)", "nll", 90.5, "fashion_mnist", "test", "bound", {"num_images": 3}, "cmd"),
+               EvalResult("Prior MMD", "mmd", 0.01)]
+    write_eval_results(tmp_path, results)
+    data = json.loads((tmp_path / "eval_results.json").read_text())
+    assert data["schema_version"] == SCHEMA_VERSION and len(data["results"]) == 2
+    assert read_eval_results(tmp_path) == results
+    (tmp_path / "eval_results.json").write_text(json.dumps([r.to_dict() for r in results]))  # version 0: a list
+    assert read_eval_results(tmp_path) == results
+    assert read_eval_results(tmp_path / "nothing") is None
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("not json", "cannot read"),
+    ('{"schema_version": 99, "results": []}', "schema_version"),
+    ('[{"name": "x", "type": "nll"}]', "missing keys ['value']"),
+    ('[{"name": "x", "type": "nll", "value": "high"}]', "must be a number"),
+    ('[{"name": "x", "type": "nll", "value": 1, "colour": "red"}]', "unknown keys ['colour']"),
+    ('{"results": "x"}', "schema_version"),
+])
+def test_malformed_eval_results_are_errors_naming_the_file(tmp_path, content, needle):
+    (tmp_path / "eval_results.json").write_text(content)
+    with pytest.raises(ExportError, match="eval_results.json") as info:
+        read_eval_results(tmp_path)
+    assert needle in str(info.value)
+
+
+def test_training_record_round_trip_and_dataset(tmp_path):
+    assert training_dataset(tmp_path) == "mnist"  # no record: an MNIST model
+    record = TrainingRecord("python -m train --model vae", {"model": "vae", "dataset": "fashion_mnist"}, steps=7)
+    write_training_record(tmp_path, record)
+    assert json.loads((tmp_path / "training_args.json").read_text())["schema_version"] == SCHEMA_VERSION
+    assert read_training_record(tmp_path) == record and training_dataset(tmp_path) == "fashion_mnist"
+    bundled = read_training_record(REPO / "pretrained" / "vae")  # written before the schema had a version
+    assert bundled.dataset == "mnist" and bundled.command.startswith("python -m train --model vae")
+    (tmp_path / "training_args.json").write_text('{"args": {}}')
+    with pytest.raises(ExportError, match="needs 'command'"):
+        read_training_record(tmp_path)
+
+
+def test_evaluate_scores_a_fashion_model_on_fashion_mnist(tmp_path, capsys):
+    from train.evaluate import main as evaluate_main
+
+    torch.manual_seed(0)
+    vae_models.build_model("vae", hidden_dims=[16], latent_dim=2).save_pretrained(tmp_path / "vae")
+    write_training_record(tmp_path / "vae", TrainingRecord("python -m train ...", {"dataset": "fashion_mnist"}))
+    vae_models.build_model("classifier", hidden_dims=[4], latent_dim=8).save_pretrained(tmp_path / "classifier")
+    argv = [str(tmp_path / "vae"), "--data-dir", str(FASHION_DIR), "--limit", "20", "--num-samples", "2",
+            "--classifier", str(tmp_path / "classifier")]
+    assert evaluate_main(argv) == 0
+    results = read_eval_results(tmp_path / "vae")
+    assert {r.dataset for r in results} == {"fashion_mnist"}
+    # The classifier was trained on MNIST (no record says otherwise): it does not judge Fashion-MNIST samples.
+    assert "classifier_fd" not in {r.type for r in results} and "trained on fashion_mnist" in capsys.readouterr().err
+    # Scored on Fashion-MNIST, not MNIST: pointing at the MNIST folder fails on the dataset check.
+    assert evaluate_main([*argv[:1], "--data-dir", str(MNIST_DIR), *argv[3:]]) == 2
