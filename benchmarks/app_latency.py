@@ -5,9 +5,9 @@ concurrent clients, cold start of `python app.py` to its first HTTP 200, and the
     python -m benchmarks.app_latency --calls 5 --concurrent-calls 1 --starts 1    # quick look
 
 Weights (`--weights auto`): pretrained/ for every checkpoint it holds, tiny random checkpoints
-(tests/demo_weights.py) for any still missing; the table says which. The server is `python app.py --weights-dir ... --port ...` as a
-subprocess (queue concurrency 2, as app.py sets it), offline (HF_HUB_OFFLINE=1); the clients run in this process
-on the same 2 cores, so the latencies include the client's own work (request, polling, downloading the PNGs).
+(demo/tiny_weights.py) for any still missing; the table says which. The server is `python app.py --weights-dir ...
+--port ...` as a subprocess (queue concurrency 2, as app.py sets it), offline (HF_HUB_OFFLINE=1); the clients run
+in this process on the same 2 cores, so the latencies include the client's own work (request, polling, downloading the PNGs).
 Peak memory is the server process's VmHWM from /proc after all the calls.
 """
 
@@ -24,6 +24,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file (python path/to/benchmarks/x.py), from any folder
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "benchmarks"
+
 from .common import REPO_ROOT, header, median, percentile, table, verdict
 
 IN_PROCESS_TARGET_MS = 20.0
@@ -36,7 +40,7 @@ def weights_dir(choice: str, tmp: Path) -> tuple[Path, str]:
     """pretrained/ (all of it), tiny checkpoints, or "auto": pretrained/ where a checkpoint exists, tiny ones for
     the rest (while the bundled weights are still being trained)."""
     from demo.weights import checkpoint_names
-    from tests.demo_weights import make_tiny_weights
+    from demo.tiny_weights import make_tiny_weights
 
     bundled = REPO_ROOT / "pretrained"
     present = [n for n in checkpoint_names() if (bundled / n / "model.safetensors").is_file()]
@@ -46,11 +50,11 @@ def weights_dir(choice: str, tmp: Path) -> tuple[Path, str]:
             raise SystemExit(f"pretrained/ lacks {missing}")
         return bundled, "pretrained/ (every checkpoint)"
     if choice == "tiny":
-        return make_tiny_weights(tmp / "weights"), "tiny random checkpoints (tests/demo_weights.py)"
+        return make_tiny_weights(tmp / "weights"), "tiny random checkpoints (demo/tiny_weights.py)"
     folder = make_tiny_weights(tmp / "weights", skip=tuple(present))
     for name in present:
         (folder / name).symlink_to(bundled / name, target_is_directory=True)
-    return folder, (f"pretrained/ for {', '.join(present)}; tiny random checkpoints (tests/demo_weights.py) for "
+    return folder, (f"pretrained/ for {', '.join(present)}; tiny random checkpoints (demo/tiny_weights.py) for "
                     f"{', '.join(missing)}, which were still training")
 
 

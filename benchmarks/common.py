@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -15,6 +16,11 @@ MNIST_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def recipe_config(name: str) -> dict:
+    """The model config fields of recipes/<name>.json: the benchmarks time the models the bundled weights are."""
+    return json.loads((REPO_ROOT / "recipes" / f"{name}.json").read_text())["model_config"]
 
 
 def cpu_model() -> str:

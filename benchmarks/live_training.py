@@ -27,6 +27,10 @@ import time
 import zipfile
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file (python path/to/benchmarks/x.py), from any folder
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "benchmarks"
+
 import torch
 
 from demo.live import LIVE_MODELS, MAX_SECONDS, LiveTraining

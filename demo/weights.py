@@ -3,9 +3,9 @@
 Local mode reads `pretrained/<name>/` (a `save_pretrained` folder: model.safetensors + config.json). Hub mode
 (`python app.py --hub` or `VAE_FAMILY_HUB=1`, the default on a Space) downloads each model with
 `snapshot_download` at the revision pinned in PINNED_REVISIONS ("main" otherwise), safetensors/json/md/png only
-(never pickles), then loads it from the local snapshot; huggingface_hub caches the snapshot. When the Hub cannot be reached, or a repo
-or revision is missing, the bundled weights are used instead and `ModelStore.notice` says so (the app shows it
-as a banner). A model that is missing or does not match its config disables only the features that need it:
+(never pickles), then loads it from the local snapshot; huggingface_hub caches the snapshot. When the Hub cannot be
+reached, or a repo or revision is missing, the bundled weights are used instead and `ModelStore.notice` says so
+(the app shows it as a banner). A model that is missing or does not match its config disables only the features that need it:
 `ModelStore.get` raises `ModelUnavailable` with the reason, and each tab lists what it cannot do.
 
 Which checkpoints exist is declared by the models themselves (`spec.checkpoints`, vae_models/registry.py): the

@@ -11,7 +11,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from demo import build_app, common, launch_settings, serving
 
-from .demo_weights import make_tiny_weights
+from demo.tiny_weights import make_tiny_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

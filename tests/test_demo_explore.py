@@ -26,7 +26,7 @@ from demo.common import example_choices
 from demo.common import test_digits as bundled_digits
 from vae_models import load_model, typicality
 
-from .demo_weights import make_tiny_weights
+from demo.tiny_weights import make_tiny_weights
 from .hub_server import hub_env, start_hub_server
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from demo.common import example_choices, read_digit
 from demo.weights import ModelStore, ModelUnavailable, hub_revisions
 from vae_models.preprocess import ImageInputError, to_mnist
 
-from .demo_weights import make_tiny_weights
+from demo.tiny_weights import make_tiny_weights
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 ZERO, SIX = example_choices()[0], example_choices()[13]

@@ -20,7 +20,7 @@ from demo import build_app, common, launch_settings, serving
 from vae_models import preprocess
 from vae_models.preprocess import ImageInputError, to_mnist
 
-from .demo_weights import make_tiny_weights
+from demo.tiny_weights import make_tiny_weights
 
 LIMIT = serving.UPLOAD_LIMIT_BYTES
 ZERO = common.example_choices()[0]

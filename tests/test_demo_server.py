@@ -22,7 +22,7 @@ from demo import build_app
 from demo import common
 from demo.common import example_choices
 
-from .demo_weights import make_tiny_weights
+from demo.tiny_weights import make_tiny_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO_ROOT.parent / "shared/data/mnist"

@@ -18,7 +18,7 @@ from vae_models.corruption import corrupt
 from vae_models.data import make_loader
 from vae_models.metrics import psnr
 
-from .demo_weights import make_tiny_weights
+from demo.tiny_weights import make_tiny_weights
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 

@@ -83,7 +83,7 @@ def test_a_registered_toy_model_is_trained_evaluated_carded_reported_and_offered
     from train.evaluate import main as evaluate_main
     from train.report import main as report_main
 
-    from .demo_weights import make_tiny_weights
+    from demo.tiny_weights import make_tiny_weights
 
     weights = make_tiny_weights(tmp_path / "weights", skip=("vae", "cvae", "socvae", "quadrant_nn", "dvae", "avb",
                                                              "aae", "vae-2d", "aae-2d-gaussian", "aae-2d-mixture",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,6 +136,22 @@ def test_resume_after_sigkill_continues_and_matches(reference, tmp_path):
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
 
 
+def test_adam_implementation_is_a_recorded_setting_and_older_runs_resume_as_plain_adam(reference, tmp_path):
+    record = json.loads((reference / "export" / "training_args.json").read_text())
+    assert record["args"]["optimizer"] == "adam-fused"  # the default, recorded with the export
+    run = tmp_path / "older"
+    shutil.copytree(reference / "checkpoints", run / "checkpoints")
+    state_file = latest(run) / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["settings"]["optimizer"]  # a checkpoint written before the setting existed
+    state_file.write_text(json.dumps(state))
+    refused = train(*RUN, "--output-dir", str(run), "--resume", "--max-steps", "26", check=False)
+    assert refused.returncode == 2
+    assert_one_error_line(refused, "'optimizer': ('adam', 'adam-fused')")
+    resumed = train(*RUN, "--output-dir", str(run), "--resume", "--max-steps", "26", "--optimizer", "adam")
+    assert "at step 24" in resumed.stdout + resumed.stderr and latest(run).name == "step_0000026"
+
+
 def test_existing_run_needs_resume(reference):
     proc = train(*RUN, "--output-dir", str(reference), check=False)
     assert proc.returncode == 2
@@ -158,6 +175,7 @@ def test_resume_settings_name_everything_a_resumed_run_must_share():
     reference = settings(base, model, "dynamic", 1)
     changed = {
         "lr": settings(TrainConfig(**{**base.__dict__, "lr": 0.5}), model, "dynamic", 1),
+        "optimizer": settings(TrainConfig(**{**base.__dict__, "optimizer": "adam"}), model, "dynamic", 1),
         "seed": settings(TrainConfig(**{**base.__dict__, "seed": 9}), model, "dynamic", 1),
         "batch_size": settings(TrainConfig(**{**base.__dict__, "batch_size": 7}), model, "dynamic", 1),
         "dataset": settings(TrainConfig(**{**base.__dict__, "dataset": "fashion_mnist"}), model, "dynamic", 1),

@@ -1,8 +1,10 @@
 """One Accelerate training loop for every model of the family.
 
-The trainer owns devices, processes, optimisers, checkpoints, logging and export; each model owns its objective
-(`model.loss(batch)`, and `model.discriminator_loss(batch)` for adversarial models). The same code runs as a plain
-`python -m train ...` and under `accelerate launch` (DDP, any number of processes, mixed precision).
+The trainer owns devices, processes, optimisers, checkpoints and per-step logging; each model owns its objective
+(`model.loss(batch)`, and `model.discriminator_loss(batch)` for two-player models, `spec.adversarial`). Sample
+grids live in previews.py, the export folder and the card in export.py and card.py, the Hub push in hub.py. The
+same code runs as a plain `python -m train ...` and under `accelerate launch` (DDP, any number of processes,
+mixed precision).
 
 DDP and two losses on one module: DDP only all-reduces gradients of a backward pass that follows a forward pass
 *of the wrapped module*. Calling `unwrap_model(model).discriminator_loss(...)` would silently skip that sync and
@@ -12,6 +14,10 @@ on `find_unused_parameters` (the discriminator step does not touch the generator
 Checkpoints: `output_dir/checkpoints/step_XXXXXXX` (accelerator.save_state + trainer_state.json), written into a
 hidden temp folder and renamed into place only when complete; `checkpoints/latest` names the newest one and is
 replaced atomically. A run killed at any moment therefore leaves `latest` pointing at a whole checkpoint.
+
+Speed: the step does what a plain PyTorch loop does and little more (benchmarks/train_throughput.py compares
+them). Adam's implementation is a setting (`optimizer`, recorded in training_args.json): "adam-fused" by default,
+"adam" (PyTorch's per-parameter loop) for the runs that made the weights bundled before the setting existed.
 """
 
 from __future__ import annotations
@@ -21,26 +27,32 @@ import json
 import math
 import os
 import shutil
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
 import vae_models
-from vae_models import ConfigError, build_model
-from vae_models.export import TrainingRecord, write_training_record
-from vae_models.images import grid_image
+from vae_models import CheckpointError, ConfigError, build_model
+from vae_models.data import load_mnist, make_loader
+
+from .export import training_record, write_export
+from .hub import push_folder
+from .previews import PREVIEW_COUNT, log_to_trackers, preview_images, save_preview
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
-PREVIEW_COUNT = 64  # images in each sample grid (8 x 8)
+# Adam implementations (torch.optim.Adam keyword arguments). On CPU "fused" updates all of a parameter's state in one
+# kernel: the fastest (benchmarks/README.md); "adam" is PyTorch's default per-parameter loop on CPU, which trained
+# every weight bundled before this setting existed, so their recipes name it to stay reproducible.
+OPTIMIZERS = {"adam": {}, "adam-foreach": {"foreach": True}, "adam-fused": {"fused": True}}
+DEFAULT_OPTIMIZER = "adam-fused"
+POSTFIX_EVERY = 10  # steps between updates of the progress bar's loss display (it redraws ~10 times a second)
 
 
 class TrainError(RuntimeError):
@@ -60,6 +72,7 @@ class TrainConfig:
     binarize: str | None = None  # "dynamic", "fixed" or "none"; None: the model's default (see default_binarize)
     batch_size: int = 128  # per process: the global batch is batch_size * number of processes
     lr: float = 1e-3  # Adam learning rate (both players of an adversarial model)
+    optimizer: str = DEFAULT_OPTIMIZER  # Adam implementation, a key of OPTIMIZERS (same maths, different speed)
     epochs: int = 10  # passes over the training set, unless max_steps is given
     max_steps: int | None = None  # total optimisation steps; overrides epochs
     seed: int = 0  # seeds model init, data order, binarisation and sampling noise: same seed, same weights
@@ -75,8 +88,8 @@ class TrainConfig:
     private: bool = False  # create the Hub repo as private
     init_from: str | None = None  # export folder whose weights start the run (a warm start; same model config)
     lr_decay_to: float | None = None  # decay the lr exponentially to this value at the last step; None: constant
-    command: list[str] = field(default_factory=list)  # the command line, recorded in the export
     progress_bar: bool = True  # a tqdm bar on stderr (the app's live training turns it off)
+    command: list[str] = field(default_factory=list)  # the command line, recorded in the export
 
 
 class LossModule(nn.Module):
@@ -105,10 +118,8 @@ def build(cfg: TrainConfig) -> vae_models.HubModel:
 
 
 def load_data(cfg: TrainConfig, split: str = "train"):
-    from vae_models import data
-
     try:
-        return data.load_mnist(split, data_dir=cfg.data_dir, dataset=cfg.dataset)
+        return load_mnist(split, data_dir=cfg.data_dir, dataset=cfg.dataset)
     except (ValueError, OSError) as exc:  # DataError is a ValueError
         raise TrainError(f"cannot load {cfg.dataset} {split} data: {exc}") from exc
 
@@ -164,30 +175,9 @@ def settings(cfg: TrainConfig, model, binarize: str, num_processes: int) -> dict
     """What a resumed run must share with the run it continues (the rest, e.g. max_steps, may change)."""
     return json.loads(json.dumps({  # JSON round trip: compared with the copy read back from trainer_state.json
         "model": cfg.model, "model_config": dataclasses.asdict(model.config), "dataset": cfg.dataset,
-        "binarize": binarize, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+        "binarize": binarize, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer, "seed": cfg.seed,
         "num_processes": num_processes, "init_from": cfg.init_from, "lr_decay_to": cfg.lr_decay_to,
     }))
-
-
-def preview_images(model, images: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor | None:
-    """A grid's worth of images, chosen by the model's declaration: samples from the prior for generative models
-    (label-conditional ones: each digit in turn), completions of the fixed test images for quadrant-completion
-    models, nothing for models that produce no images (the classifier)."""
-    spec = model.spec
-    if spec.kind == "classifier":
-        return None
-    generator = torch.Generator().manual_seed(seed)  # own RNG: previews never perturb training randomness
-    x = images[:PREVIEW_COUNT].to(model.device)
-    cond = (torch.arange(PREVIEW_COUNT, device=model.device) % 10) if spec.label_conditional else None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if spec.completes_quadrants:
-                return model.complete(x, model.default_num_given, 1, generator=generator)[0].float().cpu()
-            return model.sample(PREVIEW_COUNT, labels=cond, generator=generator).float().cpu()
-    finally:
-        model.train(was_training)
 
 
 class Trainer:
@@ -219,12 +209,13 @@ class Trainer:
         self.resume_from = existing if cfg.resume else None
         if self.resume_from is not None:
             saved = json.loads((self.resume_from / "trainer_state.json").read_text())["settings"]
+            saved.setdefault("optimizer", "adam")  # checkpoints from before the setting: PyTorch's default Adam
             diff = {k: (saved.get(k), v) for k, v in self.settings.items() if saved.get(k) != v}
             if diff:
                 raise TrainError(f"cannot resume {self.resume_from}: settings differ (saved, now): {diff}")
 
         # Trained decoders push background logits far negative; the float32 subnormals that follow make CPU maths
-        # several times slower (warm-started runs trained at ~0.6x a fresh run's speed). Flush them to zero.
+        # several times slower (benchmarks/README.md: trained vs fresh). Flush them to zero.
         torch.set_flush_denormal(True)
         # Seeded per process (process_index added): ranks see different noise, while DDP copies rank 0's weights.
         set_seed(cfg.seed, device_specific=True)
@@ -236,7 +227,7 @@ class Trainer:
         """Copy an export's weights into the fresh model; its config must be the one this run builds."""
         try:
             source = vae_models.load_model(folder)
-        except (vae_models.CheckpointError, ConfigError) as exc:
+        except (CheckpointError, ConfigError) as exc:
             raise TrainError(f"--init-from {folder}: {exc}") from exc
         if dataclasses.asdict(source.config) != dataclasses.asdict(self.model.config):
             raise TrainError(f"--init-from {folder}: its config {source.config} differs from this run's "
@@ -258,6 +249,8 @@ class Trainer:
             raise TrainError(f"--lr-decay-to must be in (0, --lr], got {cfg.lr_decay_to}")
         if cfg.init_from is not None and not (Path(cfg.init_from) / "model.safetensors").is_file():
             raise TrainError(f"--init-from {cfg.init_from} is not an export folder (no model.safetensors)")
+        if cfg.optimizer not in OPTIMIZERS:
+            raise TrainError(f"--optimizer must be one of {list(OPTIMIZERS)}, got {cfg.optimizer!r}")
         if cfg.binarize not in (None, "dynamic", "fixed", "none"):
             raise TrainError(f"--binarize must be dynamic, fixed or none, got {cfg.binarize!r}")
 
@@ -281,20 +274,21 @@ class Trainer:
         between steps and may simply stop iterating: closing the generator ends the run at that step (metrics and
         progress bar closed; the final checkpoint is written only when the loop completes), and `export(step)`
         still writes the model as it is."""
-        cfg, acc = self.cfg, self.accelerator
-        from vae_models.data import make_loader
-
-        model = self.model
+        cfg, acc, model = self.cfg, self.accelerator, self.model
         loader = make_loader(self.images, self.labels, cfg.batch_size, shuffle=True, binarize=self.binarize,
                              drop_last=True, seed=cfg.seed)
-        if model.spec.adversarial:
-            optimizers = [torch.optim.Adam(model.discriminator_parameters(), lr=cfg.lr),
-                          torch.optim.Adam(model.generator_parameters(), lr=cfg.lr)]
-        else:
-            optimizers = [torch.optim.Adam(model.parameters(), lr=cfg.lr)]
+        adam = {"lr": cfg.lr, **OPTIMIZERS[cfg.optimizer]}
+        optimizers = [torch.optim.Adam(model.generator_parameters(), **adam)]
+        if model.spec.adversarial:  # the discriminator steps first (train_step)
+            optimizers.insert(0, torch.optim.Adam(model.discriminator_parameters(), **adam))
         wrapped, *prepared = acc.prepare(LossModule(model), *optimizers, loader)
         *optimizers, loader = prepared
         self.wrapped, self.optimizers = wrapped, optimizers
+        # Accelerate's optimizer wrapper and `backward` exist for loss scaling (fp16), gradient accumulation and
+        # XLA/DeepSpeed; without those they only add Python work to every step (import probes, a division by 1).
+        # Then the step calls torch directly, as a plain loop does; DDP's gradient sync lives in backward() itself.
+        self.direct = (acc.scaler is None and acc.gradient_accumulation_steps == 1 and acc.distributed_type in
+                       (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU))
 
         steps_per_epoch = len(loader)
         if steps_per_epoch == 0:
@@ -323,9 +317,11 @@ class Trainer:
                     logs = self.train_step(images, labels, step)
                     step += 1
                     bar.update(1)
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
-                    acc.log(logs, step=step)
-                    if metrics:
+                    if step % POSTFIX_EVERY == 0:
+                        bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
+                    if acc.trackers:
+                        acc.log(logs, step=step)
+                    if metrics:  # one whole line per step, on disk at once: `tail -f` follows a long run
                         metrics.write(json.dumps({"step": step, "epoch": epoch, **logs}) + "\n")
                         metrics.flush()
                     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
@@ -362,22 +358,30 @@ class Trainer:
 
     def _update(self, optimizer, images, labels, step, discriminator: bool, prefix: str) -> dict[str, float]:
         acc = self.accelerator
-        # Both players' gradients: the other's loss left gradients on these parameters too. One call on the module
-        # rather than AcceleratedOptimizer.zero_grad per optimizer, which inspects the optimizer's signature on
-        # every call (~0.15 ms each, several % of an MNIST step; benchmarks/train_throughput.py).
-        self.wrapped.zero_grad(set_to_none=True)
+        # Both players' gradients: the other's loss left gradients on these parameters too (the optimizers' groups
+        # partition the model's parameters). The torch optimizers themselves: AcceleratedOptimizer.zero_grad
+        # inspects the optimizer's signature on every call, and Module.zero_grad walks the module tree.
+        for opt in self.optimizers:
+            opt.optimizer.zero_grad(set_to_none=True)
         loss, terms = self.wrapped(images, labels, discriminator=discriminator)
         names = ["loss", *terms]
-        values = torch.stack([loss.detach().float(), *(t.detach().float().reshape(()) for t in terms.values())])
-        values = acc.gather(values[None]).mean(0)  # all ranks decide together whether to stop; logs are global means
-        if not torch.isfinite(values).all():
-            bad = ", ".join(f"{n}={v:g}" for n, v in zip(names, values.tolist()) if not math.isfinite(v))
+        if acc.num_processes > 1:  # all ranks decide together whether to stop; the logs are global means
+            stats = torch.stack([loss.detach().float(), *(t.detach().float().reshape(()) for t in terms.values())])
+            values = acc.gather(stats[None]).mean(0).tolist()
+        else:  # a few scalar reads cost less than building and gathering a tensor of them
+            values = [loss.item(), *(t.item() for t in terms.values())]
+        if not all(map(math.isfinite, values)):
+            bad = ", ".join(f"{n}={v:g}" for n, v in zip(names, values) if not math.isfinite(v))
             raise Diverged(
                 f"{'discriminator ' if discriminator else ''}loss is not finite at step {step + 1} ({bad}); "
                 f"training stopped, {self._latest_text()} (try a lower --lr)")
-        acc.backward(loss)
-        optimizer.step()
-        return {prefix + n: v for n, v in zip(names, values.tolist())}
+        if self.direct:
+            loss.backward()
+            optimizer.optimizer.step()
+        else:
+            acc.backward(loss)
+            optimizer.step()
+        return {prefix + n: v for n, v in zip(names, values)}
 
     def _latest_text(self) -> str:
         pointer = self.output_dir / CHECKPOINTS / LATEST
@@ -394,56 +398,23 @@ class Trainer:
         if not acc.is_main_process:
             return
         images = preview_images(acc.unwrap_model(self.wrapped).model, self.preview_x, self.preview_y, self.cfg.seed)
-        if images is None:
-            return
-        grid = grid_image(images, nrow=8)
-        folder = self.output_dir / "samples"
-        folder.mkdir(exist_ok=True)
-        grid.save(folder / f"step_{step:07d}.png")
-        for tracker in acc.trackers:
-            if tracker.name == "tensorboard":
-                tracker.log_images({"samples": _as_array(grid)}, step=step, dataformats="HW")
-            elif tracker.name == "trackio":
-                import trackio
+        if images is not None:
+            grid = save_preview(images, self.output_dir / "samples" / f"step_{step:07d}.png")
+            log_to_trackers(acc.trackers, grid, step)
 
-                trackio.log({"samples": trackio.Image(grid)}, step=step)
-
-    # -- export ----------------------------------------------------------------------------------------------
-    def export(self, step: int) -> Path | None:
+    def export(self, step: int) -> Path:
         acc, cfg = self.accelerator, self.cfg
         folder = Path(cfg.save_pretrained or self.output_dir / "export")
         if acc.is_main_process:
-            from .card import write_card
-
-            model = acc.unwrap_model(self.wrapped).model
-            folder.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(folder)
-            images = preview_images(model, self.preview_x, self.preview_y, cfg.seed)
-            if images is not None:
-                grid_image(images, nrow=8, scale=2).save(folder / "samples.png")
-            args = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command"}
-            write_training_record(folder, TrainingRecord(
-                command=training_command(cfg.command, acc.num_processes), args=args, argv=list(cfg.command),
-                steps=step, num_processes=acc.num_processes, mixed_precision=acc.mixed_precision,
-                binarize=self.binarize, versions={"torch": torch.__version__, "accelerate": _version("accelerate")},
-                date=time.strftime("%Y-%m-%d")))
-            write_card(folder, repo_id=cfg.push_to_hub)
+            record = training_record(cfg, step, acc.num_processes, acc.mixed_precision, self.binarize)
+            write_export(acc.unwrap_model(self.wrapped).model, folder, record, self.preview_x, self.preview_y,
+                         cfg.seed, repo_id=cfg.push_to_hub)
             acc.print(f"exported to {folder}")
         acc.wait_for_everyone()
         if cfg.push_to_hub and acc.is_main_process:
-            from .hub import push_folder
-
             url = push_folder(folder, cfg.push_to_hub, revision=cfg.revision, private=cfg.private)
             acc.print(f"pushed to {url}")
         return folder
-
-
-def training_command(argv: list[str], num_processes: int) -> str:
-    import shlex
-
-    launcher = "python -m train" if num_processes == 1 else (
-        f"accelerate launch --multi_gpu --num_processes {num_processes} -m train")
-    return f"{launcher} {shlex.join(argv)}".strip()
 
 
 def _flat(d: dict) -> dict:
@@ -457,18 +428,6 @@ def _flat(d: dict) -> dict:
     return out
 
 
-def _as_array(image):
-    import numpy as np
-
-    return np.asarray(image)
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
-
-
 def train(cfg: TrainConfig) -> Path | None:
     """Train (or resume) per `cfg`; returns the export folder when one was written."""
     trainer = Trainer(cfg)
@@ -476,7 +435,3 @@ def train(cfg: TrainConfig) -> Path | None:
         return trainer.run()
     finally:
         trainer.accelerator.end_training()  # flushes the trackers; ends the process group under DDP
-
-
-if __name__ == "__main__":  # pragma: no cover - use `python -m train`
-    sys.exit("run `python -m train --help`")

@@ -158,7 +158,7 @@ def pixel_log_likelihood(logits: Tensor, x: Tensor, likelihood: str, gaussian_st
     gaussian: N(x; sigmoid(logits), gaussian_std^2) per pixel (Kingma & Welling 2013, Appendix C.2, fixed variance).
     """
     # x log sigmoid(l) + (1-x) log(1 - sigmoid(l)) = x l - softplus(l): the same value as the negated
-    # binary_cross_entropy_with_logits, but about 1.5x faster, which matters for k=5000 importance sampling.
+    # binary_cross_entropy_with_logits in fewer passes over the logits, which matters for k=5000 importance sampling.
     if likelihood == "bernoulli":
         return (x * logits - F.softplus(logits)).flatten(1).sum(1)
     if likelihood == "continuous_bernoulli":

@@ -63,9 +63,9 @@ class GaussianEncoderMixin:
         reconstruction, kl = self.elbo_terms(x, x, labels)
         return -(reconstruction + kl)
 
-    # Decoded samples per step of log_importance_weights. A (1024, 784) block of logits (3 MB) is still in cache
-    # for the likelihood passes that follow the decoder matmul; 5000 rows at once made the k=5000 test NLL 1.15x
-    # slower on a 2-core Xeon, and used ~400 MB more memory (benchmarks/eval_nll.py). Same samples, same result.
+    # Decoded samples per step of log_importance_weights: a (1024, 784) block of logits (3 MB) is still in cache
+    # for the likelihood passes that follow the decoder matmul. Same samples, same result for any value; the
+    # measurements that chose it are in benchmarks/README.md.
     ROWS_PER_STEP = 1024
 
     def log_importance_weights(self, x: Tensor, num_samples: int, labels: Tensor | None = None) -> Tensor:
@@ -88,7 +88,7 @@ class GaussianEncoderMixin:
             # sum_p x_p l_p is one matrix-vector product per image, so the logits are read twice instead of four
             # times. softplus(l) < 2.1e-9 below l = -20, so clamping there moves an image's sum by < 1.7e-6 nats
             # (under float32 resolution at these magnitudes) and keeps log1p off arguments whose polynomial terms
-            # are denormal floats: a trained decoder's background logits (-30 to -100) made softplus ~5x slower.
+            # are denormal floats (a trained decoder's background logits, -30 to -100; see benchmarks/README.md).
             logits = logits.view(k, b, -1)
             return torch.einsum("kbp,bp->kb", logits, x.flatten(1)) - F.softplus(logits.clamp_min(-20)).sum(-1)
         return self.log_likelihood(logits, rep(x)).view(k, b)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
-COPIED = ["pretrained", "README.md", "app.py", "benchmarks"]  # besides the mutated packages and tests/
+COPIED = ["pretrained", "recipes", "README.md", "pyproject.toml", "app.py", "benchmarks"]  # and packages, tests/
 
 # group -> (files mutated, test files run). Tests that start subprocesses are left out: mutmut cannot see which
 # functions a subprocess reaches, and they are slow; the in-process tests below cover the same paths.
@@ -32,14 +32,14 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
          "vae_models/aae.py", "vae_models/socvae.py", "vae_models/classifier.py", "vae_models/blocks.py",
          "vae_models/base.py"],
         ["tests/test_models.py", "tests/test_loss_terms.py", "tests/test_math.py", "tests/test_adversarial.py",
-         "tests/test_models_cvae_dvae.py", "tests/test_avb_contrast.py", "tests/test_promises.py",
+         "tests/test_denoising_and_conditional_models.py", "tests/test_avb_contrast.py", "tests/test_promises.py",
          "tests/test_quadrant_exact.py"],
     ),
     "metrics": (["vae_models/metrics.py"], ["tests/test_metrics.py", "tests/test_metric_values.py"]),
     "inputs": (
         ["vae_models/preprocess.py", "vae_models/corruption.py"],
-        ["tests/test_preprocess_properties.py", "tests/test_demo_handlers.py", "tests/test_models_cvae_dvae.py",
-         "tests/test_promises.py"],
+        ["tests/test_preprocess_properties.py", "tests/test_demo_handlers.py",
+         "tests/test_denoising_and_conditional_models.py", "tests/test_promises.py"],
     ),
     "trainer": (
         ["train/evaluate.py", "train/trainer.py"],

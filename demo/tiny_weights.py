@@ -1,13 +1,14 @@
-"""Tiny checkpoints of every model the app uses, written with save_pretrained, for the demo tests."""
+"""Tiny random-weight checkpoints of every model the app uses, written with save_pretrained: the app's tests and
+its latency benchmark run on them, and they let the app start where no trained weights exist."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 import vae_models
+from vae_models.export import EvalResult, write_eval_results
 
 TINY = {"hidden_dims": [32], "latent_dim": 2}
 ADVERSARIAL = {"discriminator_hidden_dims": [16]}
@@ -27,13 +28,12 @@ CHECKPOINTS = {  # app name -> (model_type, config fields)
     "aae-2d-supervised": ("aae", {**TINY, **ADVERSARIAL, "prior": "mixture10", "supervised_prior": True}),
     "avb-2d": ("avb", {**TINY, **ADVERSARIAL, "noise_dim": 2, "proposal_samples": 4}),
 }
-# In the format `python -m train.evaluate` writes (a list of entries), for the prior-comparison table.
+# Made-up measurements for the prior-comparison table, so that its tests have numbers to find.
 EVAL_RESULTS = {"vae-2d": [
-    {"name": "IS-NLL (k=5000)", "type": "nll", "value": 135.25, "dataset": "mnist", "split": "test"},
-    {"name": "AIS-NLL", "type": "nll", "value": 133.5, "dataset": "mnist", "split": "test",
-     "details": {"std_error": 1.25, "bdmc_gap": 0.31}},
-    {"name": "Classifier-feature FD", "type": "classifier_fd", "value": 12.5, "dataset": "mnist", "split": "test"},
-    {"name": "Prior MMD", "type": "mmd", "value": 0.0123, "dataset": "mnist", "split": "test"},
+    EvalResult("IS-NLL (k=5000)", "nll", 135.25),
+    EvalResult("AIS-NLL", "nll", 133.5, details={"std_error": 1.25, "bdmc_gap": 0.31}),
+    EvalResult("Classifier-feature FD", "classifier_fd", 12.5),
+    EvalResult("Prior MMD", "mmd", 0.0123),
 ]}
 
 
@@ -47,5 +47,5 @@ def make_tiny_weights(root: Path, skip: tuple[str, ...] = (), seed: int = 0) -> 
         model = vae_models.build_model(model_type, **fields)
         model.save_pretrained(root / name)
         if name in EVAL_RESULTS:
-            (root / name / "eval_results.json").write_text(json.dumps(EVAL_RESULTS[name]))
+            write_eval_results(root / name, EVAL_RESULTS[name])
     return root
