@@ -110,3 +110,46 @@ def test_avb_importance_weights_use_the_fitted_gaussian_proposal():
     # and z really is drawn from g: its moments are the fitted ones
     torch.testing.assert_close(z.mean(0), mean, rtol=0, atol=0.1)
     torch.testing.assert_close(z.std(0) / std, torch.ones_like(std), rtol=0, atol=0.1)
+
+
+def gaussian_avb(**fields):
+    torch.manual_seed(0)
+    model = build_model("avb", hidden_dims=[8], latent_dim=LATENT, noise_dim=LATENT, discriminator_hidden_dims=[8],
+                        **fields).eval()
+    model.encoder = GaussianEncoder()
+    return model
+
+
+def test_avb_moments_and_reconstruction_follow_the_posterior():
+    """r_alpha / the proposal get the posterior's own mean and std per image and dimension; reconstruct decodes the
+    posterior mean (estimated from proposal_samples draws), one image per input."""
+    model = gaussian_avb(proposal_samples=400)
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    mu = GaussianEncoder.mean(x.flatten(1).mean(1, keepdim=True))
+    mean, std = model.moments(x, 4000)
+    torch.testing.assert_close(mean, mu, rtol=0, atol=0.1)
+    torch.testing.assert_close(std, STD.expand_as(mu), rtol=0.06, atol=0)
+    with torch.no_grad():
+        reconstruction = model.reconstruct(x)
+        torch.testing.assert_close(reconstruction, model.decode(mu), rtol=0, atol=0.02)
+    assert reconstruction.shape == (5, 1, 28, 28)
+
+
+def test_adaptive_contrast_discriminator_sees_normalised_codes():
+    """With adaptive contrast, T separates z~ = (z - mean) / std from N(0, I) samples (Sec. 3.3): the codes it is
+    shown as 'posterior' are standardised, whatever the posterior's location and scale."""
+    model = gaussian_avb(adaptive_contrast=True, contrast_samples=64)
+    seen = []
+
+    class Recorder(nn.Module):
+        def forward(self, x, z):
+            seen.append(z)
+            return torch.zeros(len(z))
+
+    model.discriminator = Recorder()
+    x = torch.rand(2000, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    model.discriminator_loss((x, None))
+    z_tilde, z_prior = seen
+    torch.testing.assert_close(z_tilde.mean(0), torch.zeros(LATENT), rtol=0, atol=0.1)
+    torch.testing.assert_close(z_tilde.std(0), torch.ones(LATENT), rtol=0, atol=0.1)
+    assert z_prior.shape == z_tilde.shape

@@ -202,3 +202,53 @@ def test_hub_mode_falls_back_per_model_or_entirely(monkeypatch, tmp_path):
         assert "could not be reached" in store.notice and "`bundled/`" in store.notice
         assert reason in store.notice  # the reason is shown (its first line)
         assert all(store.source(name) == "bundled" for name in ("vae", "ae", "classifier"))
+
+
+def test_hub_revision_overrides_from_inline_json_file_or_environment(monkeypatch, tmp_path):
+    from demo.weights import REVISIONS_ENV, hub_revisions
+
+    pinned = {"repo_id": "me/mnist-vae", "revision": "0123abc"}
+    assert hub_revisions(' \n{"vae": %s}' % json.dumps(pinned))["vae"] == pinned  # inline JSON, leading blanks
+    path = tmp_path / "pins.json"
+    path.write_text(json.dumps({"vae": pinned}), encoding="utf-8")
+    monkeypatch.setenv(REVISIONS_ENV, str(path))
+    table = hub_revisions()
+    assert table["vae"] == pinned and table["ae"] == {"repo_id": "vae-family/mnist-ae", "revision": "main"}
+    assert hub_revisions({"ae": {"revision": "v2"}})["vae"]["revision"] == "main"  # an argument beats the variable
+    for bad in ({"vae": {"repo": "typo"}}, {"vae": "main"}, {"vqvae": {"revision": "x"}}):
+        with pytest.raises(ValueError, match="bad hub revision entry"):
+            hub_revisions(bad)
+
+
+def test_missing_message_lists_only_what_is_unavailable(store, tmp_path):
+    assert store.missing_message(["vae", "dvae", "classifier"]) == ""
+    partial = ModelStore(make_tiny_weights(tmp_path / "w", skip=("vae", "cvae")), hub=False)
+    message = partial.missing_message(["vae", "dvae", "cvae"])
+    assert message.startswith("**Unavailable here** (the rest of the tab works):\n- ")
+    assert "'vae'" in message and "'cvae'" in message and "'dvae'" not in message and message.count("\n- ") == 2
+
+
+def test_hub_notice_names_every_missing_repo(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    weights = make_tiny_weights(tmp_path / "hub")
+    fake = FakeHub(lambda repo_id: repo_not_found(repo_id) if repo_id.endswith(("-vae", "-ae")) else weights / "ae")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    store = ModelStore(tmp_path / "bundled", hub=True)
+    assert store.notice == ("**Some models could not be downloaded from the Hub**: ae (RepositoryNotFoundError), "
+                            "vae (RepositoryNotFoundError); using the bundled weights for those.")
+
+
+def test_hub_mode_switch(monkeypatch):
+    """--hub / --no flag wins; else VAE_FAMILY_HUB (1/true/yes/on, any case and blanks); else on a Space (SPACE_ID)."""
+    from demo.weights import HUB_ENV, hub_requested
+
+    monkeypatch.delenv(HUB_ENV, raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert hub_requested(True) is True and hub_requested(False) is False and hub_requested() is False
+    monkeypatch.setenv("SPACE_ID", "org/space")
+    assert hub_requested() is True and hub_requested(False) is False
+    for value, expected in (("1", True), (" TRUE ", True), ("Yes", True), ("on", True), ("0", False),
+                            ("false", False), ("off", False), ("", False)):
+        monkeypatch.setenv(HUB_ENV, value)
+        assert hub_requested() is expected, value  # the variable beats SPACE_ID

@@ -33,7 +33,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
          "vae_models/base.py"],
         ["tests/test_models.py", "tests/test_loss_terms.py", "tests/test_math.py", "tests/test_adversarial.py",
          "tests/test_denoising_and_conditional_models.py", "tests/test_avb_contrast.py", "tests/test_promises.py",
-         "tests/test_quadrant_exact.py"],
+         "tests/test_quadrant_exact.py", "tests/test_cb_normaliser.py"],
     ),
     "metrics": (["vae_models/metrics.py"], ["tests/test_metrics.py", "tests/test_metric_values.py"]),
     "inputs": (
