@@ -42,6 +42,11 @@ class Paper:
         return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else None
 
 
+# Cited by three models (the label-conditional CVAE, the structured-output CVAE and its quadrant baseline).
+SOHN_2015 = Paper("Learning Structured Output Representation using Deep Conditional Generative Models",
+                  "Sohn, Lee & Yan", 2015, venue="NeurIPS")
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A bundled weight of a model: the folder `pretrained/<name>/`, the Hub repo `vae-family/mnist-<name>` and the
