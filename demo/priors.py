@@ -17,17 +17,21 @@ from .common import bind, first_visit, generator, intro, test_digits, to_image
 from .test_codes import encode, read_test_codes
 from .weights import ModelStore, latent_2d_checkpoints
 
-# column -> the eval_results.json entry type (see train/evaluate.py) shown in it
-METRICS = {"NLL (nats)": "nll", "classifier FD": "classifier_fd", "prior MMD": "mmd"}
+# column -> the eval_results.json entry (see train/evaluate.py) shown in it: the first whose name starts with the
+# prefix. AIS-NLL is the one likelihood every model here has; the IS-NLL bound exists only for Gaussian posteriors.
+METRICS = {"AIS-NLL (nats)": "AIS-NLL", "IS-NLL bound (nats)": "IS-NLL", "classifier FD": "Classifier-feature FD",
+           "prior MMD": "Prior MMD", "digit = component": "Conditional accuracy"}
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # matplotlib's tab10
 SIZE, MAX_POINTS = 300, 5000
 
 INTRO = """### Adversarial priors
-All four models have a 2-D code: the VAE pulls each q(z|x) towards the prior with a KL term, the AAE trains a
-discriminator to make the encoded codes indistinguishable from prior samples, and AVB makes the posterior itself
+All five models have a 2-D code: the VAE pulls each q(z|x) towards the prior with a KL term, the AAE trains a
+discriminator to make the encoded codes indistinguishable from prior samples (the label-supervised AAE's
+discriminator also sees the digit's label, so digit c fills mixture component c), and AVB makes the posterior itself
 implicit and learns the KL with a discriminator on (x, z). Look at how well the coloured codes of test digits cover
-the prior's density (grey): gaps mean prior samples that decode to no digit, and compare NLL, FD and MMD below."""
+the prior's density (grey): gaps mean prior samples that decode to no digit, and compare the likelihoods (AIS, one
+scale for every model), FD and MMD below."""
 
 
 @functools.cache
@@ -184,13 +188,26 @@ def _format(value) -> str:
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
 
 
-def read_results(folder) -> dict[str, EvalResult]:
-    """The folder's eval_results.json (written by `python -m train.evaluate`) by metric type; empty when the file
-    is absent or malformed, so the table says "not measured" rather than failing the tab."""
+def read_results(folder) -> list[EvalResult]:
+    """The folder's eval_results.json (written by `python -m train.evaluate`); empty when the file is absent or
+    malformed, so the table says "not measured" rather than failing the tab."""
     try:
-        return {r.type: r for r in (read_eval_results(folder) or [])} if folder else {}
+        return (read_eval_results(folder) or []) if folder else []
     except ExportError:
-        return {}
+        return []
+
+
+def _cell(entry: EvalResult | None) -> str:
+    if entry is None:
+        return "not measured"
+    cell = _format(entry.value)
+    if entry.name.startswith("AIS-NLL") and cell != "not measured":
+        error, gap = entry.details.get("std_error"), entry.details.get("bdmc_gap")
+        cell += f" ± {_format(error)}" if isinstance(error, (int, float)) else ""
+        cell += f" (BDMC gap {_format(gap)})" if isinstance(gap, (int, float)) else ""
+    elif entry.name.startswith("IS-NLL"):
+        cell += f" ({entry.name})"
+    return cell
 
 
 def metrics_table(store: ModelStore) -> str:
@@ -199,11 +216,7 @@ def metrics_table(store: ModelStore) -> str:
     rows = []
     for name, checkpoint in latent_2d_checkpoints().items():
         results = read_results(store.folder(name))
-        cells = []
-        for metric_type in METRICS.values():
-            entry = results.get(metric_type)
-            cell = _format(entry.value) if entry else "not measured"
-            cells.append(f"{cell} ({entry.name})" if entry and metric_type == "nll" else cell)
+        cells = [_cell(next((e for e in results if e.name.startswith(prefix)), None)) for prefix in METRICS.values()]
         rows.append(f"| {checkpoint.label} | " + " | ".join(cells) + " |")
     return header + "\n" + "\n".join(rows)
 

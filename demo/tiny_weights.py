@@ -25,11 +25,13 @@ CHECKPOINTS = {  # app name -> (model_type, config fields)
     "vae-2d": ("vae", TINY),
     "aae-2d-gaussian": ("aae", {**TINY, **ADVERSARIAL}),
     "aae-2d-mixture": ("aae", {**TINY, **ADVERSARIAL, "prior": "mixture10"}),
+    "aae-2d-supervised": ("aae", {**TINY, **ADVERSARIAL, "prior": "mixture10", "supervised_prior": True}),
     "avb-2d": ("avb", {**TINY, **ADVERSARIAL, "noise_dim": 2, "proposal_samples": 4}),
 }
 # Made-up measurements for the prior-comparison table, so that its tests have numbers to find.
 EVAL_RESULTS = {"vae-2d": [
     EvalResult("IS-NLL (k=5000)", "nll", 135.25),
+    EvalResult("AIS-NLL", "nll", 133.5, details={"std_error": 1.25, "bdmc_gap": 0.31}),
     EvalResult("Classifier-feature FD", "classifier_fd", 12.5),
     EvalResult("Prior MMD", "mmd", 0.0123),
 ]}

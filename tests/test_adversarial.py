@@ -150,10 +150,31 @@ def test_supervised_prior_puts_label_k_in_component_k():
     angles = torch.atan2(z[:, 1], z[:, 0]) % (2 * math.pi)
     component = torch.round(angles / (2 * math.pi / NUM_COMPONENTS)).long() % NUM_COMPONENTS
     assert (component == labels).float().mean() > 0.99
-    # sample(labels=...) follows the label too: decoding is what the app shows for "draw a 3".
-    assert model.sample(4, labels=torch.tensor([3, 3, 7, 7])).shape == (4, 1, 28, 28)
+    # sample(labels=...) decodes codes of the labels' components: what the app shows for "draw a 3".
+    labels = torch.tensor([3, 3, 7, 7])
+    images = model.sample(4, labels=labels, generator=torch.Generator().manual_seed(5))
+    codes = model.prior_sample(4, torch.Generator().manual_seed(5), labels=labels)
+    torch.testing.assert_close(images, model.decode(codes))
+    assert model.samples_by_label
+
+    class ZeroJudge:  # calls every image a 0: exactly the tenth of samples asked for a 0 are "right"
+        def predict(self, images):
+            return torch.zeros(len(images), dtype=torch.long)
+
+    from vae_models.metrics import conditional_accuracy
+    assert conditional_accuracy(ZeroJudge(), model, n_per_digit=3) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="labels must be"):
         model.prior_sample(2, labels=torch.tensor([0, 10]))
+
+
+@pytest.mark.parametrize("model_type,fields", [("aae", {"prior": "mixture10"}), ("aae", {}), ("vae", {}),
+                                               ("avb", {"discriminator_hidden_dims": [8]})])
+def test_labels_are_an_error_for_models_without_label_supervision(model_type, fields):
+    model = build_model(model_type, hidden_dims=[8], latent_dim=2, **fields)
+    assert not model.samples_by_label
+    with pytest.raises(ValueError, match="label"):
+        model.sample(2, labels=torch.tensor([1, 2]))
+    assert model.sample(2).shape == (2, 1, 28, 28)
 
 
 def test_swiss_roll_prior_is_2d_within_its_radii_and_segmented_by_label():
@@ -183,3 +204,40 @@ def test_aae_config_errors_and_parameter_groups():
     gen = {id(p) for p in model.generator_parameters()}
     disc = {id(p) for p in model.discriminator_parameters()}
     assert gen and disc and not gen & disc and gen | disc == {id(p) for p in model.parameters()}
+
+
+def test_avb_noise_basis_moments_are_those_of_its_samples():
+    """The adaptive-contrast encoder z = z0(x) + sum_i a_i(x) v_i(eps_i): E[z|x] and Var[z|x] from the basis moments
+    (Mescheder et al. 2017, Sec. 3.3 / the authors' full0_ac) match the moments of many draws of z for each x."""
+    torch.manual_seed(0)
+    model = build_model("avb", hidden_dims=[16], latent_dim=3, noise_dim=4, num_basis=5, basis_hidden_dims=[8],
+                        encoder_type="noise_basis", adaptive_contrast=True, moment_samples=20_000,
+                        discriminator_hidden_dims=[8])
+    x = torch.rand(3, 1, 28, 28).bernoulli()
+    mean, std = model.moments(x, 2)
+    draws = model.posterior_samples(x, 20_000)
+    torch.testing.assert_close(mean, draws.mean(0), atol=0.03 * std.max().item(), rtol=0)
+    torch.testing.assert_close(std, draws.std(0), rtol=0.05, atol=0)
+    z0, a = model.encoder.coefficients(x)
+    assert (a > 0).all() and a.shape == (5, 3, 3)
+    assert model.loss((x, None)).loss.isfinite() and model.discriminator_loss((x, None)).loss.isfinite()
+
+
+def test_avb_every_layer_noise_reaches_every_layer_and_old_configs_keep_their_encoder():
+    torch.manual_seed(0)
+    model = build_model("avb", hidden_dims=[16, 16], latent_dim=2, noise_dim=3, encoder_type="every_layer_noise",
+                        discriminator_hidden_dims=[8], discriminator_prior_term=True)
+    x = torch.rand(4, 1, 28, 28).bernoulli()
+    eps = torch.randn(4, 3, requires_grad=True)
+    z = model.encoder(x, eps)
+    assert len(model.encoder.noise) == 3  # both hidden layers and the output layer get the noise
+    for noise in model.encoder.noise:  # each layer's noise path alone still moves z
+        (grad,) = torch.autograd.grad(z.sum(), noise.weight, retain_graph=True)
+        assert grad.abs().sum() > 0
+    # T's prior term: T(x, z) = net(x, z) + |z|^2 / 2, so T learns log q(z|x) up to a constant.
+    z = torch.randn(4, 2)
+    plain = model.discriminator.net(torch.cat([x.flatten(1), z], 1)).squeeze(1)
+    torch.testing.assert_close(model.discriminator(x, z), plain + 0.5 * z.pow(2).sum(1))
+    # Weights saved before these options load with the old encoder (input noise, no prior term).
+    old = AVB.from_pretrained(str(Path(__file__).resolve().parents[1] / "pretrained" / "avb"))
+    assert old.config.encoder_type == "input_noise" and not old.config.discriminator_prior_term

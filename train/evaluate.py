@@ -6,20 +6,28 @@
 Each model is evaluated on the test split of the dataset it was trained on (its training_args.json; MNIST when
 it has none), and gets the metrics its declaration (`model.spec`, vae_models/registry.py) says apply:
 
-    likelihood "bound" or "implicit"   IS-NLL: -log p(x) (label-conditional: -log p(x|y)) by the k-sample
+    likelihood "bound"                 IS-NLL: -log p(x) (label-conditional: -log p(x|y)) by the k-sample
     (generative models)                importance-weighted bound (Burda et al. 2015, eq. 8) on the test set
-                                       binarised once with a fixed seed
+                                       binarised once with a fixed seed. Not for "implicit" (AVB): a Gaussian
+                                       fitted to its posterior made a bound dominated by the proposal (207 nats
+                                       where AIS gives ~102), so its likelihood is AIS only
+    needs_ais, with --ais              AIS-NLL: -log p(x) by annealed importance sampling from the model's own prior
+                                       (vae_models/ais.py) with the BDMC gap on digits simulated from the model;
+                                       learned_kl (AVB) also: the objective's ELBO estimate minus the AIS log p(x)
     completes_quadrants                CLL: -log p(y|x) of the missing quadrants given 1, 2 or 3 (Sohn et al.
                                        2015, Table 1)
     denoising                          PSNR / SSIM of the clean test digits reconstructed from corrupted ones
     generative                         classifier-feature FD (Fréchet distance of the classifier's penultimate
                                        features, NOT Inception FID) between 10,000 prior samples and the test set
-    label_conditional                  conditional accuracy: share of samples asked for digit d labelled d
+    samples_by_label                   conditional accuracy: share of samples asked for digit d labelled d (CVAE,
+                                       label-supervised AAE)
     prior_matched                      prior MMD between codes of test digits and prior samples
     kind "classifier"                  test accuracy
 
 The classifier metrics need a classifier trained on the same dataset; they are skipped, with a warning, otherwise.
 `eval_results.json` holds `vae_models.export.EvalResult` records; the model card turns them into its model-index.
+`--ais-only` computes just the AIS entries (and the conditional accuracy) and merges them into the existing file,
+replacing entries of the same name.
 """
 
 from __future__ import annotations
@@ -36,8 +44,9 @@ from tqdm.auto import tqdm
 
 from vae_models import CheckpointError, ConfigError, load_model
 from vae_models.corruption import corrupt
+from vae_models.ais import SCHEDULES, ais_log_likelihood, bdmc, simulate
 from vae_models.data import load_mnist
-from vae_models.export import EvalResult, ExportError, training_dataset, write_eval_results
+from vae_models.export import EvalResult, ExportError, read_eval_results, training_dataset, write_eval_results
 from vae_models.metrics import (
     classifier_frechet_distance,
     conditional_accuracy,
@@ -50,6 +59,9 @@ from vae_models.metrics import (
 
 CORRUPTIONS = (("gaussian", 0.25), ("gaussian", 0.5), ("salt_and_pepper", 0.1), ("salt_and_pepper", 0.3),
                ("block", 0.5))
+# 300 steps x 4 chains x 3 leapfrog steps (+2 pilot chains): 2.9 CPU-min per 1000 digits on the bundled VAE,
+# AIS at or above the k=5000 IS bound there (benchmarks/ais.py has the timings and the schedules compared).
+AIS_DEFAULTS = {"num_steps": 300, "num_chains": 4, "leapfrog_steps": 3}
 FD_SAMPLES = 10_000
 MMD_SAMPLES = 1_000
 
@@ -72,7 +84,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the MNIST classifier for FD / conditional accuracy; skipped with a warning if missing")
     p.add_argument("--output", default="eval_results.json", help="file name written inside each checkpoint folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the binarisation, corruptions and samples")
+    ais = p.add_argument_group("annealed importance sampling (models whose spec declares needs_ais)")
+    ais.add_argument("--ais", action="store_true", help="also measure AIS-NLL and its BDMC gap")
+    ais.add_argument("--ais-only", action="store_true", help="measure only AIS-NLL (and the conditional accuracy); "
+                     "merge them into the existing eval_results.json")
+    ais.add_argument("--ais-steps", type=int, default=AIS_DEFAULTS["num_steps"], help="intermediate distributions T")
+    ais.add_argument("--ais-chains", type=int, default=AIS_DEFAULTS["num_chains"], help="independent chains per digit")
+    ais.add_argument("--ais-leapfrog", type=int, default=AIS_DEFAULTS["leapfrog_steps"],
+                     help="leapfrog steps per HMC transition")
+    ais.add_argument("--ais-schedule", default="sigmoid", choices=SCHEDULES)
+    ais.add_argument("--ais-limit", type=int, help="measure AIS on the first M test digits only (default: all used)")
+    ais.add_argument("--bdmc-digits", type=int, default=20, help="digits simulated from the model for the BDMC gap")
     args = p.parse_args(argv)
+    args.ais = args.ais or args.ais_only
     if args.all:
         root = Path(args.all)
         if not root.is_dir():
@@ -82,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give checkpoint folders or --all DIR")
     if args.num_samples < 1 or args.cll_samples < 1 or (args.limit is not None and args.limit < 10):
         p.error("--num-samples and --cll-samples must be >= 1, --limit >= 10")
+    if min(args.ais_steps, args.ais_chains, args.ais_leapfrog, args.bdmc_digits) < 1 or (
+            args.ais_limit is not None and args.ais_limit < 1):
+        p.error("--ais-steps, --ais-chains, --ais-leapfrog, --bdmc-digits and --ais-limit must be >= 1")
     if os.sep in args.output or args.output in ("", ".", ".."):
         p.error("--output is a file name, written inside each checkpoint folder")
     return args
@@ -118,6 +145,46 @@ def reconstruct(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Te
                       for i in range(0, len(images), batch_size)])
 
 
+def ais_settings(args) -> dict:
+    return {"num_steps": args.ais_steps, "num_chains": args.ais_chains, "leapfrog_steps": args.ais_leapfrog,
+            "schedule": args.ais_schedule}
+
+
+def ais_entry(model, scored, labels, args) -> tuple[float, str, dict, torch.Tensor]:
+    """(mean AIS-NLL, estimator text, details) on the first --ais-limit scored digits, with the BDMC gap on
+    --bdmc-digits digits simulated from the model (same schedule). The labels are given to label-conditional
+    models (cvae: -log p(x|y)); a label-supervised AAE is scored by its marginal p(x), like the unsupervised one."""
+    m = len(scored) if args.ais_limit is None else min(args.ais_limit, len(scored))
+    y = labels[:m] if model.spec.label_conditional else None
+    settings = ais_settings(args)
+    result = ais_log_likelihood(model, scored[:m], y, generator=torch.Generator().manual_seed(args.seed),
+                                progress=True, batch_size=100, **settings)
+    nll = -result.log_px
+    g = torch.Generator().manual_seed(args.seed + 1)
+    # Label-conditional models, and priors made of components (whose AIS is stratified by component): the BDMC
+    # sandwich is of log p(x|c), c the label / component that generated the digit.
+    components = 10 if model.spec.label_conditional else model.prior_components
+    sim_labels = (torch.arange(args.bdmc_digits) % components).to(model.device) if components else None
+    codes, images = simulate(model, args.bdmc_digits, sim_labels, g)
+    sandwich = bdmc(model, codes, images, sim_labels, generator=g, progress=True, batch_size=100, **settings)
+    what = "-log p(x|y)" if model.spec.label_conditional else "-log p(x)"
+    prior = getattr(model.config, "prior", "gaussian")
+    estimator = (f"{what} in nats by annealed importance sampling (Neal 2001; Wu et al. 2017) from the model's prior "
+                 f"({prior}) with HMC transitions, {args.ais_steps} steps ({args.ais_schedule} schedule), "
+                 f"{args.ais_chains} chains per digit, {args.ais_leapfrog} leapfrog steps; a stochastic lower bound "
+                 f"on log p(x); BDMC gap (Grosse et al. 2015) on {args.bdmc_digits} simulated digits"
+                 + (f"; stratified over the prior's {model.prior_components} components (BDMC on log p(x|c))"
+                    if model.prior_components else ""))
+    details = {"num_images": m, "std_error": round(float(nll.std() / math.sqrt(m)), 4), "units": "nats",
+               **settings, "pilot_chains": result.settings["pilot_chains"],
+               "acceptance": round(float(result.acceptance.mean()), 3),
+               "stratified_components": model.prior_components,
+               "bdmc_gap": round(sandwich.gap, 4), "bdmc_digits": args.bdmc_digits,
+               "bdmc_lower": round(float(sandwich.lower.mean()), 4),
+               "bdmc_upper": round(float(sandwich.upper.mean()), 4)}
+    return float(nll.mean()), estimator, details, nll
+
+
 def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist") -> list[EvalResult]:
     """The metrics that `model.spec` says apply, as eval_results.json records; `data` is test_set(...) of
     `dataset`. `classifier`: None skips the classifier-judged metrics."""
@@ -133,7 +200,32 @@ def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist"
         results.append(EvalResult(name, kind, round(float(value), 4), dataset, "test", estimator,
                                   {"num_images": n, **details}, command))
 
-    if spec.has_likelihood_bound:
+    if args.ais and spec.needs_ais:
+        value, estimator, details, nll = ais_entry(model, scored, labels, args)
+        results.append(EvalResult("AIS-NLL", "nll", round(value, 4), dataset, "test", f"{estimator}; {data_note}",
+                                  details, command))
+        if spec.learned_kl:  # does the objective's learned KL agree with the likelihood measured by AIS?
+            m = len(nll)
+            with torch.no_grad():
+                torch.manual_seed(args.seed)
+                objective = torch.cat([model.objective_elbo(scored[i:i + 100].to(model.device)).cpu()
+                                       for i in range(0, m, 100)])
+            gap = objective + nll  # objective ELBO - AIS log p(x), per digit
+            results.append(EvalResult(
+                "Objective ELBO minus AIS log-likelihood", "elbo_gap", round(float(gap.mean()), 4), dataset, "test",
+                "mean over test digits of the training objective's own ELBO estimate (-(reconstruction + T's KL "
+                "estimate), 8 noise draws) minus the AIS estimate of log p(x); > 0 means T underestimates the KL "
+                f"(the ELBO cannot exceed log p(x)); {data_note}",
+                {"num_images": m, "std_error": round(float(gap.std() / math.sqrt(m)), 4), "units": "nats",
+                 "objective_elbo": round(float(objective.mean()), 4)}, command))
+    if classifier is not None and spec.generative and model.samples_by_label:
+        per_digit = max(1, min(FD_SAMPLES, n) // 10)
+        value = conditional_accuracy(classifier, model, per_digit, torch.Generator().manual_seed(args.seed))
+        add("Conditional accuracy", "accuracy", value, f"share of {per_digit} samples per digit d that the "
+            "classifier labels d", num_samples=10 * per_digit)
+    if args.ais_only:
+        return results
+    if gets_is_nll(spec):
         k = args.num_samples
         nll = importance_sampled_nll(model, scored, labels if spec.label_conditional else None, num_samples=k,
                                      progress=True)
@@ -166,11 +258,6 @@ def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist"
             "Fréchet distance between Gaussians fitted to the classifier's penultimate features of "
             f"{len(samples)} prior samples (pixel means) and the grey-level test digits; not Inception FID",
             num_samples=len(samples))
-    if classifier is not None and spec.generative and spec.label_conditional:
-        per_digit = max(1, min(FD_SAMPLES, n) // 10)
-        value = conditional_accuracy(classifier, model, per_digit, torch.Generator().manual_seed(args.seed))
-        add("Conditional accuracy", "accuracy", value, f"share of {per_digit} samples per digit d that the "
-            "classifier labels d", num_samples=10 * per_digit)
     if spec.prior_matched:
         m = min(MMD_SAMPLES, n)
         value = prior_mmd(model, scored, None, m, torch.Generator().manual_seed(args.seed))
@@ -180,6 +267,20 @@ def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist"
         accuracy = (model.predict(grey) == labels).float().mean()
         add("Test accuracy", "accuracy", accuracy, "top-1 accuracy on the grey-level test digits")
     return results
+
+
+def gets_is_nll(spec) -> bool:
+    """The importance-weighted bound is reported for explicit posteriors only ("bound"); see the docstring."""
+    return spec.has_likelihood_bound and spec.likelihood == "bound"
+
+
+def merged(folder: str, new: list[EvalResult], spec, filename: str) -> list[EvalResult]:
+    """The existing records of `folder` with `new` in place of those of the same name; an IS-NLL record of a model
+    that no longer gets one (avb) is dropped as stale."""
+    old = read_eval_results(folder, filename) or []
+    names = {r.name for r in new}
+    keep = [r for r in old if r.name not in names and not (r.name.startswith("IS-NLL") and not gets_is_nll(spec))]
+    return keep + new
 
 
 def load_classifier(path: str):
@@ -213,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {path} was trained on {dataset}, the classifier on {classifier_dataset}: skipping "
                   "its classifier-judged metrics", file=sys.stderr)
         results = evaluate(model, data[dataset], args, judge, command, dataset)
+        if args.ais_only:
+            results = merged(path, results, model.spec, args.output)
         write_eval_results(path, results, args.output)
         rows += [(Path(path).name, model.config.model_type, r.name, r.value) for r in results]
         print(f"wrote {Path(path) / args.output} ({len(results)} results)", file=sys.stderr)

@@ -94,6 +94,51 @@ def swiss_roll_sample(labels: Tensor, generator: torch.Generator | None = None) 
     return curve + SWISS_ROLL_STD * torch.randn(len(labels), 2, generator=generator)
 
 
+def mixture10_log_density(z: Tensor, labels: Tensor | None = None) -> Tensor:
+    """log p(z) of the 10-component mixture that `mixture10_sample` draws from (B,), differentiable in z: each
+    component is a Gaussian with mean MIXTURE_RADIUS * (cos a_k, sin a_k), std MIXTURE_RADIAL_STD along that
+    direction and MIXTURE_TANGENTIAL_STD across it; the components are equally likely. With labels, the density of
+    component labels[i] alone (p(z|c) of the supervised prior)."""
+    angles = 2 * math.pi * torch.arange(NUM_COMPONENTS, device=z.device, dtype=z.dtype) / NUM_COMPONENTS
+    radial = torch.stack([angles.cos(), angles.sin()], dim=1)  # (K, 2)
+    tangential = torch.stack([-angles.sin(), angles.cos()], dim=1)
+    offset = z[:, None, :] - MIXTURE_RADIUS * radial  # (B, K, 2)
+    along, across = (offset * radial).sum(-1), (offset * tangential).sum(-1)
+    log_norm = math.log(2 * math.pi * MIXTURE_RADIAL_STD * MIXTURE_TANGENTIAL_STD)
+    per_component = -0.5 * ((along / MIXTURE_RADIAL_STD) ** 2 + (across / MIXTURE_TANGENTIAL_STD) ** 2) - log_norm
+    if labels is not None:
+        return per_component.gather(1, labels.long().view(-1, 1)).squeeze(1)
+    return torch.logsumexp(per_component, dim=1) - math.log(NUM_COMPONENTS)
+
+
+SWISS_ROLL_NODES_PER_SEGMENT = 400  # quadrature nodes in t per segment (spacing along the curve <= 0.01 = STD / 5)
+
+
+def swiss_roll_curve(t: Tensor) -> Tensor:
+    """The spiral's centre line at positions t in [0, 1], shape (..., 2)."""
+    inner, outer = SWISS_ROLL_RADII
+    radius = inner + (outer - inner) * t
+    angle = 2 * math.pi * SWISS_ROLL_TURNS * t
+    return radius[..., None] * torch.stack([angle.cos(), angle.sin()], dim=-1)
+
+
+def swiss_roll_log_density(z: Tensor, labels: Tensor | None = None) -> Tensor:
+    """log p(z) of the swiss roll that `swiss_roll_sample` draws from (B,), differentiable in z:
+    p(z) = int_0^1 N(z; curve(t), SWISS_ROLL_STD^2 I) dt (t uniform, segment c: t uniform on [c/10, (c+1)/10]),
+    by the midpoint rule with SWISS_ROLL_NODES_PER_SEGMENT nodes per segment. The integrand is a Gaussian bump of
+    width STD along a curve whose nodes are at most STD / 5 apart, so the rule's error is negligible (the tests
+    integrate the result over the plane and compare its moments with samples)."""
+    m = SWISS_ROLL_NODES_PER_SEGMENT
+    t = (torch.arange(NUM_COMPONENTS * m, device=z.device, dtype=z.dtype) + 0.5) / (NUM_COMPONENTS * m)
+    nodes = swiss_roll_curve(t)  # (K*m, 2)
+    var = SWISS_ROLL_STD ** 2
+    log_kernel = -0.5 * torch.cdist(z, nodes).pow(2) / var - math.log(2 * math.pi * var)  # (B, K*m)
+    if labels is not None:
+        log_kernel = log_kernel.view(len(z), NUM_COMPONENTS, m)
+        log_kernel = log_kernel.gather(1, labels.long().view(-1, 1, 1).expand(-1, 1, m)).squeeze(1)
+    return torch.logsumexp(log_kernel, dim=1) - math.log(log_kernel.shape[1])
+
+
 @register_model
 class AAE(VAEFamilyModel):
     config_class = AAEConfig
@@ -105,12 +150,16 @@ class AAE(VAEFamilyModel):
         adversarial=True,
         likelihood="none",
         prior_matched=True,
+        needs_ais=True,
         checkpoints=(
             Checkpoint("aae", "AAE", "adversarial autoencoder"),
             Checkpoint("aae-2d-gaussian", "AAE, Gaussian prior (2-D)", "AAE: adversarial on z, N(0, I)",
                        latent_2d=True),
             Checkpoint("aae-2d-mixture", "AAE, mixture prior (2-D)", "AAE: adversarial on z, 10-Gaussian mixture",
                        latent_2d=True),
+            Checkpoint("aae-2d-supervised", "AAE, label-supervised mixture prior (2-D)",
+                       "AAE: adversarial on (z, label), mixture component c = digit c", latent_2d=True,
+                       anchors=(("Conditional accuracy", "target >= 0.95 (component c classified as c)"),)),
         ),
     )
 
@@ -143,12 +192,36 @@ class AAE(VAEFamilyModel):
             z = (mixture10_sample if prior == "mixture10" else swiss_roll_sample)(labels, generator)
         return z.to(self.device)
 
+    @property
+    def samples_by_label(self) -> bool:
+        return self.config.supervised_prior
+
+    @property
+    def prior_components(self) -> int:
+        return 0 if self.config.prior == "gaussian" else NUM_COMPONENTS
+
+    def log_prior(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """log p(z) of the configured prior (B,), differentiable in z; with labels (mixture10 / swiss_roll), the
+        density of component / segment labels[i] alone."""
+        prior = self.config.prior
+        if prior == "gaussian":
+            if labels is not None:
+                raise ValueError("labels select a prior component only for the mixture10 and swiss_roll priors")
+            return super().log_prior(z)
+        return (mixture10_log_density if prior == "mixture10" else swiss_roll_log_density)(z, labels)
+
     @torch.no_grad()
     def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> Tensor:
-        """Decodes n prior samples (z scaled by temperature). Labels pick the digit only for a supervised prior,
-        where component k holds digit k; otherwise they mean nothing to an AAE and are ignored."""
-        z = self.prior_sample(n, generator, labels=labels if self.config.supervised_prior else None)
+        """Decodes n prior samples (z scaled by temperature). With a supervised prior (Sec. 2.3, Fig. 4), labels[i]
+        picks component i, which holds that digit; without label supervision, labels are an error: the
+        components of an unsupervised prior hold no particular digit."""
+        if labels is not None and not self.config.supervised_prior:
+            raise ValueError("this AAE was trained without label supervision (supervised_prior=False): its prior's "
+                             "components hold no particular digit, so sample() takes no labels")
+        if labels is not None:
+            labels = torch.as_tensor(labels)
+        z = self.prior_sample(n, generator, labels=labels)
         return self.decode(z * temperature)
 
     # -- autoencoder ----------------------------------------------------------------------------------------------

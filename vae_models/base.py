@@ -119,12 +119,25 @@ class HubModel(
 class VAEFamilyModel(HubModel):
     """The generative interface of the family (see the module docstring)."""
 
-    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """z ~ p(z); N(0, I) unless the model says otherwise."""
+    def prior_sample(self, n: int, generator: torch.Generator | None = None, *, labels: Tensor | None = None) -> Tensor:
+        """z ~ p(z); N(0, I) unless the model says otherwise. The labels of a label-conditional model do not change
+        this prior (the CVAE's p(z|c) = N(0, I)); models whose prior depends on them override it."""
         return torch.randn(n, self.config.latent_dim, generator=generator, device="cpu").to(self.device)
 
-    def log_prior(self, z: Tensor) -> Tensor:
+    def log_prior(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """log p(z) (log p(z|c) with labels), summed over latent dimensions, differentiable in z (AIS needs it)."""
         return log_normal(z)
+
+    @property
+    def prior_components(self) -> int:
+        """K > 0 if p(z) is an equal-weight mixture of K parts that log_prior / prior_sample select by label (AIS
+        stratifies over them); 0 otherwise."""
+        return 0
+
+    @property
+    def samples_by_label(self) -> bool:
+        """Whether sample(n, labels=...) draws the requested digits (label-conditional or label-supervised prior)."""
+        return self.spec.label_conditional
 
     def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
         raise NotImplementedError
@@ -142,7 +155,10 @@ class VAEFamilyModel(HubModel):
     @torch.no_grad()
     def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> Tensor:
-        """n images decoded from prior samples; temperature scales z (1.0 = the prior itself)."""
+        """n images decoded from prior samples; temperature scales z (1.0 = the prior itself). Labels are an error
+        here: a model without label supervision has no way to honour them (label-conditional models override)."""
+        if labels is not None:
+            raise ValueError(f"{type(self).__name__} is not label-conditional: sample() takes no labels")
         z = self.prior_sample(n, generator) * temperature
         return self.decode(z, labels)
 

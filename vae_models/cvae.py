@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .base import LossOutput, VAEFamilyModel
 from .blocks import ConfigError, Decoder, Encoder, one_hot
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .registry import SOHN_2015, Checkpoint, ModelSpec, register_model
 from .vae import GaussianEncoderMixin, VAEConfig
 
 
@@ -43,10 +43,10 @@ class CVAE(GaussianEncoderMixin, VAEFamilyModel):
     spec = ModelSpec(
         name="cvae",
         description="a label-conditional variational autoencoder: q(z|x,c) and p(x|z,c) with c the digit",
-        paper=Paper("Learning Structured Output Representation using Deep Conditional Generative Models", "Sohn, Lee & Yan",
-               2015, venue="NeurIPS"),
+        paper=SOHN_2015,
         label_conditional=True,
         likelihood="bound",  # on log p(x|c)
+        needs_ais=True,
         checkpoints=(Checkpoint("cvae", "CVAE", "conditional VAE", anchors=(
             ("Conditional accuracy", "target >= 0.95"),)),),
     )

@@ -53,6 +53,7 @@ class DVAE(VAE):
         likelihood="bound",
         prior_matched=True,
         denoising=True,
+        needs_ais=True,
         checkpoints=(Checkpoint("dvae", "DVAE", "denoising VAE"),),
     )
 

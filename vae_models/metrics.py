@@ -222,9 +222,11 @@ def classifier_frechet_distance(classifier: nn.Module, images_a: Tensor, images_
 def conditional_accuracy(classifier: nn.Module, cvae: nn.Module, n_per_digit: int = 1000,
                          generator: torch.Generator | None = None, batch_size: int = 1000) -> float:
     """Share of the CVAE's samples asked for digit d (d = 0..9, n_per_digit each) that the classifier labels d:
-    how well the label actually controls the generated class (Sohn et al. 2015 / Kingma et al. 2014 setting)."""
-    if not cvae.spec.label_conditional:
-        raise Unsupported(f"{type(cvae).__name__} is not label-conditional: conditional accuracy needs a CVAE")
+    how well the label actually controls the generated class (Sohn et al. 2015 / Kingma et al. 2014 setting). Also
+    for a label-supervised AAE, whose prior component d should hold digit d (Makhzani et al. 2015, Sec. 2.3)."""
+    if not (cvae.spec.label_conditional or getattr(cvae, "samples_by_label", False)):
+        raise Unsupported(f"{type(cvae).__name__} is not label-conditional: conditional accuracy needs a CVAE or a "
+                          "label-supervised AAE")
     if n_per_digit < 1:
         raise ValueError(f"n_per_digit must be >= 1, got {n_per_digit}")
     labels = torch.arange(10).repeat_interleave(n_per_digit)

@@ -42,6 +42,11 @@ class Paper:
         return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else None
 
 
+# Cited by three models (the label-conditional CVAE, the structured-output CVAE and its quadrant baseline).
+SOHN_2015 = Paper("Learning Structured Output Representation using Deep Conditional Generative Models",
+                  "Sohn, Lee & Yan", 2015, venue="NeurIPS")
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A bundled weight of a model: the folder `pretrained/<name>/`, the Hub repo `vae-family/mnist-<name>` and the
@@ -77,6 +82,10 @@ class ModelSpec:
     prior_matched: bool = False  # training pushes the codes' aggregate q(z) towards p(z) (a KL or an adversary):
     #                              the prior MMD of the codes is a meaningful number
     denoising: bool = False  # scored on denoising corrupted digits (the denoising VAE and its plain-VAE baseline)
+    needs_ais: bool = False  # decoder-based: log p(x) measured by annealed importance sampling (vae_models/ais.py)
+    #                          from log_prior / prior_sample / decoder_logits / log_likelihood, with its BDMC gap
+    learned_kl: bool = False  # the objective's KL is learned by a discriminator (AVB): `objective_elbo(x)` is checked
+    #                           against the AIS log-likelihood
     default_binarize: str = "dynamic"  # data binarisation for the Bernoulli likelihood ("none" for grey levels)
     checkpoints: tuple[Checkpoint, ...] = ()  # bundled weights; the one named `name` is the default recipe
 

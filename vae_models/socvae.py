@@ -32,7 +32,7 @@ from torch import Tensor
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import NUM_PIXELS, ConfigError, Encoder, ModelConfig, kl_normal, log_normal, reparameterize
 from .errors import Unsupported
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .registry import SOHN_2015, Checkpoint, ModelSpec, register_model
 
 SIDE = 28
 HALF = SIDE // 2
@@ -168,8 +168,7 @@ class StructuredCVAE(QuadrantModel):
     spec = ModelSpec(
         name="socvae",
         description="a structured-output conditional VAE that completes missing quadrants of a digit",
-        paper=Paper("Learning Structured Output Representation using Deep Conditional Generative Models", "Sohn, Lee & Yan",
-               2015, venue="NeurIPS"),
+        paper=SOHN_2015,
         kind="completion",
         likelihood="bound",  # on log p(y|x), importance-sampled with q(z|x,y)
         checkpoints=(Checkpoint("socvae", "structured-output CVAE", anchors=(
@@ -290,8 +289,7 @@ class QuadrantBaseline(QuadrantModel):
     spec = ModelSpec(
         name="quadrant_nn",
         description="the deterministic quadrant-completion baseline of the structured-output CVAE paper",
-        paper=Paper("Learning Structured Output Representation using Deep Conditional Generative Models", "Sohn, Lee & Yan",
-               2015, venue="NeurIPS"),
+        paper=SOHN_2015,
         kind="completion",
         likelihood="exact",  # log p(y|x) of a deterministic prediction
         checkpoints=(Checkpoint("quadrant_nn", "deterministic quadrant baseline", anchors=(

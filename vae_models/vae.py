@@ -103,7 +103,8 @@ class VAE(GaussianEncoderMixin, VAEFamilyModel):
         paper=Paper("Auto-Encoding Variational Bayes", "Kingma & Welling", 2013, arxiv="1312.6114"),
         likelihood="bound",
         prior_matched=True,
-        denoising=True,  # the plain-VAE baseline of the denoising comparison
+        denoising=True,
+        needs_ais=True,  # the plain-VAE baseline of the denoising comparison
         checkpoints=(
             Checkpoint("vae", "VAE", anchors=(
                 ("IS-NLL", "86.76 (IWAE paper, same 784-200-200-50 VAE, k=5000); 89.78 (Pythae's VAE); "
