@@ -68,7 +68,7 @@ def endpoint_calls():
     zero, six = example_choices()[0], example_choices()[13]
     return [
         ("/sample", ("vae", 64, 1.0, 0)),
-        ("/interpolate", (None, None, zero, None, None, six, 10)),
+        ("/interpolate", (None, None, zero, None, None, six, 10, "lerp")),
         ("/manifold", ("vae-2d", 15)),
         ("/cvae_samples", (3, 0, 16)),
         ("/same_style", (None, None, zero, "6")),

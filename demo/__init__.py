@@ -59,7 +59,8 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
 
 # Handlers take milliseconds (benchmarks/app_latency.py), so what a visitor waits for under load is the queue, not
 # the computation: let several events run at once. Each runs torch on one thread (see launch), so they do not
-# oversubscribe the cores; the number is what app_latency measured best with 16 clients on 2 cores.
+# oversubscribe the cores. 8 is a choice, not a measured optimum: compare with
+# `python -m benchmarks.app_latency --concurrency-limit 2` on the target machine (VAE_FAMILY_CONCURRENCY sets it).
 DEFAULT_CONCURRENCY = int(os.environ.get("VAE_FAMILY_CONCURRENCY", "8"))
 
 
