@@ -224,17 +224,11 @@ def disk_usage(folder: Path) -> tuple[int, int, int]:
     """(bytes on disk of everything under folder, files, folders), as `du` counts: allocated blocks."""
     used, files, folders = 0, 0, 0
     for root, dirs, names in os.walk(folder):
-        for name in dirs:
-            folders += 1
+        folders, files = folders + len(dirs), files + len(names)
+        for name in dirs + names:
             try:
                 used += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except FileNotFoundError:
-                pass
-        for name in names:
-            files += 1
-            try:
-                used += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except FileNotFoundError:
+            except FileNotFoundError:  # the app's cleanup removed it between listing and stat
                 pass
     return used, files, folders
 
