@@ -1,7 +1,7 @@
 """Mutation testing of the library's mathematics and metrics, the trainer's evaluation and resume paths and the demo's
 weight loading, with mutmut (pinned in requirements-mutation.txt; not part of the default CI run).
 
-    python tests/mutation/run.py GROUP [GROUP ...] [--work DIR] [--children N]
+    python tests/mutation/run.py GROUP [GROUP ...] [--work DIR] [--children N] [--resume] [--mutants GLOB ...]
     python tests/mutation/run.py --summary [--work DIR]        # the results table (markdown) of the groups run
 
 Each group mutates a few modules and runs only the fast, in-process tests that exercise them (mutmut records which
@@ -38,7 +38,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "metrics": (["vae_models/metrics.py"], ["tests/test_metrics.py", "tests/test_metric_values.py"]),
     "inputs": (
         ["vae_models/preprocess.py", "vae_models/corruption.py"],
-        ["tests/test_preprocess_properties.py", "tests/test_demo_handlers.py",
+        ["tests/test_preprocess_properties.py", "tests/test_preprocess_geometry.py", "tests/test_demo_handlers.py",
          "tests/test_denoising_and_conditional_models.py", "tests/test_promises.py"],
     ),
     "trainer": (
@@ -97,7 +97,7 @@ def copy_project(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def run_group(group: str, work: Path, children: int, resume: bool) -> None:
+def run_group(group: str, work: Path, children: int, resume: bool, mutants: list[str], nice: int) -> None:
     mutated, tests = GROUPS[group]
     target = work / group
     if not (resume and (target / "mutants").is_dir()):  # resume: mutmut skips the mutants it already has results for
@@ -113,7 +113,7 @@ def run_group(group: str, work: Path, children: int, resume: bool) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "HF_HUB_DISABLE_TELEMETRY": "1", "TQDM_DISABLE": "1"}
     mutmut = [sys.executable, "-m", "mutmut"]
-    subprocess.run(["nice", "-n", "10", *mutmut, "run", "--max-children", str(children)], cwd=target, env=env)
+    subprocess.run(["nice", "-n", str(nice), *mutmut, "run", "--max-children", str(children), *mutants], cwd=target, env=env)
     results = subprocess.run([*mutmut, "results", "--all", "true"], cwd=target, env=env, capture_output=True,
                              text=True).stdout
     (target / "results.txt").write_text(results)
@@ -151,13 +151,16 @@ def main() -> int:
     p.add_argument("groups", nargs="*", help=f"groups to run: {', '.join(GROUPS)}")
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "vae-family-mutation")
     p.add_argument("--children", type=int, default=1, help="mutants tested at once (default 1: a shared machine)")
+    p.add_argument("--nice", type=int, default=10, help="niceness of the mutation run (default 10: a shared machine)")
     p.add_argument("--summary", action="store_true", help="print the results table of the groups already run")
     p.add_argument("--resume", action="store_true", help="continue the groups' previous runs instead of starting over")
+    p.add_argument("--mutants", nargs="+", default=[], metavar="GLOB",
+                   help="run only the mutants whose names match, e.g. 'vae_models.aae.*' (with --resume: add a module)")
     args = p.parse_args()
     if unknown := set(args.groups) - set(GROUPS):
         p.error(f"unknown groups {sorted(unknown)}; choose from {list(GROUPS)}")
     for group in args.groups:
-        run_group(group, args.work, args.children, args.resume)
+        run_group(group, args.work, args.children, args.resume, args.mutants, args.nice)
     if args.summary or args.groups:
         print(summary(args.work))
     return 0
