@@ -38,7 +38,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "metrics": (["vae_models/metrics.py"], ["tests/test_metrics.py", "tests/test_metric_values.py"]),
     "inputs": (
         ["vae_models/preprocess.py", "vae_models/corruption.py"],
-        ["tests/test_preprocess_properties.py", "tests/test_preprocess_geometry.py", "tests/test_demo_handlers.py",
+        ["tests/test_preprocess_properties.py", "tests/test_preprocess_geometry.py",
+         "tests/test_preprocess_decoding.py", "tests/test_demo_handlers.py",
          "tests/test_denoising_and_conditional_models.py", "tests/test_promises.py"],
     ),
     "trainer": (
