@@ -97,3 +97,21 @@ def test_files_over_the_size_limit_are_refused_with_their_size(tmp_path):
     with pytest.raises(ImageInputError) as err:
         load_image(bytes(MAX_FILE_BYTES + 1))
     assert str(err.value) == f"the file {expected}"
+
+
+def test_a_file_of_exactly_the_size_limit_is_read(tmp_path):
+    at_limit = tmp_path / "at_limit.png"
+    with open(at_limit, "wb") as f:
+        f.truncate(MAX_FILE_BYTES)
+    for source, name in ((at_limit, "at_limit.png"), (bytes(MAX_FILE_BYTES), "the upload")):
+        with pytest.raises(ImageInputError) as err:  # read, and found to be no image: not refused for its size
+            load_image(source)
+        assert str(err.value).startswith(f"{name} is not an image that can be read")
+
+
+def test_an_image_without_pixels_is_refused_and_a_one_pixel_line_is_not():
+    for size in ((0, 5), (5, 0), (0, 0)):
+        with pytest.raises(ImageInputError, match=r"^the image is empty \(0 pixels\)$"):
+            load_image(Image.new("L", size))
+    for size in ((1, 5), (5, 1), (1, 1)):
+        assert load_image(Image.new("L", size)).size == size
