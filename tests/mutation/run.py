@@ -39,7 +39,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "inputs": (
         ["vae_models/preprocess.py", "vae_models/corruption.py"],
         ["tests/test_preprocess_properties.py", "tests/test_preprocess_geometry.py",
-         "tests/test_preprocess_decoding.py", "tests/test_preprocess_grayscale.py", "tests/test_demo_handlers.py",
+         "tests/test_preprocess_decoding.py", "tests/test_preprocess_grayscale.py",
+         "tests/test_preprocess_ink.py", "tests/test_corruption_exact.py", "tests/test_demo_handlers.py",
          "tests/test_denoising_and_conditional_models.py", "tests/test_promises.py"],
     ),
     "trainer": (
