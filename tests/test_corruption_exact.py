@@ -27,3 +27,23 @@ def test_the_corrupted_copy_keeps_the_dtype(kind, dtype):
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(dtype)
     noisy = corrupt(x, kind, 0.3, torch.Generator().manual_seed(1))
     assert noisy.dtype == dtype and noisy.shape == x.shape and not torch.equal(noisy, x)
+
+
+def block_corners(erased: torch.Tensor) -> set[tuple[int, int]]:
+    """(top, left) of the erased square of each image in (N, H, W)."""
+    return {tuple(image.nonzero()[0].tolist()) for image in erased}
+
+
+def test_the_block_can_sit_anywhere_in_the_image_edges_included():
+    side = round(0.5 * 28)  # 14: 15 possible rows and columns for its corner
+    erased = corrupt(torch.ones(400, 1, 28, 28), "block", 0.5, torch.Generator().manual_seed(0))[:, 0] == 0
+    corners = block_corners(erased)
+    assert {top for top, _ in corners} == set(range(28 - side + 1))
+    assert {left for _, left in corners} == set(range(28 - side + 1))
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (5, 28, 28), (2, 3, 1, 28, 28)])
+def test_a_block_is_erased_from_images_of_any_leading_shape(shape):
+    noisy = corrupt(torch.ones(shape), "block", 0.25, torch.Generator().manual_seed(0))
+    assert noisy.shape == shape
+    assert ((noisy == 0).reshape(-1, 28 * 28).sum(1) == 49).all()  # one 7 x 7 block in every image
