@@ -46,7 +46,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "trainer": (
         ["train/evaluate.py", "train/trainer.py"],
         ["tests/test_metric_values.py", "tests/test_metrics.py", "tests/test_trainer_inprocess.py",
-         "tests/test_promises.py"],
+         "tests/test_evaluate_paths.py", "tests/test_promises.py"],
     ),
     "demo_weights": (["demo/weights.py"], ["tests/test_demo_handlers.py", "tests/test_promises.py"]),
 }

@@ -1,0 +1,86 @@
+"""`train.evaluate`'s AIS entry and the merging of `--ais-only` results, recomputed with the library functions they
+claim to be (vae_models.ais): the same digits, labels, seeds, settings and batches give the same numbers."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from train import evaluate as evaluation
+from vae_models import build_model
+from vae_models.ais import ais_log_likelihood, bdmc, simulate
+from vae_models.export import EvalResult
+
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+AIS = {"num_steps": 4, "num_chains": 2, "leapfrog_steps": 2, "schedule": "linear"}
+
+
+def ais_args(limit: int | None = 6, seed: int = 3):
+    argv = ["unused", "--ais", "--ais-steps", "4", "--ais-chains", "2", "--ais-leapfrog", "2", "--ais-schedule",
+            "linear", "--ais-batch", "4", "--bdmc-digits", "11", "--seed", str(seed)]
+    return evaluation.parse_args(argv + (["--ais-limit", str(limit)] if limit else []))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    _, binary, labels = evaluation.test_set(str(MNIST_DIR), 10, seed=0)
+    return binary, labels
+
+
+@pytest.mark.parametrize("name,config,labelled,components", [
+    ("vae", {}, False, 0),
+    ("cvae", {}, True, 10),
+    ("aae", {"prior": "mixture10"}, False, 10),
+])
+def test_ais_entry_is_the_library_ais_and_bdmc_with_the_stated_settings(digits, name, config, labelled, components):
+    torch.manual_seed(0)
+    model = build_model(name, hidden_dims=[8], latent_dim=2, **config).eval()
+    binary, labels = digits
+    value, estimator, details, nll = evaluation.ais_entry(model, binary, labels, ais_args())
+
+    y = labels[:6] if labelled else None
+    expected = ais_log_likelihood(model, binary[:6], y, generator=torch.Generator().manual_seed(3), batch_size=4, **AIS)
+    torch.testing.assert_close(nll, -expected.log_px, rtol=0, atol=0)
+    assert value == float(nll.mean())
+    g = torch.Generator().manual_seed(4)  # the seed + 1
+    sim_labels = torch.arange(11) % components if components else None  # 0..9, 0: every label / component
+    codes, images = simulate(model, 11, sim_labels, g)
+    sandwich = bdmc(model, codes, images, sim_labels, generator=g, batch_size=4, **AIS)
+    assert details == {
+        "num_images": 6, "std_error": round(float(nll.std() / math.sqrt(6)), 4), "units": "nats", **AIS,
+        "pilot_chains": expected.settings["pilot_chains"], "acceptance": round(float(expected.acceptance.mean()), 3),
+        "stratified_components": model.prior_components, "bdmc_gap": round(sandwich.gap, 4), "bdmc_digits": 11,
+        "bdmc_lower": round(float(sandwich.lower.mean()), 4), "bdmc_upper": round(float(sandwich.upper.mean()), 4)}
+    what = "-log p(x|y)" if labelled else "-log p(x)"
+    assert estimator.startswith(f"{what} in nats by annealed importance sampling")
+    assert "4 steps (linear schedule), 2 chains per digit, 2 leapfrog steps" in estimator
+    assert "on 11 simulated digits" in estimator
+    assert ("stratified over the prior's 10 components" in estimator) == (model.prior_components == 10)
+
+
+def test_ais_entry_scores_every_digit_without_a_limit_and_at_most_all_with_one(digits):
+    torch.manual_seed(0)
+    model = build_model("vae", hidden_dims=[8], latent_dim=2).eval()
+    binary, labels = digits
+    assert evaluation.ais_entry(model, binary, labels, ais_args(limit=None))[2]["num_images"] == 10
+    assert evaluation.ais_entry(model, binary, labels, ais_args(limit=50))[2]["num_images"] == 10
+
+
+def record(name: str, value: float = 1.0) -> EvalResult:
+    return EvalResult(name, "nll", value, "mnist", "test", "estimator", {}, "cmd")
+
+
+def test_ais_only_results_replace_their_namesakes_and_a_stale_is_nll_is_dropped(tmp_path):
+    from vae_models.export import write_eval_results
+
+    old = [record("IS-NLL (k=5000)", 90.0), record("AIS-NLL", 99.0), record("Prior MMD", 0.1)]
+    new = [record("AIS-NLL", 88.0)]
+    for name, kept in (("vae", ["IS-NLL (k=5000)", "Prior MMD", "AIS-NLL"]), ("avb", ["Prior MMD", "AIS-NLL"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        write_eval_results(folder, old, "eval_results.json")
+        spec = build_model(name, hidden_dims=[8], latent_dim=2).spec
+        merged = evaluation.merged(str(folder), new, spec, "eval_results.json")
+        assert [r.name for r in merged] == kept and merged[-1].value == 88.0
+    assert evaluation.merged(str(tmp_path / "none"), new, spec, "eval_results.json") == new  # nothing to merge with
