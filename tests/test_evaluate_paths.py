@@ -10,7 +10,7 @@ import torch
 from train import evaluate as evaluation
 from vae_models import build_model
 from vae_models.ais import ais_log_likelihood, bdmc, simulate
-from vae_models.export import EvalResult
+from vae_models.export import EvalResult, read_eval_results
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 AIS = {"num_steps": 4, "num_chains": 2, "leapfrog_steps": 2, "schedule": "linear"}
@@ -84,3 +84,47 @@ def test_ais_only_results_replace_their_namesakes_and_a_stale_is_nll_is_dropped(
         merged = evaluation.merged(str(folder), new, spec, "eval_results.json")
         assert [r.name for r in merged] == kept and merged[-1].value == 88.0
     assert evaluation.merged(str(tmp_path / "none"), new, spec, "eval_results.json") == new  # nothing to merge with
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    build_model("vae", hidden_dims=[8], latent_dim=2).save_pretrained(root / "vae")
+    build_model("ae", hidden_dims=[8], latent_dim=2).save_pretrained(root / "ae")
+    return root
+
+
+def test_main_writes_each_models_results_under_the_output_name_and_prints_them_all(two_models, capsys):
+    argv = [str(two_models / "vae"), str(two_models / "ae"), "--data-dir", str(MNIST_DIR), "--limit", "10",
+            "--num-samples", "2", "--output", "quick.json", "--classifier", str(two_models / "no_classifier")]
+    assert evaluation.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert not (two_models / "vae" / "eval_results.json").exists()
+    vae = read_eval_results(two_models / "vae", "quick.json")
+    ae = read_eval_results(two_models / "ae", "quick.json")
+    assert vae and all(r.command == "python -m train.evaluate " + " ".join(argv) for r in vae + ae)
+    lines = out.splitlines()
+    assert lines[0].split() == ["model", "type", "metric", "value"]
+    assert [line.split()[:2] for line in lines[1:]] == [["vae", "vae"]] * len(vae) + [["ae", "ae"]] * len(ae)
+    assert f"wrote {two_models / 'vae' / 'quick.json'} ({len(vae)} results)" in err
+    assert f"wrote {two_models / 'ae' / 'quick.json'} ({len(ae)} results)" in err
+    assert (f"warning: no classifier at {two_models / 'no_classifier'}: skipping the classifier-feature FD and "
+            "conditional accuracy (train one with `python -m train --model classifier ...` or pass --classifier)") in err
+
+
+def test_main_records_the_command_line_it_was_started_with(two_models, monkeypatch):
+    argv = [str(two_models / "vae"), "--data-dir", str(MNIST_DIR), "--limit", "10", "--num-samples", "2",
+            "--output", "cli.json", "--classifier", str(two_models / "no_classifier")]
+    monkeypatch.setattr("sys.argv", ["train/evaluate.py", *argv])
+    assert evaluation.main() == 0
+    records = read_eval_results(two_models / "vae", "cli.json")
+    assert records and {r.command for r in records} == {"python -m train.evaluate " + " ".join(argv)}
+
+
+def test_main_reports_an_unusable_checkpoint_as_one_error_line(tmp_path, capsys):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    assert evaluation.main([str(tmp_path / "broken"), "--data-dir", str(MNIST_DIR)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
