@@ -128,3 +128,14 @@ def test_main_reports_an_unusable_checkpoint_as_one_error_line(tmp_path, capsys)
     assert evaluation.main([str(tmp_path / "broken"), "--data-dir", str(MNIST_DIR)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_command_line_defaults_are_the_documented_protocol():
+    args = evaluation.parse_args(["model"])
+    assert (args.data_source, args.classifier, args.output, args.seed, args.num_samples, args.cll_samples) == (
+        "idx", "pretrained/classifier", "eval_results.json", 0, 5000, 100)
+    assert (args.ais, args.ais_only, args.ais_steps, args.ais_chains, args.ais_leapfrog, args.ais_schedule) == (
+        False, False, 300, 4, 3, "sigmoid")
+    assert evaluation.parse_args(["model", "--data-source", "hub"]).data_source == "hub"
+    with pytest.raises(SystemExit):
+        evaluation.parse_args(["model", "--data-source", "parquet"])
