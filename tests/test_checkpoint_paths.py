@@ -1,0 +1,70 @@
+"""The trainer's checkpoint writing and its divergence stop, in this process on a tiny VAE: what a checkpoint holds,
+that no half-written one is ever named `latest`, and that a run whose weights stop being finite names the last
+good checkpoint (or says there is none)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from train.trainer import CHECKPOINTS, LATEST, Diverged, TrainConfig, Trainer, latest_checkpoint
+
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+
+
+@pytest.fixture(autouse=True)
+def restore_denormals():
+    yield
+    torch.set_flush_denormal(False)
+
+
+def config(run: Path, **changes) -> TrainConfig:
+    return TrainConfig(**{"model": "vae", "model_config": {"hidden_dims": [8], "latent_dim": 2},
+                          "data_dir": str(MNIST_DIR), "batch_size": 16, "max_steps": 4, "checkpoint_every": 2,
+                          "keep_checkpoints": 5, "output_dir": str(run), "seed": 1, "binarize": "fixed",
+                          "progress_bar": False, **changes})
+
+
+def poison(trainer: Trainer) -> None:
+    with torch.no_grad():
+        next(trainer.model.parameters())[0] = float("nan")
+
+
+def test_a_diverged_run_stops_naming_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(config(tmp_path))
+    steps = trainer.steps()
+    next(steps), next(steps)  # step 2: checkpointed
+    poison(trainer)
+    with pytest.raises(Diverged) as err:
+        trainer.checkpoint(3)  # non-finite weights are never saved
+    assert str(err.value) == "weights are not finite at step 3; training stopped, latest good checkpoint: step_0000002"
+    with pytest.raises(Diverged) as err:
+        next(steps)  # the loss of step 3 is not finite
+    assert str(err.value).startswith("loss is not finite at step 3 (loss=nan, ")
+    assert str(err.value).endswith("training stopped, latest good checkpoint: step_0000002 (try a lower --lr)")
+    assert latest_checkpoint(tmp_path).name == "step_0000002"
+    assert sorted(p.name for p in (tmp_path / CHECKPOINTS).iterdir()) == [LATEST, "step_0000002"]
+
+
+def test_without_a_checkpoint_the_refusal_says_so(tmp_path):
+    trainer = Trainer(config(tmp_path, checkpoint_every=0))
+    poison(trainer)
+    with pytest.raises(Diverged, match=r"^weights are not finite at step 1; training stopped, no checkpoint saved$"):
+        trainer.checkpoint(1)
+
+
+def test_a_checkpoint_holds_the_weights_and_the_settings_and_latest_names_it(tmp_path):
+    trainer = Trainer(config(tmp_path, max_steps=2))
+    for _ in trainer.steps():
+        pass
+    folder = tmp_path / CHECKPOINTS / "step_0000002"
+    assert (tmp_path / CHECKPOINTS / LATEST).read_text() == "step_0000002"
+    state = json.loads((folder / "trainer_state.json").read_text())
+    assert state == {"settings": trainer.settings, "step": 2}
+    from safetensors.torch import load_file
+
+    saved = load_file(str(folder / "model.safetensors"))
+    assert all(torch.equal(saved[f"model.{k}"] if f"model.{k}" in saved else saved[k], v)
+               for k, v in trainer.model.state_dict().items())
+    assert not list((tmp_path / CHECKPOINTS).glob(".tmp_*")) and not list((tmp_path / CHECKPOINTS).glob(".*.tmp"))
