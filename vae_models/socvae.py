@@ -292,7 +292,9 @@ class QuadrantBaselineConfig(QuadrantConfig):
 @register_model
 class QuadrantBaseline(QuadrantModel):
     """The deterministic baseline of Sohn et al. Table 1: y predicted from x alone by a network the size of the
-    CVAE's generation net, trained on -log p(y|x) (Bernoulli, missing pixels only); its log p(y|x) is exact."""
+    CVAE's generation net, trained on -log p(y|x) (Bernoulli, missing pixels only); its log p(y|x) is exact.
+    With `net_per_setting`, one such network per number of given quadrants, as Pyro's tutorial trains its
+    BaselineNet once per setting (the bundled weights); without it, one network serves all three settings."""
 
     config_class = QuadrantBaselineConfig
     spec = ModelSpec(
