@@ -69,6 +69,7 @@ def test_an_array_over_the_pixel_limit_is_refused_with_its_size():
         load_image(np.zeros((MAX_PIXELS // 1000 + 1, 1000), np.uint8))
     assert str(err.value) == ("the image is 1000x40001 = 40 megapixels; the limit is 40 megapixels. "
                               "Please upload a smaller picture of the digit.")
+    assert load_image(np.zeros((MAX_PIXELS // 1000, 1000), np.uint8)).size == (1000, 40000)  # exactly the limit
 
 
 def png(width: int, height: int) -> bytes:

@@ -24,6 +24,8 @@ def row(values, mode: str) -> Image.Image:
 def test_sixteen_bit_pictures_are_scaled_by_65535_whatever_their_values():
     np.testing.assert_allclose(grey(row([0, 32768, 65535], "I;16")), [[0, 32768 / 65535, 1]], rtol=1e-6)
     np.testing.assert_allclose(grey(row([0, 100, 200], "I;16")), [[0, 100 / 65535, 200 / 65535]], rtol=1e-6)
+    at_working_side = np.tile(np.array([0, 100, 200], np.uint16), (1, WORKING_SIDE // 3 + 1))[:, :WORKING_SIDE]
+    np.testing.assert_allclose(grey(Image.fromarray(at_working_side)), at_working_side / 65535, rtol=1e-6)  # kept
     for mode, dtype in (("I;16B", ">u2"), ("I;16L", "<u2")):
         image = Image.frombytes(mode, (3, 1), np.array([0, 300, 65535], dtype=dtype).tobytes())
         np.testing.assert_allclose(grey(image), [[0, 300 / 65535, 1]], rtol=1e-6)
