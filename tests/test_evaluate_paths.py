@@ -139,3 +139,70 @@ def test_command_line_defaults_are_the_documented_protocol():
     assert evaluation.parse_args(["model", "--data-source", "hub"]).data_source == "hub"
     with pytest.raises(SystemExit):
         evaluation.parse_args(["model", "--data-source", "parquet"])
+
+
+# ------------------------------------------------------------------------------------------- evaluate's records
+
+
+def evaluate(name: str, classifier=None, **config):
+    torch.manual_seed(0)
+    model = build_model(name, hidden_dims=[8], latent_dim=2, **config).eval()
+    args = evaluation.parse_args(["m", "--limit", "20", "--num-samples", "2", "--cll-samples", "3", "--seed", "5"])
+    data = evaluation.test_set(str(MNIST_DIR), 20, 5)
+    return model, data, {r.name: r for r in evaluation.evaluate(model, data, args, classifier, "cmd")}
+
+
+@pytest.mark.parametrize("name,estimator", [("socvae", "importance sampled, 3 samples"), ("quadrant_nn", "exact")])
+def test_cll_records_are_the_library_quadrant_nll_for_1_2_and_3_given_quadrants(name, estimator):
+    from vae_models.metrics import conditional_nll_quadrants
+
+    model, (_, binary, _), records = evaluate(name)
+    for given, title in ((1, "CLL (1 quadrant given)"), (2, "CLL (2 quadrants given)"),
+                         (3, "CLL (3 quadrants given)")):
+        nll = conditional_nll_quadrants(model, binary, given, num_samples=3, generator=torch.Generator().manual_seed(5))
+        r = records[title]
+        assert (r.type, r.value) == ("cll", round(float(nll.mean()), 4))
+        assert r.details == {"num_images": 20, "std_error": round(float(nll.std() / math.sqrt(20)), 4),
+                             "units": "nats"}
+        assert estimator in r.estimator and "test set binarised once (seed 5)" in r.estimator
+
+
+def test_conditional_accuracy_record_is_the_library_value_on_a_tenth_of_the_digits_per_label():
+    from vae_models.metrics import conditional_accuracy
+
+    torch.manual_seed(1)
+    classifier = build_model("classifier", hidden_dims=[4], latent_dim=8).eval()
+    model, _, records = evaluate("cvae", classifier)
+    expected = conditional_accuracy(classifier, model, 2, torch.Generator().manual_seed(5))  # 20 digits: 2 per label
+    r = records["Conditional accuracy"]
+    assert (r.type, r.value, r.details) == ("accuracy", round(float(expected), 4), {"num_images": 20, "num_samples": 20})
+    assert r.estimator == "share of 2 samples per digit d that the classifier labels d"
+
+
+def test_denoising_records_score_the_reconstruction_and_the_corrupted_input_against_the_clean_digits():
+    from vae_models.corruption import corrupt
+    from vae_models.metrics import psnr, ssim
+
+    model, (grey, _, _), records = evaluate("dvae")
+    for kind, level in evaluation.CORRUPTIONS:
+        noisy = corrupt(grey, kind, level, generator=torch.Generator().manual_seed(5))
+        with torch.no_grad():
+            clean = model.reconstruct(noisy)
+        p, s = records[f"Denoising PSNR ({kind} {level})"], records[f"Denoising SSIM ({kind} {level})"]
+        assert (p.type, p.value) == ("psnr", round(float(psnr(clean, grey)), 4))
+        assert p.details == {"num_images": 20, "input_psnr": round(float(psnr(noisy, grey)), 4), "corruption": kind,
+                             "level": level, "units": "dB"}
+        assert (s.type, s.value) == ("ssim", round(float(ssim(clean, grey)), 4))
+        assert s.details == {"num_images": 20, "input_ssim": round(float(ssim(noisy, grey)), 4), "corruption": kind,
+                             "level": level}
+
+
+def test_the_ais_record_of_a_label_conditional_model_is_scored_given_the_labels(digits):
+    torch.manual_seed(0)
+    model = build_model("cvae", hidden_dims=[8], latent_dim=2).eval()
+    assert model.spec.needs_ais
+    args = ais_args()
+    data = evaluation.test_set(str(MNIST_DIR), 10, 0)
+    records = {r.name: r for r in evaluation.evaluate(model, data, args, None, "cmd")}
+    value, _, details, _ = evaluation.ais_entry(model, data[1], data[2], args)  # -log p(x|y) of the true labels
+    assert records["AIS-NLL"].value == round(value, 4) and records["AIS-NLL"].details == details
