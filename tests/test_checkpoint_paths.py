@@ -68,3 +68,17 @@ def test_a_checkpoint_holds_the_weights_and_the_settings_and_latest_names_it(tmp
     assert all(torch.equal(saved[f"model.{k}"] if f"model.{k}" in saved else saved[k], v)
                for k, v in trainer.model.state_dict().items())
     assert not list((tmp_path / CHECKPOINTS).glob(".tmp_*")) and not list((tmp_path / CHECKPOINTS).glob(".*.tmp"))
+
+
+def test_an_epoch_is_the_whole_batches_of_the_training_set(tmp_path):
+    steps = Trainer(config(tmp_path, batch_size=7, max_steps=None, epochs=1, checkpoint_every=0)).steps()
+    assert next(steps)["total"] == 60_000 // 7  # the last, partial batch is dropped
+    steps.close()
+
+
+def test_an_adversarial_model_steps_its_discriminator_first(tmp_path):
+    trainer = Trainer(config(tmp_path, model="aae", max_steps=1, checkpoint_every=0))
+    record = next(trainer.steps())
+    assert list(record)[:3] == ["step", "epoch", "total"]
+    assert list(record)[3].startswith("train/discriminator/") and "train/loss" in record
+    assert len(trainer.optimizers) == 2

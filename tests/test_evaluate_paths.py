@@ -206,3 +206,32 @@ def test_the_ais_record_of_a_label_conditional_model_is_scored_given_the_labels(
     records = {r.name: r for r in evaluation.evaluate(model, data, args, None, "cmd")}
     value, _, details, _ = evaluation.ais_entry(model, data[1], data[2], args)  # -log p(x|y) of the true labels
     assert records["AIS-NLL"].value == round(value, 4) and records["AIS-NLL"].details == details
+
+
+def test_likelihood_and_sample_quality_records_say_what_they_measure():
+    torch.manual_seed(1)
+    classifier = build_model("classifier", hidden_dims=[4], latent_dim=8).eval()
+    _, _, records = evaluate("cvae", classifier)
+    assert records["IS-NLL (k=2)"].estimator.startswith("-log p(x|y) in nats, importance-weighted bound")
+    assert records["Classifier-feature FD"].estimator.startswith(
+        "Fréchet distance between Gaussians fitted to the classifier's penultimate features of 20 prior samples")
+    _, _, records = evaluate("dvae")
+    assert records["Denoising SSIM (block 0.5)"].estimator.startswith("SSIM of the reconstruction of the corrupted")
+
+
+def test_prior_mmd_record_is_the_seeded_library_value():
+    from vae_models.metrics import prior_mmd
+
+    model, (_, binary, _), records = evaluate("aae")
+    expected = prior_mmd(model, binary, None, 20, torch.Generator().manual_seed(5))
+    assert (records["Prior MMD"].type, records["Prior MMD"].value) == ("mmd", round(float(expected), 4))
+
+
+def test_a_classifier_is_scored_by_its_test_accuracy():
+    torch.manual_seed(1)
+    classifier = build_model("classifier", hidden_dims=[4], latent_dim=8).eval()
+    args = evaluation.parse_args(["m", "--limit", "20"])
+    grey, binary, labels = data = evaluation.test_set(str(MNIST_DIR), 20, 0)
+    (record,) = evaluation.evaluate(classifier, data, args, None, "cmd")
+    expected = (classifier.predict(grey) == labels).float().mean()
+    assert (record.name, record.type, record.value) == ("Test accuracy", "accuracy", round(float(expected), 4))
