@@ -68,6 +68,33 @@ def test_a_checkpoint_holds_the_weights_and_the_settings_and_latest_names_it(tmp
     assert all(torch.equal(saved[f"model.{k}"] if f"model.{k}" in saved else saved[k], v)
                for k, v in trainer.model.state_dict().items())
     assert not list((tmp_path / CHECKPOINTS).glob(".tmp_*")) and not list((tmp_path / CHECKPOINTS).glob(".*.tmp"))
+    assert (tmp_path / "samples" / "step_0000002.png").is_file()  # the run's end gets a preview, mid-epoch too
+    assert trainer.preview_x.shape == (len(trainer.preview_y), 1, 28, 28)
+
+
+def test_the_settings_a_resume_must_share():
+    from train.trainer import settings
+
+    cfg = config(Path("unused"))
+    model = __import__("vae_models").build_model("vae", hidden_dims=[8], latent_dim=2)
+    assert set(settings(cfg, model, "fixed", 1)) == {
+        "model", "model_config", "dataset", "binarize", "batch_size", "lr", "optimizer", "seed", "num_processes",
+        "init_from", "lr_decay_to"}
+
+
+def test_a_checkpoint_from_before_the_optimizer_setting_resumes_as_pytorchs_default_adam(tmp_path):
+    trainer = Trainer(config(tmp_path, max_steps=2, optimizer="adam"))
+    for _ in trainer.steps():
+        pass
+    state_file = latest_checkpoint(tmp_path) / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["settings"]["optimizer"]
+    state_file.write_text(json.dumps(state))
+    assert Trainer(config(tmp_path, max_steps=4, optimizer="adam", resume=True)).start_step == 2
+    from train.trainer import TrainError
+
+    with pytest.raises(TrainError, match=r"'optimizer': \('adam', 'adam-fused'\)"):
+        Trainer(config(tmp_path, max_steps=4, optimizer="adam-fused", resume=True))
 
 
 def test_an_epoch_is_the_whole_batches_of_the_training_set(tmp_path):
