@@ -65,7 +65,7 @@ def block_means(values: np.ndarray) -> np.ndarray:
     return values.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
 
-@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I", "F"])
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I;16L", "I", "F"])
 def test_big_deep_pictures_are_shrunk_by_exact_block_means(mode):
     values = big_ramp()
     if mode == "F":
