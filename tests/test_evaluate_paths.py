@@ -235,3 +235,29 @@ def test_a_classifier_is_scored_by_its_test_accuracy():
     (record,) = evaluation.evaluate(classifier, data, args, None, "cmd")
     expected = (classifier.predict(grey) == labels).float().mean()
     assert (record.name, record.type, record.value) == ("Test accuracy", "accuracy", round(float(expected), 4))
+
+
+def test_command_line_choices_switches_and_bounds(tmp_path, capsys):
+    parse = evaluation.parse_args
+    assert parse(["m", "--data-source", "idx"]).data_source == "idx"
+    assert parse(["m", "--ais-schedule", "linear"]).ais_schedule == "linear"
+    assert (parse(["m", "--ais-only"]).ais, parse(["m", "--ais"]).ais_only) == (True, False)
+    assert parse(["m", "--num-samples", "1", "--cll-samples", "1", "--limit", "10"]).num_samples == 1
+    for bad, message in ((["m", "--ais-schedule", "cosine"], "invalid choice"),
+                         (["m", "--num-samples", "0"], "--num-samples and --cll-samples must be >= 1, --limit >= 10"),
+                         (["m", "--cll-samples", "0"], "--num-samples and --cll-samples must be >= 1, --limit >= 10"),
+                         (["m", "--limit", "9"], "--num-samples and --cll-samples must be >= 1, --limit >= 10"),
+                         ([], "give checkpoint folders or --all DIR"),
+                         (["--all", str(tmp_path / "missing")], f"--all: {tmp_path / 'missing'} is not a folder")):
+        with pytest.raises(SystemExit):
+            parse(bad)
+        assert message in capsys.readouterr().err
+
+
+def test_all_adds_every_model_folder_inside_sorted_after_the_named_ones(tmp_path):
+    for name in ("b_model", "a_model"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    (tmp_path / "notes").mkdir()  # no config.json: not a model
+    args = evaluation.parse_args(["first", "--all", str(tmp_path)])
+    assert args.checkpoints == ["first", str(tmp_path / "a_model"), str(tmp_path / "b_model")]
