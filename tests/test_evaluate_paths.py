@@ -111,6 +111,7 @@ def test_main_writes_each_models_results_under_the_output_name_and_prints_them_a
     assert f"wrote {two_models / 'ae' / 'quick.json'} ({len(ae)} results)" in err
     assert (f"warning: no classifier at {two_models / 'no_classifier'}: skipping the classifier-feature FD and "
             "conditional accuracy (train one with `python -m train --model classifier ...` or pass --classifier)") in err
+    assert "was trained on" not in err  # no classifier: no dataset mismatch to warn about
 
 
 def test_main_records_the_command_line_it_was_started_with(two_models, monkeypatch):
