@@ -61,3 +61,19 @@ def test_a_structured_cvae_trained_on_all_settings_draws_1_2_or_3_given_quadrant
     assert set(counts.tolist()) == {1, 2, 3} and counts.dtype == torch.long
     fixed = build_model("socvae", hidden_dims=[8], latent_dim=2, num_given_quadrants=2)
     assert set(fixed.training_counts(100).tolist()) == {2}
+
+
+def test_decode_gives_the_mean_of_the_models_own_pixel_likelihood():
+    """Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019): mean = lambda/(2 lambda - 1) + 1/(2 atanh(1 - 2 lambda)),
+    not the sigmoid that a Bernoulli decoder's mean is."""
+    torch.manual_seed(0)
+    model = build_model("vae", hidden_dims=[8], latent_dim=2, likelihood="continuous_bernoulli").eval()
+    z = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model.decoder_logits(z).double()
+        mean = model.decode(z).double()
+    lam = torch.sigmoid(logits)
+    closed_form = lam / (2 * lam - 1) + 1 / (2 * torch.atanh(1 - 2 * lam))
+    far = logits.abs() > 0.5  # the closed form is 0/0 at lambda = 1/2 (float32 cancellation near it)
+    torch.testing.assert_close(mean[far], closed_form[far], atol=1e-4, rtol=0)
+    assert (mean[far] - lam[far]).abs().max() > 0.01
