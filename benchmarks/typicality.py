@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     groups = drawn_groups()
     print(f"### Likelihood meter: drawn non-digits against {len(digits)} MNIST test digits, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}\n")
-    print(f"Flagged: log p(x) below the test digits' {typicality.LOW_TAIL:g}th percentile or S(x) above their "
-          f"{typicality.HIGH_TAIL:g}th.\n")
+    print(f"Flagged: log p(x) in the test digits' bottom {typicality.LOW_TAIL:g} % or S(x) in their top "
+          f"{100 - typicality.HIGH_TAIL:g} %.\n")
     print("| model | inputs | flagged | AUROC, −log p(x) alone | AUROC, S(x) |\n|---|---|---|---|---|")
     details = []
     for name in args.models:
