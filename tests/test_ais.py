@@ -194,6 +194,31 @@ def test_evaluate_ais_only_merges_ais_nll_with_its_bdmc_gap(tmp_path):
     assert read_eval_results(tmp_path / "ae") == []  # an AE has no likelihood
 
 
+def test_evaluate_ais_limit_below_one_batch_scores_exactly_those_digits(tmp_path):
+    """--ais-limit smaller than the 100-digit chunks of the objective-ELBO check, with --ais-batch digits at a time."""
+    from train.evaluate import main as evaluate_main
+
+    torch.manual_seed(0)
+    build_model("avb", hidden_dims=[16], latent_dim=2, discriminator_hidden_dims=[8]).save_pretrained(tmp_path / "avb")
+    argv = [str(tmp_path / "avb"), "--data-dir", str(MNIST_DIR), "--limit", "10", "--ais-only", "--ais-limit", "5",
+            "--ais-batch", "2", "--ais-steps", "4", "--ais-chains", "2", "--bdmc-digits", "2", "--classifier",
+            str(tmp_path / "none")]
+    assert evaluate_main(argv) == 0
+    ais, gap = [vars(r) for r in read_eval_results(tmp_path / "avb")]
+    assert ais["details"]["num_images"] == 5 and gap["details"]["num_images"] == 5
+
+
+@pytest.mark.parametrize("option", [["--device", "no-such-device"], ["--ais-batch", "0"]])
+def test_evaluate_rejects_a_bad_device_or_ais_batch_with_one_message(tmp_path, capsys, option):
+    from train.evaluate import main as evaluate_main
+
+    build_model("vae", hidden_dims=[16], latent_dim=2).save_pretrained(tmp_path / "vae")
+    with pytest.raises(SystemExit) as exc:
+        evaluate_main([str(tmp_path / "vae"), "--data-dir", str(MNIST_DIR), *option])
+    assert exc.value.code == 2 and option[0] in capsys.readouterr().err
+    assert not (tmp_path / "vae" / "eval_results.json").exists()
+
+
 def test_mixture_prior_is_stratified_by_component_and_matches_quadrature(monkeypatch):
     """On a 10-petal prior with a sharp decoder the posterior sits in one petal, which HMC chains started in other
     petals cannot reach. Stratified AIS (chains from every component, log p(x) = log mean_c p(x|c)) matches log p(x)
