@@ -76,3 +76,20 @@ def test_the_updates_are_a_plain_two_player_loop(tmp_path):
         g_opt.step()
     ours, plain = trainer.model.state_dict(), model.state_dict()
     assert all(torch.equal(ours[k], plain[k]) for k in plain)
+
+
+def test_direct_batches_are_the_accelerate_loaders_in_the_same_random_order(tmp_path):
+    """One CPU process reads the torch DataLoader inside Accelerate's wrapper directly, one batch ahead as the wrapper
+    does: across an epoch boundary, with the random binarisation drawn per batch, the weights are the wrapper's."""
+    def run(name: str, through_wrapper: bool):
+        cfg = config(tmp_path, name)
+        cfg.model, cfg.model_config = "vae", {"hidden_dims": [16], "latent_dim": 2}
+        cfg.batch_size, cfg.max_steps = 8192, 9  # 7 batches per epoch: a second epoch starts
+        trainer = Trainer(cfg)
+        if through_wrapper:
+            trainer._batches = iter  # iterate the prepared DataLoaderShard itself
+        trainer.run()
+        return trainer.model.state_dict()
+
+    direct, wrapped = run("direct", False), run("wrapped", True)
+    assert all(torch.equal(direct[k], wrapped[k]) for k in wrapped)
