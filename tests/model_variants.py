@@ -26,7 +26,7 @@ VARIANTS: dict[str, list[dict]] = {
         {"objective": "hybrid", "alpha": 0.5, "num_given_quadrants": 3},
         {"objective": "hybrid", "alpha": 0.2, "backbone": "conv", "hidden_dims": [16]},
     ],
-    "quadrant_nn": [{}, {"num_given_quadrants": 2, "backbone": "conv", "hidden_dims": [16]}],
+    "quadrant_nn": [{}, {"num_given_quadrants": 2, "backbone": "conv", "hidden_dims": [16]}, {"net_per_setting": True}],
     "avb": [
         {"discriminator_hidden_dims": [32], "noise_dim": 4},
         {"discriminator_hidden_dims": [32], "adaptive_contrast": True, "contrast_samples": 4},

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import NUM_PIXELS, ConfigError, Encoder, ModelConfig, kl_normal, log_normal, reparameterize
@@ -278,12 +278,23 @@ class StructuredCVAE(QuadrantModel):
 class QuadrantBaselineConfig(QuadrantConfig):
     model_type: str = "quadrant_nn"
     # latent_dim (inherited) is unused: the baseline has no latent variable.
+    # One network per setting (1, 2, 3 quadrants given), each trained on every image in its setting, as Pyro's
+    # tutorial trains one BaselineNet per setting; False: one network for all three (the first bundled weights).
+    net_per_setting: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.net_per_setting and self.num_given_quadrants:
+            raise ConfigError("net_per_setting trains a network for each of 1, 2 and 3 given quadrants: it needs "
+                              f"num_given_quadrants = 0, got {self.num_given_quadrants}")
 
 
 @register_model
 class QuadrantBaseline(QuadrantModel):
     """The deterministic baseline of Sohn et al. Table 1: y predicted from x alone by a network the size of the
-    CVAE's generation net, trained on -log p(y|x) (Bernoulli, missing pixels only); its log p(y|x) is exact."""
+    CVAE's generation net, trained on -log p(y|x) (Bernoulli, missing pixels only); its log p(y|x) is exact.
+    With `net_per_setting`, one such network per number of given quadrants, as Pyro's tutorial trains its
+    BaselineNet once per setting (the bundled weights); without it, one network serves all three settings."""
 
     config_class = QuadrantBaselineConfig
     spec = ModelSpec(
@@ -299,22 +310,41 @@ class QuadrantBaseline(QuadrantModel):
 
     def __init__(self, config: QuadrantBaselineConfig):
         super().__init__(config)
-        self.net = Encoder(config, NUM_PIXELS)
+        if config.net_per_setting:
+            self.nets = nn.ModuleList(Encoder(config, NUM_PIXELS) for _ in (1, 2, 3))  # nets[k - 1]: k given
+        else:
+            self.net = Encoder(config, NUM_PIXELS)
 
-    def logits(self, x: Tensor) -> Tensor:
-        return self.net(x).view(-1, 1, SIDE, SIDE)
+    def logits(self, x: Tensor, counts: Tensor) -> Tensor:
+        """Pixel logits of the masked inputs x, each by the network of its number of given quadrants."""
+        if not self.config.net_per_setting:
+            return self.net(x).view(-1, 1, SIDE, SIDE)
+        out = x.new_empty(len(x), NUM_PIXELS)
+        for k, net in enumerate(self.nets, start=1):
+            rows = counts == k
+            if rows.any():
+                out[rows] = net(x[rows])
+        return out.view(-1, 1, SIDE, SIDE)
 
     def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
         raise Unsupported("QuadrantBaseline is deterministic and has no latent code: use complete(images, num_given)")
 
     def loss(self, batch) -> LossOutput:
+        """-log p(y|x) per image. With a network per setting, every image is scored in all three settings and the
+        three means are summed: the networks share no weights, so each gets exactly the gradient of its own
+        setting's loss, as if trained alone on every image (Pyro's three runs, in one)."""
         images, _ = batch
-        x, given = self.prepare(images, self.training_counts(len(images)))
-        reconstruction = -self.missing_log_likelihood(self.logits(x), images, given).mean()
+        settings = (1, 2, 3) if self.config.net_per_setting else (None,)
+        reconstruction = 0
+        for k in settings:
+            counts = self.training_counts(len(images)) if k is None else self.given_counts(k, len(images))
+            x, given = self.prepare(images, counts)
+            reconstruction = reconstruction - self.missing_log_likelihood(self.logits(x, counts), images, given).mean()
         return LossOutput(reconstruction, {"reconstruction": reconstruction})
 
     def completion_logits(self, images, x, counts, n_samples, generator):
-        return self.logits(x).repeat(n_samples, 1, 1, 1)  # deterministic: every "sample" is the same prediction
+        # deterministic: every "sample" is the same prediction
+        return self.logits(x, counts).repeat(n_samples, 1, 1, 1)
 
     @torch.no_grad()
     def conditional_log_likelihood(self, images: Tensor, num_given, num_samples: int = 1, max_rows: int = 10_000,
@@ -322,5 +352,6 @@ class QuadrantBaseline(QuadrantModel):
         """Exact per-image log p(y|x) in nats. num_samples, max_rows and generator are accepted and unused (there
         is no z to sample), so that evaluation code can call both quadrant models the same way."""
         images = self.check_images(images)
-        x, given = self.prepare(images, self.given_counts(num_given, len(images)))
-        return self.missing_log_likelihood(self.logits(x), images, given)
+        counts = self.given_counts(num_given, len(images))
+        x, given = self.prepare(images, counts)
+        return self.missing_log_likelihood(self.logits(x, counts), images, given)
