@@ -1,7 +1,7 @@
 """Why does the live mixture AAE sometimes miss prior MMD < 0.1? Its MMD along training, at equal steps, per seed.
 
 Runs the project's trainer (`Trainer.steps`, one torch thread, as the app's live training) on the live tab's 2-D
-mixture AAE (demo/live.py LIVE_MODELS), with optional config overrides (`--set key=json`), learning rate and batch
+mixture AAE (demo/live.py `live_models()["aae-2d-mixture"]`, from its recipe), with optional config overrides (`--set key=json`), learning rate and batch
 size, and every --every steps measures the prior MMD of 3000 test codes against 3000 prior samples (the same
 estimator as benchmarks/live_training.py). Counting steps rather than seconds takes the machine's load out of the
 comparison; `cpu s/step` converts steps to a time budget. With --petals, the final codes are also assigned to the
@@ -28,14 +28,14 @@ if __package__ in (None, ""):  # run as a file (python path/to/benchmarks/x.py),
 
 import torch
 
-from demo.live import BATCH_SIZE, LIVE_MODELS
+from demo.live import live_models
 from train.evaluate import test_set
 from train.trainer import TrainConfig, Trainer
 from vae_models.aae import NUM_COMPONENTS
 from vae_models.metrics import prior_mmd
 
 REPO = Path(__file__).resolve().parents[1]
-CHOICE = "AAE, 10-Gaussian mixture prior"
+CHOICE = "aae-2d-mixture"
 
 
 def petal_shares(codes: torch.Tensor, labels: torch.Tensor) -> tuple[list[float], list[list[int]]]:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=str(REPO.parent / "shared/data/mnist"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override a model config field")
     p.add_argument("--lr", type=float, default=None, help="default: the live preset's")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the live preset's")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--every", type=int, default=300)
@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    model_type, fields, lr = LIVE_MODELS[CHOICE]
-    fields = dict(fields)
+    live = live_models()[CHOICE]
+    model_type, fields, lr = live.model, dict(live.model_config), live.lr
+    args.batch_size = args.batch_size or live.batch_size
     for item in args.set:
         key, _, value = item.partition("=")
         fields[key] = json.loads(value)
