@@ -95,7 +95,7 @@ def every_model(store: ModelStore, sketch, upload, example):
             continue
         images.append(to_image(model.reconstruct(x.to(model.device))))
         if not typicality.has_likelihood(model):
-            rows.append(f"| {title} | no likelihood | — | — |")
+            rows.append(f"| {title} | no likelihood | — | — | — |")
             continue
         try:
             likelihood = reference_for(store, name)
