@@ -95,6 +95,11 @@ def generator(seed) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
+# What a handler raises for something the visitor or the operator can fix: a missing or broken model (the store's
+# ModelUnavailable), a model that cannot do that, a bad image, a bad option. Anything else is a bug and propagates.
+EXPLAINED = (ModelUnavailable, Unsupported, ImageInputError, ValueError)
+
+
 def user_errors(fn):
     """Run a handler; what the user can fix (a missing model, a bad image, a bad option) becomes a gr.Error
     with the reason, which Gradio shows as a message while the server keeps serving."""
@@ -105,7 +110,7 @@ def user_errors(fn):
 
         try:
             return fn(*args, **kwargs)
-        except (ModelUnavailable, Unsupported, ImageInputError, ValueError) as exc:
+        except EXPLAINED as exc:
             raise gr.Error(html.escape(str(exc)), print_exception=False) from exc
 
     return wrapper
@@ -178,7 +183,7 @@ def first_visit(fn, store, *args, outputs: int = 1):
     tab's "Unavailable here" note says why) the outputs start empty."""
     try:
         result = fn(store, *args)
-    except Exception:  # ModelUnavailable, or a broken checkpoint: the tab's note explains it
+    except EXPLAINED:  # e.g. a missing or broken checkpoint: the tab's note explains it
         return (None,) * outputs if outputs > 1 else None
     return result
 

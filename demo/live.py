@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,8 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from vae_models import CheckpointError, ConfigError, load_model
+from train.recipe import RECIPES_DIR, RecipeError, read_recipe
+from vae_models import CheckpointError, ConfigError, checkpoints, load_model
 from vae_models.data import DataError, load_mnist
 from vae_models.metrics import importance_sampled_nll, prior_mmd
 from vae_models.typicality import has_likelihood
@@ -38,24 +40,47 @@ if TYPE_CHECKING:  # train.trainer (accelerate) is imported when a training star
     from train.trainer import TrainConfig, Trainer
 from .priors import _codes, render_scatter
 
-_2D = {"hidden_dims": [400, 200], "latent_dim": 2}  # as the bundled 2-D checkpoints (pretrained/*-2d)
-_CRITIC = {"discriminator_hidden_dims": [256, 256]}
-_AAE = {**_2D, **_CRITIC, "adversarial_weight": 5.0}
-# Learning rates for a ~1500-step run, measured at equal steps on this machine (benchmarks/README.md): the VAE
-# gains from 3x the bundled recipes' 1e-3 (test NLL 146.0 vs 150.0 nats after 1488 steps); the two-player models
-# do not (mixture AAE prior MMD 0.125 at 3e-3 vs 0.082 at 1e-3 after ~1400 steps: the adversary oscillates).
-FAST_LR, BUNDLED_LR = 3e-3, 1e-3
-# What a visitor can train: label -> (model type, config fields, learning rate); the bundled 2-D models' recipes.
-LIVE_MODELS = {
-    "VAE": ("vae", _2D, FAST_LR),
-    "AAE, Gaussian prior": ("aae", {**_AAE, "prior": "gaussian"}, BUNDLED_LR),
-    "AAE, 10-Gaussian mixture prior": ("aae", {**_AAE, "prior": "mixture10"}, BUNDLED_LR),
-    "AAE, label-supervised mixture": ("aae", {**_AAE, "prior": "mixture10", "supervised_prior": True}, BUNDLED_LR),
-    "AVB": ("avb", {**_2D, **_CRITIC}, BUNDLED_LR),
-}
+# What a visitor can train: the bundled checkpoints with a 2-D latent space (the scatter draws their codes), each
+# from its own recipe (recipes/<name>.json: model, model config, batch size, learning rate). The models declare them
+# (spec.checkpoints, vae_models/registry.py); this module names none.
+# Learning rate for a ~1500-step run, measured at equal steps on this machine (benchmarks/README.md): a model trained
+# on its own bound gains from 3x the recipes' 1e-3 (2-D VAE: test NLL 146.0 vs 150.0 nats after 1488 steps); the
+# two-player models (spec.adversarial) do not (mixture AAE prior MMD 0.125 at 3e-3 vs 0.082 at 1e-3 after ~1400
+# steps: the adversary oscillates), so they keep their recipe's.
+SHORT_RUN_LR_GAIN = 3.0
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    name: str  # the checkpoint (and recipe) name: "vae-2d"; the API's value
+    title: str  # what the page shows: "VAE (2-D)"
+    model: str  # registry name
+    model_config: dict
+    batch_size: int
+    lr: float
+
+
+def live_models(recipes_dir: Path | None = None) -> dict[str, LiveModel]:
+    """The 2-D checkpoints of generative models that have a recipe, by checkpoint name, in registration order."""
+    found = {}
+    for name, (checkpoint, spec) in checkpoints().items():
+        path = Path(recipes_dir or RECIPES_DIR) / f"{name}.json"
+        if not (checkpoint.latent_2d and spec.generative and path.is_file()):
+            continue
+        try:
+            recipe = read_recipe(path)
+        except RecipeError:
+            continue  # a broken recipe is the reproduce tests' concern; the tab offers the others
+        train = recipe.get("train", {})
+        lr = train.get("lr", 1e-3) * (1.0 if spec.adversarial else SHORT_RUN_LR_GAIN)
+        found[name] = LiveModel(name, checkpoint.title, recipe["model"], dict(recipe["model_config"]),
+                                train.get("batch_size", BATCH_SIZE), lr)
+    return found
+
+
 MAX_SECONDS = 90  # the hard budget of one training's steps (setup before and export after take a few seconds)
 TRAIN_THREADS = 1  # torch threads while training: the other core(s) stay free for the other tabs' requests
-BATCH_SIZE = 128
+BATCH_SIZE = 128  # when a recipe does not say
 REFRESH_S, SCATTER_EVERY_S = 1.0, 3.0  # how often the curves / the scatter are sent
 SCATTER_POINTS, EVAL_POINTS, EVAL_K = 1000, 500, 100
 KEEP_RESULTS = 8  # finished zips kept on disk for download / push
@@ -90,8 +115,9 @@ def data_note(data_dir) -> str:
 class LiveTraining:
     """Server-wide state of the tab: the running session, who asked to stop, where finished runs are kept."""
 
-    def __init__(self, data_dir=None, workdir=None):
+    def __init__(self, data_dir=None, workdir=None, recipes_dir=None):
         self.data_dir = data_dir
+        self.models = live_models(recipes_dir)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vae-family-live-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stop_requests: set[str] = set()
@@ -101,8 +127,8 @@ class LiveTraining:
     # -- training ---------------------------------------------------------------------------------------------
     def config(self, choice: str, seconds, seed) -> "tuple[TrainConfig, float]":
         from train.trainer import TrainConfig  # imported on first use: accelerate costs the app's cold start
-        if choice not in LIVE_MODELS:
-            raise gr.Error(f"unknown model {choice!r}; choose one of {list(LIVE_MODELS)}", print_exception=False)
+        if choice not in self.models:
+            raise gr.Error(f"unknown model {choice!r}; choose one of {list(self.models)}", print_exception=False)
         try:
             seconds, seed = float(seconds), int(seed)
         except (TypeError, ValueError):
@@ -111,11 +137,12 @@ class LiveTraining:
             raise gr.Error(f"the time budget must be 1-{MAX_SECONDS} s, got {seconds:g}", print_exception=False)
         if not 0 <= seed < 2**31:
             raise gr.Error(f"the seed must be 0-{2**31 - 1}, got {seed}", print_exception=False)
-        model_type, fields, lr = LIVE_MODELS[choice]
+        live = self.models[choice]
         run = Path(tempfile.mkdtemp(prefix="run-", dir=self.workdir))
-        cfg = TrainConfig(model=model_type, model_config=dict(fields), data_dir=self.data_dir, batch_size=BATCH_SIZE,
-                          lr=lr, max_steps=10**9, seed=seed, output_dir=str(run / "run"), checkpoint_every=0,
-                          save_pretrained=str(run / "export" / f"live-{model_type}-2d"), progress_bar=False)
+        cfg = TrainConfig(model=live.model, model_config=dict(live.model_config), data_dir=self.data_dir,
+                          batch_size=live.batch_size, lr=live.lr, max_steps=10**9, seed=seed,
+                          output_dir=str(run / "run"), checkpoint_every=0,
+                          save_pretrained=str(run / "export" / f"live-{live.name}"), progress_bar=False)
         return cfg, seconds
 
     def train(self, choice: str, seconds, seed, session: str):
@@ -136,7 +163,7 @@ class LiveTraining:
                     raise gr.Error(f"MNIST is not available on this server: {exc}", print_exception=False) from exc
                 raise gr.Error(str(exc), print_exception=False) from exc
             test_x, test_y = self.test_digits()
-            yield from self._loop(trainer, choice, budget, session, test_x, test_y)
+            yield from self._loop(trainer, self.models[choice].title, budget, session, test_x, test_y)
         finally:
             torch.set_num_threads(threads)
             with self.lock:
@@ -149,7 +176,7 @@ class LiveTraining:
         pick = torch.randperm(len(images), generator=generator(0))[:SCATTER_POINTS]
         return images[pick].unsqueeze(1).float() / 255.0, labels[pick]
 
-    def _loop(self, trainer: "Trainer", choice: str, budget: float, session: str, test_x, test_y):
+    def _loop(self, trainer: "Trainer", title: str, budget: float, session: str, test_x, test_y):
         curves: list[dict] = []
         pending: dict[str, list[float]] = {}
         scatter, stopped_by = None, "time budget"
@@ -175,30 +202,30 @@ class LiveTraining:
                     curves += [{"step": step, "loss": sum(v) / len(v), "term": k} for k, v in pending.items()]
                     pending.clear()
                     if now - last_scatter >= SCATTER_EVERY_S:
-                        scatter, last_scatter = self.scatter(trainer, choice, test_x, test_y, step), now
+                        scatter, last_scatter = self.scatter(trainer, title, test_x, test_y, step), now
                     last_sent = now
                     yield (pd.DataFrame(curves), scatter,
-                           f"Training **{choice}**: step {step}, {now - start:.0f} of {budget:.0f} s.", None)
+                           f"Training **{title}**: step {step}, {now - start:.0f} of {budget:.0f} s.", None)
         finally:
             steps.close()  # ends the trainer's loop at this step (its files are closed)
         if pending:
             curves += [{"step": step, "loss": sum(v) / len(v), "term": k} for k, v in pending.items()]
         elapsed = time.monotonic() - start if start is not None else 0.0
-        scatter = self.scatter(trainer, choice, test_x, test_y, step)
+        scatter = self.scatter(trainer, title, test_x, test_y, step)
         summary = self.evaluate(trainer, test_x)
         zipped = self.export(trainer, step)
-        status = (f"**Done**: {choice}, {step} steps ({step * BATCH_SIZE / 60000:.2f} epochs) in {elapsed:.0f} s, "
+        status = (f"**Done**: {title}, {step} steps ({step * trainer.cfg.batch_size / 60000:.2f} epochs) in {elapsed:.0f} s, "
                   f"stopped by {stopped_by}. {summary} Download the zip below.")
         yield pd.DataFrame(curves), scatter, status, str(zipped)
 
     @torch.no_grad()
-    def scatter(self, trainer: "Trainer", choice: str, x, y, step: int):
+    def scatter(self, trainer: "Trainer", title: str, x, y, step: int):
         model = trainer.model
         was_training = model.training
         model.eval()
         try:
             prior = model.prior_sample(20_000, generator(0)).cpu()
-            return render_scatter(_codes(model, x), y, prior, f"{choice}, step {step}")
+            return render_scatter(_codes(model, x), y, prior, f"{title}, step {step}")
         finally:
             model.train(was_training)
 
@@ -316,7 +343,8 @@ def build(store, oauth: bool | None = None) -> LiveTraining:
     gr.Markdown(INTRO.format(max_s=MAX_SECONDS, data_note=data_note(store.data_dir)))
     with gr.Row():
         with gr.Column(scale=1):
-            choice = gr.Radio(list(LIVE_MODELS), value="VAE", label="2-D model")
+            offered = [(m.title, name) for name, m in live.models.items()]
+            choice = gr.Radio(offered, value=offered[0][1] if offered else None, label="2-D model")
             seconds = gr.Slider(1, MAX_SECONDS, value=MAX_SECONDS, step=1, label="Time budget (s)")
             seed = gr.Number(0, precision=0, label="Seed")
             with gr.Row():

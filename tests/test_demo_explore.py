@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -24,7 +25,8 @@ from gradio_client.utils import Status
 from demo import live
 from demo.common import example_choices
 from demo.common import test_digits as bundled_digits
-from vae_models import load_model, typicality
+from train.recipe import RECIPES_DIR, read_recipe
+from vae_models import checkpoints, get_spec, load_model, typicality
 
 from demo.tiny_weights import make_tiny_weights
 from .hub_server import hub_env, start_hub_server
@@ -46,14 +48,14 @@ while True:
 
 
 def tiny_weights_with_references(root: Path) -> Path:
-    """The tiny checkpoints of the demo tests, with likelihood references computed on the 20 bundled digits."""
+    """The tiny checkpoints of the demo tests, with both meter references computed on the 20 bundled digits."""
     make_tiny_weights(root)
     digits = bundled_digits()[0]
     for name in ("vae", "dvae", "avb"):
         model = load_model(str(root / name))
-        ref = typicality.build_reference(model, digits, typicality.file_sha256(root / name / "model.safetensors"),
-                                         num_samples=8, num_quantiles=21)
-        typicality.save_reference(ref, root / name)
+        for ref in typicality.build_references(model, digits, typicality.file_sha256(root / name / "model.safetensors"),
+                                               num_samples=8, num_quantiles=21):
+            typicality.save_reference(ref, root / name)
     return root
 
 
@@ -102,8 +104,9 @@ def test_every_model_reconstructs_and_places_the_digit_on_the_test_distribution(
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "no likelihood" in rows["AE"] and "no likelihood" in rows["AAE"]
     for name in ("VAE", "DVAE", "AVB"):
-        assert " % of the 20 test digits" in rows[name], table
-    assert "test digit 13" in table
+        assert " % of the 20 test digits" in rows[name] and "bits (L = " in rows[name], table
+        assert rows[name].count("%") >= 3 and "typical" in rows[name], table  # two percentiles and a verdict
+    assert "test digit 13" in table and "S(x) = −log₂ p(x) − L(x) among test digits" in table
 
 
 def test_traverse_sweeps_the_most_active_dimensions(client):
@@ -133,9 +136,9 @@ def test_interpolate_offers_slerp(client):
     ("/traverse", (None, None, ZERO, "aae", 3, 5), "'aae' .* is not in the list of choices"),
     ("/interpolate", (None, None, ZERO, None, None, SIX, 5, "cubic"), "'cubic' .* is not in the list of choices"),
     ("/train_live", ("GAN", 2, 0), "'GAN' .* is not in the list of choices"),
-    ("/train_live", ("VAE", 0, 0), "Value 0 is less than minimum value 1"),
-    ("/train_live", ("VAE", 91, 0), "Value 91 is greater than maximum value 90"),
-    ("/train_live", ("VAE", 2, -1), "the seed must be"),
+    ("/train_live", ("vae-2d", 0, 0), "Value 0 is less than minimum value 1"),
+    ("/train_live", ("vae-2d", 91, 0), "Value 91 is greater than maximum value 90"),
+    ("/train_live", ("vae-2d", 2, -1), "the seed must be"),
 ])
 def test_bad_values_get_clear_messages(client, api_name, args, message):
     with pytest.raises(AppError, match=message):
@@ -156,14 +159,40 @@ def test_handlers_check_their_values_too(tmp_path):
     with pytest.raises(ValueError, match="interpolation must be one of"):
         sampling.interpolate(store, None, None, ZERO, None, None, SIX, 5, "cubic")
     training = live.LiveTraining(str(MNIST_DIR), tmp_path / "work")
-    for args, message in ((("GAN", 2, 0), "unknown model 'GAN'"), (("VAE", 0.5, 0), "time budget must be 1-90 s"),
-                          (("VAE", 91, 0), "time budget must be 1-90 s"), (("VAE", "soon", 0), "must be numbers")):
+    for args, message in ((("GAN", 2, 0), "unknown model 'GAN'"), (("vae-2d", 0.5, 0), "time budget must be 1-90 s"),
+                          (("vae-2d", 91, 0), "time budget must be 1-90 s"),
+                          (("vae-2d", "soon", 0), "must be numbers")):
         with pytest.raises(Exception, match=message):
             next(training.train(*args, "visitor"))
-    # the reference of a model is checked against its weights: a stale one is reported, not used
+    # the references of a model are checked against its weights: a stale one is reported, not used
     typicality.save_reference(typicality.LikelihoodReference([-2.0, -1.0], 1, 1, "0" * 64), tmp_path / "weights/vae")
     table = explore.every_model(store, None, None, SIX)[-1]
     assert "not available" in table and "other weights" in table
+    dvae = tmp_path / "weights/dvae"  # a good likelihood reference, a stale complexity reference
+    typicality.save_reference(typicality.build_reference(load_model(str(dvae)), bundled_digits()[0][:4],
+                                                         typicality.file_sha256(dvae / "model.safetensors"),
+                                                         num_samples=2, num_quantiles=3), dvae)
+    typicality.save_reference(typicality.ComplexityReference([-2.0, -1.0], 1, 1, "0" * 64), dvae)
+    row = next(line for line in explore.every_model(store, None, None, SIX)[-1].splitlines() if "| DVAE |" in line)
+    assert "complexity_reference.json was computed with other weights" in row and "not available" in row
+
+
+def test_the_meter_calls_a_dash_too_simple_and_a_test_digit_typical(tmp_path):
+    """The handler with the bundled weights and references: a drawn dash is as likely as a digit, and the complexity
+    correction is what flags it; a real test digit passes."""
+    from demo import explore
+    from demo.weights import ModelStore
+
+    dash = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(dash).line([(60, 140), (220, 140)], fill=0, width=6)
+    dash.save(tmp_path / "dash.png")
+    store = ModelStore(REPO / "pretrained", hub=False, data_dir=str(MNIST_DIR))
+    rows = lambda table: {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    flagged = rows(explore.every_model(store, None, str(tmp_path / "dash.png"), None)[-1])
+    digit = rows(explore.every_model(store, None, None, SIX)[-1])
+    for name in ("VAE", "DVAE"):
+        assert "**atypical, too simple for its likelihood**" in flagged[name], flagged[name]
+        assert "**typical**: more likely than" in digit[name] and "of the 10000 test digits" in digit[name], digit[name]
 
 
 def unpack(zip_path, tmp_path) -> Path:
@@ -186,16 +215,16 @@ def wait_for(job, predicate, what: str, timeout: float = 600):
 
 def test_live_training_streams_queues_stops_exports_and_pushes(server, client, hub, tmp_path):
     # Visitor A trains with the whole budget; B's training waits in the queue; the other tabs answer meanwhile.
-    job_a = client.submit("AAE, 10-Gaussian mixture prior", 90, 0, api_name="/train_live")
+    job_a = client.submit("aae-2d-mixture", 90, 0, api_name="/train_live")
     wait_for(job_a, lambda j: len(j.outputs()) >= 2, "two streamed updates")
     curves, scatter, status, download = job_a.outputs()[-1]
-    assert "Training **AAE, 10-Gaussian mixture prior**" in status and download is None
+    assert "Training **AAE, mixture prior (2-D)**" in status and download is None
     term = curves["columns"].index("term")
     assert gray(scatter).shape == (340, 300) and {"reconstruction", "adversarial"} <= {
         row[term] for row in curves["data"]}
 
     other = Client(server, verbose=False, httpx_kwargs={"timeout": 300})
-    job_b = other.submit("VAE", 1, 1, api_name="/train_live")
+    job_b = other.submit("vae-2d", 1, 1, api_name="/train_live")
     wait_for(job_b, lambda j: j.status().code == Status.IN_QUEUE, "B in the queue")
     assert job_b.status().rank == 0 and not job_a.done()  # B sees its place in the queue while A trains
     assert gray(client.predict("vae", 4, 1.0, 0, api_name="/sample")).shape == (248, 248)
@@ -213,7 +242,10 @@ def test_live_training_streams_queues_stops_exports_and_pushes(server, client, h
 
     *_, status_b, zipped_b = job_b.result(timeout=120)  # B ran after A: its one-second budget, to the end
     assert "stopped by time budget" in status_b and "Test NLL" in status_b
-    assert load_model(str(unpack(zipped_b, tmp_path / "b"))).config.model_type == "vae"
+    folder_b = unpack(zipped_b, tmp_path / "b")
+    assert load_model(str(folder_b)).config.model_type == "vae"
+    # the recipe's learning rate for a two-player model (above), three times it for a model trained on its bound
+    assert "--lr 0.003" in json.loads((folder_b / "training_args.json").read_text())["command"]
 
     # A pushes the result to their own namespace on the (loopback) Hub with their OAuth token.
     message = client.predict(handle_file(zipped), "my-live-aae", api_name="/push_live")
@@ -243,11 +275,30 @@ def test_signed_in_visitor_pushes_with_the_session_token(server, client, hub, tm
     session = callback.cookies.get("session") or httpx.Cookies(callback.cookies).get("session")
     assert session, callback.headers
     signed_in = Client(server, verbose=False, headers={"Cookie": f"session={session}"})
-    *_, zipped = client.predict("VAE", 1, 2, api_name="/train_live")
+    *_, zipped = client.predict("vae-2d", 1, 2, api_name="/train_live")
     message = signed_in.predict(handle_file(zipped), "from-the-login-button", api_name="/push_live")
     assert "visitor/from-the-login-button" in message
     assert "model.safetensors" in hub.commits("visitor/from-the-login-button")[-1].files
     assert any("Bearer mock-oauth-token-for-local-dev" == auth for auth in hub.authorizations)
+
+
+def test_live_models_are_the_2d_checkpoints_with_their_recipes(tmp_path):
+    """The tab offers what the models declare (2-D checkpoints) as their recipes say; it names no model itself."""
+    offered = live.live_models()
+    assert list(offered) == [name for name, (c, spec) in checkpoints().items() if c.latent_2d and spec.generative]
+    for name, model in offered.items():
+        recipe = read_recipe(RECIPES_DIR / f"{name}.json")
+        assert (model.model, model.model_config, model.batch_size) == (
+            recipe["model"], recipe["model_config"], recipe["train"]["batch_size"])
+        assert model.lr == recipe["train"]["lr"] * (1 if get_spec(model.model).adversarial else 3), name
+    edited = tmp_path / "recipes"
+    shutil.copytree(RECIPES_DIR, edited)
+    (edited / "avb-2d.json").unlink()
+    recipe = read_recipe(edited / "vae-2d.json")
+    recipe["model_config"]["hidden_dims"] = [64]
+    (edited / "vae-2d.json").write_text(json.dumps(recipe))
+    changed = live.live_models(edited)
+    assert "avb-2d" not in changed and changed["vae-2d"].model_config["hidden_dims"] == [64]
 
 
 def test_live_training_without_mnist_says_so(tmp_path):
@@ -255,7 +306,7 @@ def test_live_training_without_mnist_says_so(tmp_path):
     empty.mkdir()
     assert "MNIST is not available on this server" in live.data_note(str(empty))
     with pytest.raises(Exception, match="MNIST is not available on this server"):
-        next(live.LiveTraining(str(empty), tmp_path / "work").train("VAE", 2, 0, "visitor"))
+        next(live.LiveTraining(str(empty), tmp_path / "work").train("vae-2d", 2, 0, "visitor"))
 
 
 # ------------------------------------------------------------------------------------------- browser
@@ -286,6 +337,7 @@ def test_explore_tab_in_a_browser(page, tmp_path):
     expect(image).to_be_visible()
     assert image.evaluate("img => img.complete && img.naturalWidth > 0")
     expect(page.locator("#digit-meter").get_by_text("of the 20 test digits").first).to_be_visible()
+    expect(page.locator("#digit-meter").get_by_text("S(x) = −log₂ p(x) − L(x) among test digits")).to_be_visible()
     page.get_by_role("button", name="Traverse", exact=True).click()
     expect(page.locator("#traversal-out img")).to_be_visible()
     page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)

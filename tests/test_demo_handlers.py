@@ -221,3 +221,15 @@ def test_app_builds_without_any_weights(tmp_path):
     texts = [getattr(b, "value", "") for b in app.blocks.values() if type(b).__name__ == "Markdown"]
     assert sum("Unavailable here" in str(t) for t in texts) == 5  # one per tab that uses checkpoints (not live training)
     assert "not measured" in priors.metrics_table(app.store)
+
+
+def test_first_visit_leaves_explained_failures_empty_and_lets_bugs_through(tmp_path):
+    store = ModelStore(tmp_path, hub=False)  # no checkpoints at all
+    assert common.first_visit(sampling.sample_grid, store, "vae", 4, 1.0, 0) is None  # ModelUnavailable
+    assert common.first_visit(sampling.sample_grid, store, "nope", 4, 1.0, 0) is None  # ValueError: a bad option
+    assert common.first_visit(sampling.sample_grid, store, "nope", 4, 1.0, 0, outputs=2) == (None, None)
+
+    def broken(store):
+        raise TypeError("a bug, not a missing model")
+    with pytest.raises(TypeError, match="a bug"):
+        common.first_visit(broken, store)

@@ -21,6 +21,9 @@ assert all(m.__file__.startswith(sys.argv[1]) for m in (vae_models, train.traine
 model = vae_models.load_model(sys.argv[2])
 images, labels = demo.common.test_digits()
 print(type(model).__name__, tuple(images.shape), sorted(vae_models.MODELS)[:2])
+import train.recipe, demo.live  # the live-training tab trains the recipes the wheel carries
+assert train.recipe.RECIPES_DIR.is_relative_to(sys.argv[1]), train.recipe.RECIPES_DIR
+print(list(demo.live.live_models()))
 """
 
 
@@ -29,7 +32,7 @@ def test_wheel_holds_the_three_packages_and_works_outside_the_repository(tmp_pat
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    for package in PACKAGES:
+    for package in (*PACKAGES, "recipes"):
         shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     # --no-build-isolation: build with this environment's setuptools (pinned in requirements-dev.txt), offline.
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -39,7 +42,7 @@ def test_wheel_holds_the_three_packages_and_works_outside_the_repository(tmp_pat
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.startswith("vae_family-")} == set(PACKAGES)
     assert {"demo/assets/test_digits.png", "demo/assets/test_digits.json", "vae_models/registry.py",
-            "train/reproduce.py"} <= set(names)
+            "train/reproduce.py", "train/recipes/vae.json"} <= set(names)
 
     site = tmp_path / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
@@ -49,4 +52,6 @@ def test_wheel_holds_the_three_packages_and_works_outside_the_repository(tmp_pat
     run = subprocess.run([sys.executable, "-c", USE_INSTALLED, str(site), str(REPO / "pretrained" / "vae")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split() == ["VAE", "(20,", "1,", "28,", "28)", "['aae',", "'ae']"]
+    first, live = run.stdout.splitlines()
+    assert first.split() == ["VAE", "(20,", "1,", "28,", "28)", "['aae',", "'ae']"]
+    assert live == "['vae-2d', 'avb-2d', 'aae-2d-gaussian', 'aae-2d-mixture', 'aae-2d-supervised']"

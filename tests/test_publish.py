@@ -108,7 +108,7 @@ def test_publish_then_the_space_serves_exactly_what_the_bundled_weights_serve(hu
 
     space_files = hub.commits(space[1], "space")[-1].files
     assert {"app.py", "requirements.txt", "README.md", "demo/hub_revisions.json", "demo/weights.py",
-            "vae_models/base.py", "demo/assets/test_digits.png"} <= set(space_files)
+            "vae_models/base.py", "demo/assets/test_digits.png", "recipes/vae-2d.json"} <= set(space_files)
     assert not [p for p in space_files if p.endswith(".safetensors") or p.startswith(("pretrained/", "tests/"))]
     assert json.loads(space_files["demo/hub_revisions.json"]) == pins
     front = space_files["README.md"].decode().split("---")[1]

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_registered_toy_model_is_trained_evaluated_carded_reported_and_offered(toy, tmp_path, capsys):
-    from demo import build_app, priors, sampling
+    from demo import build_app, live, priors, sampling
     from train.card import write_card
     from train.evaluate import main as evaluate_main
     from train.report import main as report_main
@@ -123,6 +124,19 @@ def test_a_registered_toy_model_is_trained_evaluated_carded_reported_and_offered
     assert sampling.sample_grid(app.store, "toy", 4, 1.0, 0).size[0] > 0
     assert sampling.manifold(app.store, "toy-2d", 3).size[0] > 0
     assert "| Toy: KL to N(0, I) | " in priors.metrics_table(app.store)
+
+    # With a recipe for its 2-D checkpoint, the live-training tab offers it and trains it from that recipe.
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    recipe = {"model": "toy", "model_config": {"hidden_dims": [16], "latent_dim": 2}, "train": {"batch_size": 32}}
+    (recipes / "toy-2d.json").write_text(json.dumps(recipe))
+    training = live.LiveTraining(str(MNIST_DIR), tmp_path / "live", recipes_dir=recipes)
+    assert list(training.models) == ["toy-2d"] and training.models["toy-2d"].title == "Toy (2-D)"
+    *_, status, zipped = list(training.train("toy-2d", 1, 0, "visitor"))[-1]
+    assert status.startswith("**Done**: Toy (2-D), ") and "Test NLL" in status  # likelihood "bound": an IS-NLL
+    with zipfile.ZipFile(zipped) as z:
+        trained = json.loads(z.read("live-toy-2d/config.json"))
+    assert trained["model_type"] == "toy" and trained["hidden_dims"] == [16]
 
 
 def test_registry_refuses_undeclared_misnamed_and_clashing_models():

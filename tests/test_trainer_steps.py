@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from train.trainer import TrainConfig, Trainer
-from vae_models import load_model
+from vae_models import build_model, load_model
+from vae_models.data import MNISTDataset, load_mnist
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 
@@ -48,3 +49,47 @@ def test_stopping_early_ends_the_run_and_exports_the_model_so_far(tmp_path):
     exported = load_model(str(folder)).state_dict()
     assert all(torch.equal(exported[k], v) for k, v in trainer.model.state_dict().items())
     assert json.loads((folder / "training_args.json").read_text())["steps"] == 2
+
+
+def test_the_updates_are_a_plain_two_player_loop(tmp_path):
+    """What the trainer does to the weights is exactly what a plain PyTorch loop does (discriminator step, then the
+    model's; each player's gradients zeroed before its own backward), whatever it does around that: the same batches,
+    initialisation and Adam give bitwise the same weights."""
+    trainer = Trainer(config(tmp_path, "trainer", binarize="fixed"))
+    trainer.run()
+
+    cfg = config(tmp_path, "plain")
+    images, labels = load_mnist("train", data_dir=MNIST_DIR)
+    data = MNISTDataset(images, labels, binarize="fixed", seed=cfg.seed)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))  # the trainer's epoch 0
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, **cfg.model_config)
+    d_opt = torch.optim.Adam(model.discriminator_parameters(), lr=cfg.lr, fused=True)
+    g_opt = torch.optim.Adam(model.generator_parameters(), lr=cfg.lr, fused=True)
+    for step in range(cfg.max_steps):
+        batch = data.__getitems__(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+        d_opt.zero_grad()
+        model.discriminator_loss(batch).loss.backward()
+        d_opt.step()
+        g_opt.zero_grad()
+        model.loss(batch).loss.backward()
+        g_opt.step()
+    ours, plain = trainer.model.state_dict(), model.state_dict()
+    assert all(torch.equal(ours[k], plain[k]) for k in plain)
+
+
+def test_direct_batches_are_the_accelerate_loaders_in_the_same_random_order(tmp_path):
+    """One CPU process reads the torch DataLoader inside Accelerate's wrapper directly, one batch ahead as the wrapper
+    does: across an epoch boundary, with the random binarisation drawn per batch, the weights are the wrapper's."""
+    def run(name: str, through_wrapper: bool):
+        cfg = config(tmp_path, name)
+        cfg.model, cfg.model_config = "vae", {"hidden_dims": [16], "latent_dim": 2}
+        cfg.batch_size, cfg.max_steps = 8192, 9  # 7 batches per epoch: a second epoch starts
+        trainer = Trainer(cfg)
+        if through_wrapper:
+            trainer._batches = iter  # iterate the prepared DataLoaderShard itself
+        trainer.run()
+        return trainer.model.state_dict()
+
+    direct, wrapped = run("direct", False), run("wrapped", True)
+    assert all(torch.equal(direct[k], wrapped[k]) for k in wrapped)

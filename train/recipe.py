@@ -14,6 +14,9 @@ import json
 from pathlib import Path
 
 KEYS = {"model", "model_config", "train", "evaluate"}
+# recipes/ beside the packages (the repository, the Space); an installed wheel holds them as train/recipes/.
+_HERE = Path(__file__).resolve().parent
+RECIPES_DIR = _HERE / "recipes" if (_HERE / "recipes").is_dir() else _HERE.parent / "recipes"
 
 
 class RecipeError(ValueError):

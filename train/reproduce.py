@@ -28,10 +28,9 @@ from pathlib import Path
 from vae_models import checkpoints
 
 from .card import CardError, write_card
-from .recipe import RecipeError, read_recipe
+from .recipe import RECIPES_DIR, RecipeError, read_recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RECIPES_DIR = REPO_ROOT / "recipes"
 QUICK_STEPS = 200
 QUICK_EVAL = ["--limit", "100", "--num-samples", "20", "--cll-samples", "5"]
 

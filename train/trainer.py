@@ -52,7 +52,11 @@ LATEST = "latest"
 # every weight bundled before this setting existed, so their recipes name it to stay reproducible.
 OPTIMIZERS = {"adam": {}, "adam-foreach": {"foreach": True}, "adam-fused": {"fused": True}}
 DEFAULT_OPTIMIZER = "adam-fused"
-POSTFIX_EVERY = 10  # steps between updates of the progress bar's loss display (it redraws ~10 times a second)
+# Per-step bookkeeping is batched: on a busy CPU, whose caches the model's maths keeps flushing, each Python-level
+# call of the loop costs several times what it costs in isolation (benchmarks/README.md, *Where a trainer step goes*).
+BAR_EVERY, BAR_REDRAW_S = 10, 1.0  # steps between updates of the progress bar's count and loss display; seconds
+#                                    between its redraws (tqdm's default, 0.1 s, redraws after almost every update)
+METRICS_EVERY = 50  # steps of metrics.jsonl lines kept in memory before they are written; also written at checkpoints
 
 
 class TrainError(RuntimeError):
@@ -92,6 +96,31 @@ class TrainConfig:
     lr_decay_to: float | None = None  # decay the lr exponentially to this value at the last step; None: constant
     progress_bar: bool = True  # a tqdm bar on stderr (the app's live training turns it off)
     command: list[str] = field(default_factory=list)  # the command line, recorded in the export
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON line per step ({"step", "epoch", **logs}), written every METRICS_EVERY steps, at every
+    checkpoint and when the loop ends or stops (`tail -f` follows a run, at most METRICS_EVERY steps behind). A run killed
+    outright loses only lines of steps after its last checkpoint, which a resume trains (and logs) again."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "a", encoding="utf-8")
+        self.pending: list[tuple[int, int, dict]] = []
+
+    def add(self, step: int, epoch: int, logs: dict) -> None:
+        self.pending.append((step, epoch, logs))
+        if len(self.pending) >= METRICS_EVERY:
+            self.write()
+
+    def write(self) -> None:
+        if self.pending:
+            self.file.write("".join(json.dumps({"step": s, "epoch": e, **logs}) + "\n" for s, e, logs in self.pending))
+            self.file.flush()
+            self.pending.clear()
+
+    def close(self) -> None:
+        self.write()
+        self.file.close()
 
 
 class LossModule(nn.Module):
@@ -286,6 +315,8 @@ class Trainer:
             optimizers.insert(0, torch.optim.Adam(model.discriminator_parameters(), **adam))
         wrapped, *prepared = acc.prepare(LossModule(model), *optimizers, loader)
         *optimizers, loader = prepared
+        if acc.device.type == "cpu":  # the batches are made on the CPU: Accelerate's per-batch send_to_device is a no-op
+            loader.device = None
         self.wrapped, self.optimizers = wrapped, optimizers
         # Accelerate's optimizer wrapper and `backward` exist for loss scaling (fp16), gradient accumulation and
         # XLA/DeepSpeed; without those they only add Python work to every step (import probes, a division by 1).
@@ -306,9 +337,9 @@ class Trainer:
             for stale in (self.output_dir / CHECKPOINTS).glob(".tmp_*"):
                 shutil.rmtree(stale, ignore_errors=True)
         acc.init_trackers("train", config=_flat(self.settings | {"total_steps": total}))
-        metrics = open(self.output_dir / "metrics.jsonl", "a") if acc.is_main_process else None
+        metrics = MetricsLog(self.output_dir / "metrics.jsonl") if acc.is_main_process else None
         bar = tqdm(total=total, initial=step, disable=not acc.is_local_main_process or not cfg.progress_bar,
-                   dynamic_ncols=True, desc=cfg.model)
+                   dynamic_ncols=True, desc=cfg.model, mininterval=BAR_REDRAW_S)
         last_saved = step
         try:
             while step < total:
@@ -316,18 +347,19 @@ class Trainer:
                 loader.set_epoch(epoch)
                 # Resuming mid-epoch: skip the batches already seen, at the sampler level (no data is loaded).
                 batches = acc.skip_first_batches(loader, offset) if offset else loader
-                for images, labels in batches:
+                for images, labels in self._batches(batches):
                     logs = self.train_step(images, labels, step)
                     step += 1
-                    bar.update(1)
-                    if step % POSTFIX_EVERY == 0:
+                    if step % BAR_EVERY == 0:
+                        bar.update(step - bar.n)
                         bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
                     if acc.trackers:
                         acc.log(logs, step=step)
-                    if metrics:  # one whole line per step, on disk at once: `tail -f` follows a long run
-                        metrics.write(json.dumps({"step": step, "epoch": epoch, **logs}) + "\n")
-                        metrics.flush()
+                    if metrics:
+                        metrics.add(step, epoch, logs)
                     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                        if metrics:
+                            metrics.write()  # the log holds at least every step that a resume will not redo
                         self.checkpoint(step)
                         last_saved = step
                     yield {"step": step, "epoch": epoch, "total": total, **logs}
@@ -338,9 +370,26 @@ class Trainer:
             if last_saved != step:
                 self.checkpoint(step)
         finally:
+            bar.update(step - bar.n)
             bar.close()
             if metrics:
                 metrics.close()
+
+    def _batches(self, loader):
+        """The prepared loader's batches. One CPU process with the direct step takes them straight from the torch
+        DataLoader inside Accelerate's wrapper, one batch ahead as the wrapper reads them (so the random
+        binarisation draws come in the same order and runs repeat the wrapper's): its per-batch device move, state
+        snapshot and end-of-data flag serve device placement, DDP and gradient accumulation, which this case does not
+        have, and cost a plain loop's data step about 8 % more on a busy CPU."""
+        acc = self.accelerator
+        if not (self.direct and acc.num_processes == 1 and acc.device.type == "cpu"):
+            yield from loader
+            return
+        batches = iter(loader.base_dataloader)
+        ahead = next(batches, None)
+        while ahead is not None:
+            current, ahead = ahead, next(batches, None)
+            yield current
 
     def train_step(self, images, labels, step: int) -> dict[str, float]:
         """One update: the discriminator first (adversarial models), then the model's own loss."""
@@ -361,11 +410,10 @@ class Trainer:
 
     def _update(self, optimizer, images, labels, step, discriminator: bool, prefix: str) -> dict[str, float]:
         acc = self.accelerator
-        # Both players' gradients: the other's loss left gradients on these parameters too (the optimizers' groups
-        # partition the model's parameters). The torch optimizers themselves: AcceleratedOptimizer.zero_grad
-        # inspects the optimizer's signature on every call, and Module.zero_grad walks the module tree.
-        for opt in self.optimizers:
-            opt.optimizer.zero_grad(set_to_none=True)
+        # This player's gradients, as a plain loop zeroes them: the other player's loss may have left some on these
+        # parameters, and what this loss leaves on the other player's is zeroed before that player's own update.
+        # The torch optimizer itself: AcceleratedOptimizer.zero_grad inspects its signature on every call.
+        optimizer.optimizer.zero_grad(set_to_none=True)
         loss, terms = self.wrapped(images, labels, discriminator=discriminator)
         names = ["loss", *terms]
         if acc.num_processes > 1:  # all ranks decide together whether to stop; the logs are global means
