@@ -77,3 +77,22 @@ def test_decode_gives_the_mean_of_the_models_own_pixel_likelihood():
     far = logits.abs() > 0.5  # the closed form is 0/0 at lambda = 1/2 (float32 cancellation near it)
     torch.testing.assert_close(mean[far], closed_form[far], atol=1e-4, rtol=0)
     assert (mean[far] - lam[far]).abs().max() > 0.01
+
+
+@pytest.mark.parametrize("given", [1, 2, 3])
+def test_a_quadrant_models_reconstruction_keeps_the_quadrants_it_was_trained_to_be_given(given):
+    from vae_models.socvae import mask
+
+    torch.manual_seed(0)
+    model = build_model("quadrant_nn", hidden_dims=[8], num_given_quadrants=given).eval()
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model.reconstruct(x)
+    kept = (out == x).all(0)[0]
+    assert torch.equal(kept, mask(given)[0])  # exactly the given quadrants are the input's pixels
+
+
+def test_a_quadrant_model_names_the_shape_it_refuses():
+    model = build_model("quadrant_nn", hidden_dims=[8])
+    with pytest.raises(ValueError, match=r"got \(2, 28, 28\)$"):
+        model.reconstruct(torch.zeros(2, 28, 28))
