@@ -79,9 +79,10 @@ def test_ais_only_results_replace_their_namesakes_and_a_stale_is_nll_is_dropped(
     for name, kept in (("vae", ["IS-NLL (k=5000)", "Prior MMD", "AIS-NLL"]), ("avb", ["Prior MMD", "AIS-NLL"])):
         folder = tmp_path / name
         folder.mkdir()
-        write_eval_results(folder, old, "eval_results.json")
+        write_eval_results(folder, old, "ais.json")  # --output ais.json: the file merged with is that one
+        write_eval_results(folder, [record("Other")], "eval_results.json")
         spec = build_model(name, hidden_dims=[8], latent_dim=2).spec
-        merged = evaluation.merged(str(folder), new, spec, "eval_results.json")
+        merged = evaluation.merged(str(folder), new, spec, "ais.json")
         assert [r.name for r in merged] == kept and merged[-1].value == 88.0
     assert evaluation.merged(str(tmp_path / "none"), new, spec, "eval_results.json") == new  # nothing to merge with
 
