@@ -12,6 +12,7 @@ same code path as the page, with the scatter and curve updates) for each chosen 
 
     python -m benchmarks.live_training --data-dir ../shared/data/mnist            # ~6 min on one loaded core
     python -m benchmarks.live_training --models vae-2d --seconds 30 --limit 200    # quicker look
+    python -m benchmarks.live_training --models aae-2d-mixture --seeds 0 1 2 3     # reliability: one run per seed
 
 Prints a markdown table (stdout); progress on stderr.
 """
@@ -64,15 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=1000, help="test digits for the NLL / MMD")
     p.add_argument("--k", type=int, default=1000, help="importance samples of the NLL")
     p.add_argument("--mmd-points", type=int, default=3000, help="test codes (and prior samples) of the MMD")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed and model")
     args = p.parse_args(argv)
     torch.set_flush_denormal(True)
     grey, binary, _ = test_set(args.data_dir, max(args.limit, args.mmd_points), 0)
     binary = binary[:args.limit]
     rows = []
-    for choice in args.models:
-        print(f"training {choice} for {args.seconds:g} s", file=sys.stderr)
-        model, status = train_live(choice, args.seconds, args.data_dir, args.seed)
+    for choice, seed in ((c, s) for c in args.models for s in args.seeds):
+        print(f"training {choice} for {args.seconds:g} s, seed {seed}", file=sys.stderr)
+        model, status = train_live(choice, args.seconds, args.data_dir, seed)
         recipe = live_models()[choice]
         bundled = load_model(str(REPO / "pretrained" / choice))
         found = re.search(r"\d+ steps \([\d.]+ epochs\)", status)
@@ -83,22 +84,22 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(0)
             ref_nll = float(importance_sampled_nll(bundled, binary, num_samples=args.k).mean())
             verdict = "met" if live_nll - ref_nll <= NLL_MARGIN else "missed"
-            rows.append(f"| {choice} | {steps} | test NLL, k={args.k}, {args.limit} digits | {live_nll:.2f} | "
+            rows.append(f"| {choice} | {seed} | {steps} | test NLL, k={args.k}, {args.limit} digits | {live_nll:.2f} | "
                         f"{ref_nll:.2f} ({choice}) | live − bundled = {live_nll - ref_nll:.2f} ≤ {NLL_MARGIN:g}: {verdict} |")
         else:
             g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
             n = args.mmd_points
             live_mmd = prior_mmd(model, grey, n=n, generator=g())
             ref_mmd = prior_mmd(bundled, grey, n=n, generator=g())
-            torch.manual_seed(args.seed)
+            torch.manual_seed(seed)
             fresh = prior_mmd(build_model(recipe.model, **recipe.model_config), grey, n=n, generator=g())
             verdict = "met" if live_mmd < MMD_TARGET else "missed"
-            rows.append(f"| {choice} | {steps} | prior MMD, {n} test codes | {live_mmd:.4f} | "
+            rows.append(f"| {choice} | {seed} | {steps} | prior MMD, {n} test codes | {live_mmd:.4f} | "
                         f"{ref_mmd:.4f} ({choice}); untrained {fresh:.3f} | < {MMD_TARGET}: {verdict} |")
     load = os.getloadavg()
     print(f"\n### Live training ({args.seconds:g} s budget), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"load average {load[0]:.1f}, torch threads for training: 1\n")
-    print("| model | steps reached | metric | live | bundled | target |\n|---|---|---|---|---|---|")
+    print("| model | seed | steps reached | metric | live | bundled | target |\n|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
 

@@ -1,6 +1,7 @@
 """Tab "Explore a digit": one digit through every model (reconstructions, and under each likelihood model how
-digit-like the digit is: its log-likelihood as a percentile of the test set's), and latent traversals of the VAE and
-of the CVAE's style code along their most used dimensions."""
+digit-like the digit is: its log-likelihood and its complexity-corrected score as percentiles of the test set's,
+vae_models/typicality.py), and latent traversals of the VAE and of the CVAE's style code along their most used
+dimensions."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from .weights import ModelStore, ModelUnavailable, sampler_checkpoints
 
 TRAVERSAL_MODELS = {"VAE": "vae", "CVAE (style code z; the label stays fixed)": "cvae"}
 MAX_DIMS, MAX_STEPS, SWEEP = 10, 15, 3.0  # sweep from -SWEEP to +SWEEP prior standard deviations
-TAIL = 1.0  # percentile below which a digit is called atypical
 
 
 def every_model_checkpoints() -> dict[str, str]:
@@ -25,30 +25,42 @@ def every_model_checkpoints() -> dict[str, str]:
     order): store name -> column title."""
     return {name: checkpoint.title for name, checkpoint in sampler_checkpoints().items()}
 
-INTRO = """### Explore a digit
-**Every model** reconstructs your digit, and each model with a likelihood (VAE, DVAE, AVB) estimates log p(x)
-(importance sampling, k = 100) and places it on the test set's distribution: the percentile is the share of MNIST
-test digits the model finds *less* likely. Letters and scribbles land in the bottom tail, but a simple stroke (a
-dash, a faint line) can score as a typical digit: likelihood models favour simple images (Nalisnick et al. 2019,
-"Do deep generative models know what they don't know?"). The AE and the AAE have no likelihood. **Latent traversal** moves one latent dimension at a time from −3 to +3 prior
-standard deviations around your digit's code, for the dimensions that carry the most information (average KL)."""
+
+INTRO = f"""### Explore a digit
+**Every model** reconstructs your digit, and each model with a likelihood (VAE, DVAE, AVB) says how digit-like it is,
+with two numbers placed on the MNIST test set's distribution of the same numbers:
+- **log p(x)**, estimated by importance sampling (k = 100); its percentile is the share of test digits the model
+  finds *less* likely. Letters and scribbles land in the bottom tail. But high likelihood is not typicality: a
+  dash, a faint line or an almost empty canvas has few ink pixels to explain, so the model finds it *as likely as a
+  digit or more* (Nalisnick et al. 2019, "Do deep generative models know what they don't know?").
+- **S(x) = −log₂ p(x) − L(x)**, the likelihood corrected for how simple the image is (Serrà et al. 2020, "Input
+  complexity and out-of-distribution detection"): L(x) is the number of bits a generic compressor for black-and-white
+  images (JBIG-style context model) needs. The model codes a real digit in far fewer bits than the compressor does
+  (S very negative); a dash costs the compressor only a few dozen bits but the model about as many as a digit, so
+  its S is high; a letter surprises the model but not the compressor, so its S is high too.
+
+The verdict is **typical** when log p(x) is above the test digits' bottom {typicality.LOW_TAIL:g} % and S(x) is
+below their top {100 - typicality.HIGH_TAIL:g} %; about 2 % of real test digits fail one of the two. The AE and the
+AAE have no likelihood. **Latent traversal** moves one latent dimension at a time from −3 to +3 prior standard
+deviations around your digit's code, for the dimensions that carry the most information (average KL)."""
 
 
 # ------------------------------------------------------------------------------------------- every model
 
 
 @functools.lru_cache(maxsize=32)
-def _reference(folder: str, mtime: float) -> typicality.LikelihoodReference:
-    return typicality.load_reference(folder)  # mtime in the key: a replaced file is read again
+def _reference(folder: str, mtime: float, kind: type) -> typicality.LikelihoodReference:
+    return typicality.load_reference(folder, kind=kind)  # mtime in the key: a replaced file is read again
 
 
-def reference_for(store: ModelStore, name: str) -> typicality.LikelihoodReference:
-    """The model's test-set reference, or ReferenceError saying why there is none (or why it is stale)."""
+def reference_for(store: ModelStore, name: str, kind: type = typicality.LikelihoodReference):
+    """The model's test-set reference of this kind (log p(x) or S(x)), or ReferenceError saying why there is none
+    (or why it is stale)."""
     folder = store.folder(name)
-    path = Path(folder or "") / typicality.REFERENCE_FILE
+    path = Path(folder or "") / kind.FILE
     if folder is None or not path.is_file():
-        raise typicality.ReferenceError(f"no {typicality.REFERENCE_FILE} beside the weights")
-    return _reference(str(folder), path.stat().st_mtime)
+        raise typicality.ReferenceError(f"no {kind.FILE} beside the weights")
+    return _reference(str(folder), path.stat().st_mtime, kind)
 
 
 def meter(percentile: float, width: int = 20) -> str:
@@ -56,10 +68,27 @@ def meter(percentile: float, width: int = 20) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+def meter_row(title: str, a: typicality.Assessment, likelihood: typicality.LikelihoodReference,
+              corrected: typicality.ComplexityReference) -> str:
+    """One model's row of the meter table: both statistics, their percentiles, and the verdict in words."""
+    n = likelihood.size
+    if a.too_unlikely:
+        verdict = f"**atypical, too unlikely**: less likely than {100 - a.likelihood_percentile:.1f} % of the {n} test digits"
+    elif a.too_simple:
+        verdict = (f"**atypical, too simple for its likelihood**: a generic compressor needs only {a.bits:.0f} bits; "
+                   f"S is higher than for {a.score_percentile:.1f} % of the {n} test digits")
+    else:
+        verdict = (f"**typical**: more likely than {a.likelihood_percentile:.1f} % of the {n} test digits, "
+                   f"and S within theirs")
+    return (f"| {title} | {a.log_px:.1f} (test median {likelihood.median():.1f}) | `{meter(a.likelihood_percentile)}` "
+            f"{a.likelihood_percentile:.1f} % | {a.score:+.0f} bits (L = {a.bits:.0f}): `{meter(a.score_percentile)}` "
+            f"{a.score_percentile:.1f} % | {verdict} |")
+
+
 @torch.no_grad()
 def every_model(store: ModelStore, sketch, upload, example):
     """(the preprocessed digit, one reconstruction per model (None where unavailable), a Markdown table of the
-    log-likelihoods and their test-set percentiles)."""
+    log-likelihoods, the complexity-corrected scores, their test-set percentiles and the verdicts)."""
     x, _, source = read_digit(sketch, upload, example)
     images, rows, missing = [], [], []
     columns = every_model_checkpoints()
@@ -72,22 +101,22 @@ def every_model(store: ModelStore, sketch, upload, example):
             continue
         images.append(to_image(model.reconstruct(x.to(model.device))))
         if not typicality.has_likelihood(model):
-            rows.append(f"| {title} | no likelihood | — | — |")
+            rows.append(f"| {title} | no likelihood | — | — | — |")
             continue
-        log_px = float(typicality.log_likelihood(model, x)[0])
         try:
-            reference = reference_for(store, name)
+            likelihood = reference_for(store, name)
+            corrected = reference_for(store, name, typicality.ComplexityReference)
         except typicality.ReferenceError as exc:
-            rows.append(f"| {title} | {log_px:.1f} | not available ({exc}) | — |")
+            log_px = float(typicality.log_likelihood(model, x)[0])
+            rows.append(f"| {title} | {log_px:.1f} | not available ({exc}) | — | — |")
             continue
-        pct = reference.percentile(log_px)
-        verdict = "**atypical**: less likely than" if pct < TAIL else "more likely than"
-        rows.append(f"| {title} | {log_px:.1f} (test median {reference.median():.1f}) | `{meter(pct)}` {pct:.1f} % | "
-                    f"{verdict} {pct:.1f} % of the {reference.size} test digits |")
+        rows.append(meter_row(title, typicality.assess(model, x, likelihood, corrected)[0], likelihood, corrected))
     if len(missing) == len(columns):
         raise ModelUnavailable(" ".join(missing))
-    table = ("| model | log p(x), nats | percentile among test digits | |\n|---|---|---|---|\n" + "\n".join(rows) +
-             f"\n\nThe digit is {source}, binarised at {typicality.THRESHOLD} as the models' training data was.")
+    table = ("| model | log p(x), nats | log p(x) among test digits | S(x) = −log₂ p(x) − L(x) among test digits | "
+             "verdict |\n|---|---|---|---|---|\n" + "\n".join(rows) +
+             f"\n\nThe digit is {source}, binarised at {typicality.THRESHOLD} as the models' training data was; L(x) "
+             "is its length in bits under a JBIG-style compressor.")
     if missing:
         table += "\n\n" + " ".join(missing)
     shown = to_image(typicality.binarize(x))

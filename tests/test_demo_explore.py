@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -48,14 +48,14 @@ while True:
 
 
 def tiny_weights_with_references(root: Path) -> Path:
-    """The tiny checkpoints of the demo tests, with likelihood references computed on the 20 bundled digits."""
+    """The tiny checkpoints of the demo tests, with both meter references computed on the 20 bundled digits."""
     make_tiny_weights(root)
     digits = bundled_digits()[0]
     for name in ("vae", "dvae", "avb"):
         model = load_model(str(root / name))
-        ref = typicality.build_reference(model, digits, typicality.file_sha256(root / name / "model.safetensors"),
-                                         num_samples=8, num_quantiles=21)
-        typicality.save_reference(ref, root / name)
+        for ref in typicality.build_references(model, digits, typicality.file_sha256(root / name / "model.safetensors"),
+                                               num_samples=8, num_quantiles=21):
+            typicality.save_reference(ref, root / name)
     return root
 
 
@@ -104,8 +104,9 @@ def test_every_model_reconstructs_and_places_the_digit_on_the_test_distribution(
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "no likelihood" in rows["AE"] and "no likelihood" in rows["AAE"]
     for name in ("VAE", "DVAE", "AVB"):
-        assert " % of the 20 test digits" in rows[name], table
-    assert "test digit 13" in table
+        assert " % of the 20 test digits" in rows[name] and "bits (L = " in rows[name], table
+        assert rows[name].count("%") >= 3 and "typical" in rows[name], table  # two percentiles and a verdict
+    assert "test digit 13" in table and "S(x) = −log₂ p(x) − L(x) among test digits" in table
 
 
 def test_traverse_sweeps_the_most_active_dimensions(client):
@@ -163,10 +164,35 @@ def test_handlers_check_their_values_too(tmp_path):
                           (("vae-2d", "soon", 0), "must be numbers")):
         with pytest.raises(Exception, match=message):
             next(training.train(*args, "visitor"))
-    # the reference of a model is checked against its weights: a stale one is reported, not used
+    # the references of a model are checked against its weights: a stale one is reported, not used
     typicality.save_reference(typicality.LikelihoodReference([-2.0, -1.0], 1, 1, "0" * 64), tmp_path / "weights/vae")
     table = explore.every_model(store, None, None, SIX)[-1]
     assert "not available" in table and "other weights" in table
+    dvae = tmp_path / "weights/dvae"  # a good likelihood reference, a stale complexity reference
+    typicality.save_reference(typicality.build_reference(load_model(str(dvae)), bundled_digits()[0][:4],
+                                                         typicality.file_sha256(dvae / "model.safetensors"),
+                                                         num_samples=2, num_quantiles=3), dvae)
+    typicality.save_reference(typicality.ComplexityReference([-2.0, -1.0], 1, 1, "0" * 64), dvae)
+    row = next(line for line in explore.every_model(store, None, None, SIX)[-1].splitlines() if "| DVAE |" in line)
+    assert "complexity_reference.json was computed with other weights" in row and "not available" in row
+
+
+def test_the_meter_calls_a_dash_too_simple_and_a_test_digit_typical(tmp_path):
+    """The handler with the bundled weights and references: a drawn dash is as likely as a digit, and the complexity
+    correction is what flags it; a real test digit passes."""
+    from demo import explore
+    from demo.weights import ModelStore
+
+    dash = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(dash).line([(60, 140), (220, 140)], fill=0, width=6)
+    dash.save(tmp_path / "dash.png")
+    store = ModelStore(REPO / "pretrained", hub=False, data_dir=str(MNIST_DIR))
+    rows = lambda table: {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    flagged = rows(explore.every_model(store, None, str(tmp_path / "dash.png"), None)[-1])
+    digit = rows(explore.every_model(store, None, None, SIX)[-1])
+    for name in ("VAE", "DVAE"):
+        assert "**atypical, too simple for its likelihood**" in flagged[name], flagged[name]
+        assert "**typical**: more likely than" in digit[name] and "of the 10000 test digits" in digit[name], digit[name]
 
 
 def unpack(zip_path, tmp_path) -> Path:
@@ -311,6 +337,7 @@ def test_explore_tab_in_a_browser(page, tmp_path):
     expect(image).to_be_visible()
     assert image.evaluate("img => img.complete && img.naturalWidth > 0")
     expect(page.locator("#digit-meter").get_by_text("of the 20 test digits").first).to_be_visible()
+    expect(page.locator("#digit-meter").get_by_text("S(x) = −log₂ p(x) − L(x) among test digits")).to_be_visible()
     page.get_by_role("button", name="Traverse", exact=True).click()
     expect(page.locator("#traversal-out img")).to_be_visible()
     page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)

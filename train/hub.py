@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
 # card's training command can be checked against the recorded arguments.
 # test_codes.safetensors (2-D models only) holds the test set's codes the app's latent scatter shows (demo/test_codes.py).
 EXPORT_FILES = ("model.safetensors", "config.json", "README.md", "samples.png", "eval_results.json",
-                "training_args.json", "likelihood_reference.json",  # the app's test-set percentiles
+                "training_args.json", "likelihood_reference.json", "complexity_reference.json",  # the app's meter
                 "test_codes.safetensors")
 
 

@@ -1,10 +1,11 @@
-"""Write each export's test-set likelihood reference (`likelihood_reference.json`, see vae_models/typicality.py):
-the distribution of log p(x) over the MNIST test set that the app's "how digit-like is this" meter places a digit on.
+"""Write each export's test-set references (see vae_models/typicality.py): the distributions over the MNIST test set
+of log p(x) (`likelihood_reference.json`) and of the complexity-corrected score S(x) (`complexity_reference.json`)
+that the app's "how digit-like is this" meter places a digit on.
 
     python -m train.reference pretrained/vae pretrained/dvae pretrained/avb --data-dir ../shared/data/mnist
 
-Only models with a likelihood get one (an AE or AAE folder is an error). Rerun after retraining: the file records
-the SHA-256 of the weights it was computed with, and the app and the tests refuse a reference of other weights.
+Only models with a likelihood get them (an AE or AAE folder is an error). Rerun after retraining: the files record
+the SHA-256 of the weights they were computed with, and the app and the tests refuse a reference of other weights.
 """
 
 from __future__ import annotations
@@ -18,17 +19,17 @@ import torch
 
 from vae_models import CheckpointError, ConfigError, load_model
 from vae_models.data import DataError, load_mnist
-from vae_models.typicality import (NUM_QUANTILES, NUM_SAMPLES, REFERENCE_FILE, build_reference, file_sha256,
-                                   has_likelihood, save_reference)
+from vae_models.typicality import (COMPLEXITY_FILE, NUM_QUANTILES, NUM_SAMPLES, REFERENCE_FILE, build_references,
+                                   file_sha256, has_likelihood, save_reference)
 
 
-def write_reference(folder: Path, images: torch.Tensor, dataset: str, num_samples: int, progress: bool) -> Path:
+def write_reference(folder: Path, images: torch.Tensor, dataset: str, num_samples: int, progress: bool) -> list[Path]:
     model = load_model(str(folder))
     if not has_likelihood(model) or model.spec.label_conditional:
         raise ValueError(f"{folder}: {model.config.model_type} defines no unconditional likelihood log p(x)")
-    reference = build_reference(model, images, file_sha256(folder / "model.safetensors"), num_samples=num_samples,
-                                num_quantiles=NUM_QUANTILES, dataset=dataset, progress=progress)
-    return save_reference(reference, folder)
+    references = build_references(model, images, file_sha256(folder / "model.safetensors"), num_samples=num_samples,
+                                  num_quantiles=NUM_QUANTILES, dataset=dataset, progress=progress)
+    return [save_reference(reference, folder) for reference in references]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         images = images[:args.limit].unsqueeze(1).float() / 255.0
         for folder in args.exports:
             start = time.perf_counter()
-            path = write_reference(folder, images, args.dataset, args.num_samples, progress=sys.stderr.isatty())
-            print(f"{path}: {len(images)} test digits, k={args.num_samples}, {time.perf_counter() - start:.1f} s")
+            paths = write_reference(folder, images, args.dataset, args.num_samples, progress=sys.stderr.isatty())
+            print(f"{', '.join(map(str, paths))}: {len(images)} test digits, k={args.num_samples}, "
+                  f"{time.perf_counter() - start:.1f} s")
     except (DataError, CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -56,4 +58,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["REFERENCE_FILE", "main", "write_reference"]
+__all__ = ["COMPLEXITY_FILE", "REFERENCE_FILE", "main", "write_reference"]

@@ -13,6 +13,23 @@ computed with, so a stale reference is detectable. `python -m train.reference EX
 Protocol, shared by the reference and the query so that they are comparable: the image is binarised by a fixed
 threshold (the models are Bernoulli likelihoods trained on binary digits; a threshold is deterministic, unlike the
 dynamic binarisation of training), and the k proposal draws come from a fixed seed in batches of `BATCH` images.
+
+Likelihood alone misses one kind of input: simple ones. A near-empty image, a dash or a faint line has *high*
+likelihood under a Bernoulli VAE (few ink pixels to explain), so it lands in the middle or the top of the test
+distribution (Nalisnick et al. 2019, "Do deep generative models know what they don't know?"). High likelihood is
+not typicality. The meter therefore also corrects for input complexity (Serrà et al. 2020, "Input complexity and
+out-of-distribution detection with likelihood-based generative models"): with the model's log-likelihood in bits
+l_M(x) = log2 p(x) and the code length L(x) of a generic lossless compressor (vae_models/complexity.py),
+
+    S(x) = -l_M(x) - L(x)  =  log2 [ p_0(x) / p(x) ],   p_0(x) = 2^-L(x),
+
+a likelihood ratio between the model and a universal model of binary images. A digit is coded far more compactly by
+the digit model than by the compressor (S very negative); a letter is not (its S is high: the model is surprised,
+the compressor is not), and neither is a dash (the compressor codes it in a few dozen bits, the model needs
+about as many as for a digit). S is placed on the test set's distribution of S (`ComplexityReference`, the file
+`COMPLEXITY_FILE`), and an image is called typical when both tests pass: its log p(x) is not in the bottom
+`LOW_TAIL` % of the test digits' (too unlikely) and its S is not in the top `100 - HIGH_TAIL` % (more likely than
+its simplicity warrants). Each test alone flags about 1 % of the test digits, both together about 2 %.
 """
 
 from __future__ import annotations
@@ -22,14 +39,19 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import complexity
 from .metrics import importance_sampled_nll
 
 REFERENCE_FILE = "likelihood_reference.json"
+COMPLEXITY_FILE = "complexity_reference.json"
+LOW_TAIL = 1.0  # log p(x) below this percentile of the test digits': too unlikely
+HIGH_TAIL = 99.0  # S(x) above this percentile of the test digits': too simple for how likely it is
 THRESHOLD = 0.5  # pixel >= THRESHOLD -> 1
 NUM_SAMPLES = 100  # k of the importance-sampled estimate: ~ms per image for the bundled models
 NUM_QUANTILES = 1001  # levels 0, 0.1, ..., 100 %: the tails are resolved to 0.1 %
@@ -75,9 +97,25 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def corrected_score(log_px: Tensor, bits: Tensor) -> Tensor:
+    """S(x) = -l_M(x) - L(x) in bits (Serrà et al. 2020): minus the log-likelihood in bits (log p(x) is in nats)
+    minus the compressor's code length L(x) in bits. Higher: less digit-like."""
+    return -log_px.double() / math.log(2) - bits.double()
+
+
+def complexity_corrected(model: nn.Module, images: Tensor, num_samples: int = NUM_SAMPLES, seed: int = SEED,
+                         progress: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """(log p(x) in nats, L(x) in bits, S(x) in bits), each (N,) float64, of the binarised images."""
+    log_px = log_likelihood(model, images, num_samples, seed, progress=progress)
+    bits = complexity.code_length_bits(binarize(images.float()))
+    return log_px, bits, corrected_score(log_px, bits)
+
+
 @dataclass
 class LikelihoodReference:
     """The distribution of log p(x) over a reference set (the test set), as quantiles."""
+
+    FILE: ClassVar[str] = REFERENCE_FILE
 
     quantiles: list[float]  # log p(x) at levels 0, 1/(m-1), ..., 1 (m = len), non-decreasing
     size: int  # number of reference images
@@ -130,34 +168,58 @@ class LikelihoodReference:
         return cls(**data)
 
 
+@dataclass
+class ComplexityReference(LikelihoodReference):
+    """The distribution of the complexity-corrected score S(x) (bits) over the test set, as quantiles; the
+    likelihood protocol (k, seed, threshold) is the one its log p(x) values were computed with."""
+
+    FILE: ClassVar[str] = COMPLEXITY_FILE
+    compressor: str = complexity.NAME
+
+
+def _reference_of(cls, values: Tensor, size: int, weights_sha256: str, num_samples: int, num_quantiles: int,
+                  dataset: str, split: str, num_check: int):
+    levels = np.linspace(0.0, 1.0, num_quantiles)
+    quantiles = np.quantile(values.numpy(), levels)
+    return cls(quantiles=[round(float(v), 3) for v in np.maximum.accumulate(quantiles)], size=size,
+               num_samples=num_samples, weights_sha256=weights_sha256, dataset=dataset, split=split,
+               check_values=[round(float(v), 4) for v in values[:num_check]])
+
+
 def build_reference(model: nn.Module, images: Tensor, weights_sha256: str, num_samples: int = NUM_SAMPLES,
                     num_quantiles: int = NUM_QUANTILES, dataset: str = "mnist", split: str = "test",
                     labels: Tensor | None = None, num_check: int = BATCH, progress: bool = False) -> LikelihoodReference:
     """The reference distribution of `images` (N, 1, 28, 28) in [0, 1] under `model`."""
     values = log_likelihood(model, images, num_samples, SEED, labels, progress=progress)
-    levels = np.linspace(0.0, 1.0, num_quantiles)
-    quantiles = np.quantile(values.numpy(), levels)
-    return LikelihoodReference(
-        quantiles=[round(float(v), 3) for v in np.maximum.accumulate(quantiles)], size=len(images),
-        num_samples=num_samples, weights_sha256=weights_sha256, dataset=dataset, split=split,
-        check_values=[round(float(v), 4) for v in values[:num_check]])
+    return _reference_of(LikelihoodReference, values, len(images), weights_sha256, num_samples, num_quantiles,
+                         dataset, split, num_check)
+
+
+def build_references(model: nn.Module, images: Tensor, weights_sha256: str, num_samples: int = NUM_SAMPLES,
+                     num_quantiles: int = NUM_QUANTILES, dataset: str = "mnist", split: str = "test",
+                     num_check: int = BATCH, progress: bool = False) -> tuple[LikelihoodReference, ComplexityReference]:
+    """Both references of `images` (N, 1, 28, 28) in [0, 1] under `model`, from one pass of log p(x)."""
+    log_px, _, score = complexity_corrected(model, images, num_samples, SEED, progress=progress)
+    args = (len(images), weights_sha256, num_samples, num_quantiles, dataset, split, num_check)
+    return _reference_of(LikelihoodReference, log_px, *args), _reference_of(ComplexityReference, score, *args)
 
 
 def save_reference(reference: LikelihoodReference, folder: str | Path) -> Path:
-    path = Path(folder) / REFERENCE_FILE
+    """Writes the reference to the folder, as `reference.FILE` (likelihood or complexity reference)."""
+    path = Path(folder) / reference.FILE
     path.write_text(reference.to_json() + "\n", encoding="utf-8")
     return path
 
 
-def load_reference(folder: str | Path, check_weights: bool = True) -> LikelihoodReference:
-    """The export folder's reference; ReferenceError if absent, malformed, or (check_weights) computed with
-    another model.safetensors than the one in the folder."""
+def load_reference(folder: str | Path, check_weights: bool = True, kind: type = LikelihoodReference):
+    """The export folder's reference of this kind (LikelihoodReference or ComplexityReference); ReferenceError if
+    absent, malformed, or (check_weights) computed with another model.safetensors than the one in the folder."""
     folder = Path(folder)
-    path = folder / REFERENCE_FILE
+    path = folder / kind.FILE
     if not path.is_file():
-        raise ReferenceError(f"{folder} has no {REFERENCE_FILE} (write it with `python -m train.reference {folder}`)")
+        raise ReferenceError(f"{folder} has no {kind.FILE} (write it with `python -m train.reference {folder}`)")
     try:
-        reference = LikelihoodReference.from_json(path.read_text(encoding="utf-8"))
+        reference = kind.from_json(path.read_text(encoding="utf-8"))
     except (ReferenceError, TypeError) as exc:
         raise ReferenceError(f"{path}: {exc}") from exc
     if check_weights:
@@ -166,3 +228,38 @@ def load_reference(folder: str | Path, check_weights: bool = True) -> Likelihood
             raise ReferenceError(f"{path} was computed with other weights than {weights}; recompute it with "
                                  f"`python -m train.reference {folder}`")
     return reference
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """How digit-like one image is under one model: both statistics and where they fall among the test digits'."""
+
+    log_px: float  # nats
+    bits: float  # L(x), the compressor's code length
+    score: float  # S(x) = -log2 p(x) - L(x), bits
+    likelihood_percentile: float  # share of test digits with a lower log p(x)
+    score_percentile: float  # share of test digits with a lower S(x)
+
+    @property
+    def too_unlikely(self) -> bool:
+        return self.likelihood_percentile < LOW_TAIL
+
+    @property
+    def too_simple(self) -> bool:
+        return self.score_percentile > HIGH_TAIL
+
+    @property
+    def typical(self) -> bool:
+        return not (self.too_unlikely or self.too_simple)
+
+
+def assess(model: nn.Module, images: Tensor, likelihood: LikelihoodReference,
+           corrected: ComplexityReference) -> list[Assessment]:
+    """Each image's Assessment against the two references (which must share the query's protocol)."""
+    if not isinstance(corrected, ComplexityReference) or type(likelihood) is not LikelihoodReference:
+        raise TypeError("assess needs a LikelihoodReference and a ComplexityReference")
+    if likelihood.num_samples != corrected.num_samples or likelihood.seed != corrected.seed:
+        raise ReferenceError("the two references were computed with different likelihood protocols")
+    log_px, bits, score = complexity_corrected(model, images, likelihood.num_samples, likelihood.seed)
+    return [Assessment(float(lp), float(b), float(s), likelihood.percentile(float(lp)), corrected.percentile(float(s)))
+            for lp, b, s in zip(log_px, bits, score)]
