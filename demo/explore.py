@@ -14,12 +14,17 @@ from vae_models import latent, typicality
 
 from .common import bind, digit_examples, digit_inputs, example_choices, first_visit, intro, read_digit, to_image
 from .priors import _test_set
-from .weights import ModelStore, ModelUnavailable
+from .weights import ModelStore, ModelUnavailable, sampler_checkpoints
 
-# The unconditional models of the family, in the order they are shown (each one's store name -> column title).
-EVERY_MODEL = {"ae": "AE", "vae": "VAE", "dvae": "DVAE", "avb": "AVB", "aae": "AAE"}
 TRAVERSAL_MODELS = {"VAE": "vae", "CVAE (style code z; the label stays fixed)": "cvae"}
 MAX_DIMS, MAX_STEPS, SWEEP = 10, 15, 3.0  # sweep from -SWEEP to +SWEEP prior standard deviations
+
+
+def every_model_checkpoints() -> dict[str, str]:
+    """The unconditional models of the family as the models declare them (the samplers' checkpoints, in registration
+    order): store name -> column title."""
+    return {name: checkpoint.title for name, checkpoint in sampler_checkpoints().items()}
+
 
 INTRO = f"""### Explore a digit
 **Every model** reconstructs your digit, and each model with a likelihood (VAE, DVAE, AVB) says how digit-like it is,
@@ -86,7 +91,8 @@ def every_model(store: ModelStore, sketch, upload, example):
     log-likelihoods, the complexity-corrected scores, their test-set percentiles and the verdicts)."""
     x, _, source = read_digit(sketch, upload, example)
     images, rows, missing = [], [], []
-    for name, title in EVERY_MODEL.items():
+    columns = every_model_checkpoints()
+    for name, title in columns.items():
         try:
             model = store.get(name)
         except ModelUnavailable as exc:
@@ -105,7 +111,7 @@ def every_model(store: ModelStore, sketch, upload, example):
             rows.append(f"| {title} | {log_px:.1f} | not available ({exc}) | — | — |")
             continue
         rows.append(meter_row(title, typicality.assess(model, x, likelihood, corrected)[0], likelihood, corrected))
-    if len(missing) == len(EVERY_MODEL):
+    if len(missing) == len(columns):
         raise ModelUnavailable(" ".join(missing))
     table = ("| model | log p(x), nats | log p(x) among test digits | S(x) = −log₂ p(x) − L(x) among test digits | "
              "verdict |\n|---|---|---|---|---|\n" + "\n".join(rows) +
@@ -171,8 +177,9 @@ def build(store: ModelStore) -> None:
     import gradio as gr
 
     ex = example_choices()
-    intro(INTRO, store, list(EVERY_MODEL))
-    shown0, *recons0, table0 = first_visit(every_model, store, None, None, ex[13], outputs=len(EVERY_MODEL) + 2)
+    columns = every_model_checkpoints()
+    intro(INTRO, store, list(columns))
+    shown0, *recons0, table0 = first_visit(every_model, store, None, None, ex[13], outputs=len(columns) + 2)
     gr.Markdown("#### Your digit, every model")
     with gr.Row():
         with gr.Column(scale=1):
@@ -182,7 +189,7 @@ def build(store: ModelStore) -> None:
                          scale=0)
     with gr.Row():
         recons = [gr.Image(value, type="pil", label=f"{title} reconstruction", format="png", height=140,
-                           elem_id=f"every-{name}") for value, (name, title) in zip(recons0, EVERY_MODEL.items())]
+                           elem_id=f"every-{name}") for value, (name, title) in zip(recons0, columns.items())]
     table = gr.Markdown(table0, elem_id="digit-meter")
     run_btn.click(bind(every_model, store), [*digit], [shown, *recons, table], api_name="every_model")
     digit_examples([digit[2]], [[ex[13]], [ex[4]], [ex[17]]],

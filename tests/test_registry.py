@@ -121,6 +121,7 @@ def test_a_registered_toy_model_is_trained_evaluated_carded_reported_and_offered
     dropdowns = {b.label: [value for _, value in b.choices] for b in app.blocks.values()
                  if type(b).__name__ == "Dropdown"}
     assert "toy" in dropdowns["Model"] and "toy-2d" in dropdowns["2-D model"]
+    assert "every-toy" in {getattr(b, "elem_id", None) for b in app.blocks.values()}  # "Explore a digit" shows it
     assert sampling.sample_grid(app.store, "toy", 4, 1.0, 0).size[0] > 0
     assert sampling.manifold(app.store, "toy-2d", 3).size[0] > 0
     assert "| Toy: KL to N(0, I) | " in priors.metrics_table(app.store)
