@@ -52,7 +52,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
          "tests/test_ais.py::test_evaluate_ais_only_merges_ais_nll_with_its_bdmc_gap",
          "tests/test_registry.py::test_evaluate_scores_a_fashion_model_on_fashion_mnist"],
     ),
-    "demo_weights": (["demo/weights.py"], ["tests/test_demo_handlers.py", "tests/test_promises.py"]),
+    "demo_weights": (["demo/weights.py"], ["tests/test_demo_handlers.py", "tests/test_promises.py",
+                                          "tests/test_weights_pins.py"]),
 }
 
 
