@@ -10,20 +10,11 @@ import torch
 
 from train.trainer import CHECKPOINTS, LATEST, Diverged, TrainConfig, Trainer, latest_checkpoint
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
-
-
-@pytest.fixture(autouse=True)
-def restore_denormals():
-    yield
-    torch.set_flush_denormal(False)
+from .tiny_runs import restore_denormals, tiny_vae_config  # noqa: F401  (autouse)
 
 
 def config(run: Path, **changes) -> TrainConfig:
-    return TrainConfig(**{"model": "vae", "model_config": {"hidden_dims": [8], "latent_dim": 2},
-                          "data_dir": str(MNIST_DIR), "batch_size": 16, "max_steps": 4, "checkpoint_every": 2,
-                          "keep_checkpoints": 5, "output_dir": str(run), "seed": 1, "binarize": "fixed",
-                          "progress_bar": False, **changes})
+    return tiny_vae_config(run, **{"max_steps": 4, "keep_checkpoints": 5, **changes})
 
 
 def poison(trainer: Trainer) -> None:

@@ -10,20 +10,11 @@ import torch
 
 from train.trainer import CHECKPOINTS, LATEST, TrainConfig, Trainer, TrainError, latest_checkpoint, train
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
-
-
-@pytest.fixture(autouse=True)
-def restore_denormals():
-    """The trainer flushes float32 denormals to zero for speed, a process-wide switch: undo it for the other tests."""
-    yield
-    torch.set_flush_denormal(False)
+from .tiny_runs import restore_denormals, tiny_vae_config  # noqa: F401  (autouse)
 
 
 def config(run: Path, **changes) -> TrainConfig:
-    return TrainConfig(**{"model": "vae", "model_config": {"hidden_dims": [8], "latent_dim": 2}, "data_dir": str(MNIST_DIR),
-                          "batch_size": 16, "max_steps": 6, "checkpoint_every": 2, "keep_checkpoints": 2,
-                          "output_dir": str(run), "seed": 1, "binarize": "fixed", **changes})
+    return tiny_vae_config(run, **{"progress_bar": True, **changes})
 
 
 @pytest.fixture(scope="module")
