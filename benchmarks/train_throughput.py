@@ -21,7 +21,9 @@ does. A second plain loop with PyTorch's default Adam shows what the Adam implem
 pipeline is the trainer's: the same MNISTDataset batches (one tensor index per batch, dynamic binarisation by
 `rand_like(x) < x`), so the comparison is of what each does around the model's step; what the trainer adds is
 Accelerate's loader wrapper (a seedable sampler, one batch of look-ahead), the NaN check on every loss term, the
-progress bar, metrics.jsonl, the epoch-end preview grid and the checkpoints.
+progress bar, metrics.jsonl, the epoch-end preview grid and the checkpoints. What it saves: in two-player models the
+other player's parameters do not require gradients during each update (the plain loop, like pytorch/examples'
+dcgan, computes the discriminator's weight gradients in the generator's backward pass and zeroes them unused).
 
 `--in-process` runs the trainer (`Trainer.steps`), the plain loop and the trainer started from the trained
 pretrained/<model> in one process, alternating blocks of steps: all three then share every moment of the machine's
