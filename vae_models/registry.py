@@ -61,7 +61,7 @@ class Checkpoint:
     featured: bool = False  # where a view offers several checkpoints it opens on this one, and where it shows one
     #                         of several that qualify it shows this one (else the first declared)
     interpolation: bool = False  # the latent-interpolation view decodes a path between two digits' codes with it
-    #                              (needs `encode` and `decode`); the AE beside the VAE: no prior against a KL-shaped one
+    #                              (`encode`, `decode`); the AE beside the VAE: no prior against a KL-shaped one
     traversal: bool = False  # the latent-traversal view sweeps its code one dimension at a time: needs a Gaussian
     #                          q(z|x) (its mean is swept, in prior standard deviations; rows are ordered by average KL)
 
