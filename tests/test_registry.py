@@ -228,6 +228,18 @@ def test_toy_models_declaring_view_capabilities_are_offered_by_those_views(view_
     assert ae_row is None and vae_row is None and toy_row is not None and "'ae' is unavailable" in i_note
 
 
+def test_the_app_names_no_model():
+    """demo/ dispatches on declarations: no string in its code (docstrings and messages included) is a registered
+    model's or checkpoint's name, so a new model needs no edit there."""
+    import ast
+
+    names = set(vae_models.MODELS) | set(vae_models.checkpoints())
+    found = [(path.name, node.lineno, node.value) for path in sorted((REPO / "demo").glob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Constant) and node.value in names]
+    assert found == []
+
+
 def test_a_view_without_a_qualifying_model_or_with_a_broken_baseline_says_so(toy):
     from demo import weights
 
