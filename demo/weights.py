@@ -87,8 +87,7 @@ def label_judge() -> str:
 
 def conditional_sampler() -> str:
     """The label-conditional generative checkpoint the conditional-digits view samples and re-styles with."""
-    return featured((name for name, (c, spec) in checkpoints().items()
-                     if spec.generative and spec.label_conditional and not c.latent_2d),
+    return featured((name for name, (_, spec) in checkpoints().items() if spec.generative and spec.label_conditional),
                     "label_conditional=True with a generative kind")
 
 
