@@ -21,7 +21,9 @@ does. A second plain loop with PyTorch's default Adam shows what the Adam implem
 pipeline is the trainer's: the same MNISTDataset batches (one tensor index per batch, dynamic binarisation by
 `rand_like(x) < x`), so the comparison is of what each does around the model's step; what the trainer adds is
 Accelerate's loader wrapper (a seedable sampler, one batch of look-ahead), the NaN check on every loss term, the
-progress bar, metrics.jsonl, the epoch-end preview grid and the checkpoints.
+progress bar, metrics.jsonl, the epoch-end preview grid and the checkpoints. What it saves: in two-player models the
+other player's parameters do not require gradients during each update (the plain loop, like pytorch/examples'
+dcgan, computes the discriminator's weight gradients in the generator's backward pass and zeroes them unused).
 
 `--in-process` runs the trainer (`Trainer.steps`), the plain loop and the trainer started from the trained
 pretrained/<model> in one process, alternating blocks of steps: all three then share every moment of the machine's
@@ -48,6 +50,8 @@ from .common import MNIST_DIR, REPO_ROOT, header, median, recipe_config, table, 
 
 MODELS = ("ae", "vae", "cvae", "dvae", "avb", "aae")  # the recipes whose training speed is compared
 CONFIGS = {name: recipe_config(name) for name in MODELS}  # the bundled weights' model configs
+# --tiny: a 784-16-2 network, whose maths is so cheap that the per-step bookkeeping around it shows
+TINY = {"hidden_dims": [16], "latent_dim": 2}
 LR = 1e-3
 # What a step's time is measured with: wall time (perf_counter), or with --clock cpu the CPU time of this process
 # (process_time), which on a machine shared with other jobs counts the work a step does and not the time it waited
@@ -153,6 +157,8 @@ def in_process(model: str, args) -> dict[str, list[float]]:
 
     images, labels = load_mnist("train", data_dir=args.data_dir)
     trained = REPO_ROOT / "pretrained" / model
+    if args.tiny:
+        CONFIGS[model] = {**CONFIGS[model], **TINY}
     with tempfile.TemporaryDirectory() as tmp:
         def trainer(name: str, init: Path | None):
             cfg = TrainConfig(model=model, model_config=CONFIGS[model], data_dir=str(args.data_dir),
@@ -162,7 +168,7 @@ def in_process(model: str, args) -> dict[str, list[float]]:
 
         loops = {"trainer": trainer("fresh", None),
                  "plain": plain_steps(model, args.batch_size, images, labels, DEFAULT_OPTIMIZER)}
-        if (trained / "model.safetensors").is_file():
+        if (trained / "model.safetensors").is_file() and not args.tiny:
             loops["trainer-trained"] = trainer("trained", trained)
         try:
             for loop in loops.values():
@@ -326,15 +332,18 @@ def in_process_tables(args) -> list[str]:
         ratios = [t / p for t, p in zip(ips["trainer"], ips["plain"])]
         print(f"{name}: " + ", ".join(f"{v} {median(t):.3f} ms/step" for v, t in ms.items()), file=sys.stderr,
               flush=True)
-        rows.append([name, f"{median(ms['trainer']):.2f}", f"{median(ms['plain']):.2f}",
+        extra_us = median([(t - p) * 1e3 for t, p in zip(ms["trainer"], ms["plain"])])
+        rows.append([name, f"{median(ms['trainer']):.2f}", f"{median(ms['plain']):.2f}", f"{extra_us:+.0f}",
                      f"{median(ratios):.3f}× ({min(ratios):.3f}–{max(ratios):.3f})", "≥ 1.0×",
                      verdict(median(ratios) >= 1.0)])
         if "trainer-trained" in ips:
             trained_rows.append(speed_row(name, ips["trainer"], ips["trainer-trained"]))
-    out = [f"One process per model: {args.blocks} blocks of {args.block_steps} steps of each variant in turn after "
+    out = [f"{'Tiny 784-16-2 networks (--tiny). ' if args.tiny else ''}One process per model: {args.blocks} blocks of {args.block_steps} steps of each variant in turn after "
            f"{args.warmup} warm-up steps each, batch {args.batch_size}; median (min–max) of the per-block speed "
-           f"ratios; {'CPU time of the process' if args.clock == 'cpu' else 'wall time'}.", "",
-           table(["model", "trainer ms/step", "plain loop ms/step", "trainer / plain (speed)", "target", ""], rows), ""]
+           f"ratios and of the per-block differences in time per step; "
+           f"{'CPU time of the process' if args.clock == 'cpu' else 'wall time'}.", "",
+           table(["model", "trainer ms/step", "plain loop ms/step", "trainer − plain µs/step", "trainer / plain (speed)",
+                  "target", ""], rows), ""]
     if trained_rows:
         out += ["#### The trainer from a fresh initialisation vs from the trained pretrained/<model> (--init-from), "
                 "same process", "",
@@ -406,6 +415,8 @@ def main(argv=None) -> None:
                         "blocks of steps (see in_process)")
     p.add_argument("--blocks", type=int, default=30, help="--in-process: blocks of each variant")
     p.add_argument("--block-steps", type=int, default=25, help="--in-process: steps per block")
+    p.add_argument("--tiny", action="store_true",
+                   help="--in-process: 784-16-2 networks instead of the recipes', to expose the per-step bookkeeping")
     p.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--output-dir", help=argparse.SUPPRESS)

@@ -1,5 +1,6 @@
 """Tab 2, Conditional digits: CVAE samples by digit and style, one style across all ten digits, and quadrant
-completion with the structured-output CVAE beside the deterministic baseline."""
+completion with the structured-output CVAE beside the deterministic baseline. Which models those are is what the
+models declare (demo/weights.py: conditional_sampler, label_judge, completion_pair): this module names none."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from vae_models.socvae import mask
 
 from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro,
                      read_digit, to_image)
-from .weights import ModelStore
+from .weights import ModelStore, completion_pair, conditional_sampler, label_judge
 
 AUTO = "predicted by the classifier"
 LABEL_CHOICES = [AUTO] + [str(d) for d in range(10)]
@@ -28,7 +29,7 @@ def cvae_samples(store: ModelStore, digit: int, style_seed: int, num_samples: in
     digit shows the same styles."""
     if not 0 <= int(digit) <= 9 or not 1 <= int(num_samples) <= MAX_SAMPLES:
         raise ValueError(f"digit must be 0-9 and the number of samples 1-{MAX_SAMPLES}")
-    model = store.get("cvae")
+    model = store.get(conditional_sampler())
     labels = torch.full((int(num_samples),), int(digit), dtype=torch.long)
     return to_image(model.sample(int(num_samples), labels, generator=generator(style_seed)), nrow=min(8, int(num_samples)))
 
@@ -40,9 +41,9 @@ def same_style(store: ModelStore, sketch, upload, example, label_choice: str):
     if label_choice not in LABEL_CHOICES:
         raise ValueError(f"label must be one of {LABEL_CHOICES}")
     x, _, source = read_digit(sketch, upload, example)
-    model = store.get("cvae")
+    model = store.get(conditional_sampler())
     if label_choice == AUTO:
-        label = int(store.get("classifier").predict(x)[0])
+        label = int(store.get(label_judge()).predict(x)[0])
         how = "predicted by the classifier"
     else:
         label, how = int(label_choice), "chosen by you"
@@ -59,12 +60,13 @@ def complete_quadrants(store: ModelStore, sketch, upload, example, num_given: in
         raise ValueError(f"number of completions must be 1-{MAX_SAMPLES}")
     given = mask(num_given)  # validates num_given
     x, _, source = read_digit(sketch, upload, example)
-    model = store.get("socvae")
+    completer, baseline_name = completion_pair()
+    model = store.get(completer)
     completions = model.complete(x, num_given, num_samples, generator=generator(seed))[:, 0]
     shown = torch.where(given, x[0], torch.full_like(x[0], 0.5))  # hidden quadrants grey
     note = f"Completing {source} from {num_given} quadrant{'s' if num_given > 1 else ''}."
     # The baseline is optional: the CVAE completions stand on their own.
-    baseline, why_not = store.use("quadrant_nn", lambda m: to_image(m.complete(x, num_given, 1)[0]))
+    baseline, why_not = store.use(baseline_name, lambda m: to_image(m.complete(x, num_given, 1)[0]))
     note = f"{note} {why_not}" if why_not else note
     return to_image(torch.stack([x[0], shown]), nrow=2), to_image(completions, nrow=min(8, num_samples)), baseline, note
 
@@ -73,15 +75,16 @@ def build(store: ModelStore) -> None:
     import gradio as gr
 
     ex = example_choices()
-    intro(INTRO, store, ["cvae", "classifier", "socvae", "quadrant_nn"])
+    sampler = conditional_sampler()
+    intro(INTRO, store, [sampler, label_judge(), *completion_pair()])
     with gr.Row():
         with gr.Column(scale=1):
             digit = gr.Slider(0, 9, value=3, step=1, label="Digit")
             style = gr.Number(0, precision=0, label="Style seed")
             num = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Number of samples")
             btn = gr.Button("Generate", variant="primary")
-        out = gr.Image(first_visit(cvae_samples, store, 3, 0, 16), type="pil", label="CVAE samples", elem_id="cvae-out",
-                       format="png")
+        out = gr.Image(first_visit(cvae_samples, store, 3, 0, 16), type="pil", label=f"{store.title(sampler)} samples",
+                       elem_id="cvae-out", format="png")
     btn.click(bind(cvae_samples, store), [digit, style, num], out, api_name="cvae_samples")
 
     gr.Markdown("#### Same style, all ten digits")

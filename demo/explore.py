@@ -1,7 +1,7 @@
 """Tab "Explore a digit": one digit through every model (reconstructions, and under each likelihood model how
 digit-like the digit is: its log-likelihood and its complexity-corrected score as percentiles of the test set's,
 vae_models/typicality.py), and latent traversals of the VAE and of the CVAE's style code along their most used
-dimensions."""
+dimensions. The models are those that declare each view (`spec`, vae_models/registry.py): this module names none."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
-from vae_models import latent, typicality
+from vae_models import checkpoints, latent, typicality
 
 from .common import bind, digit_examples, digit_inputs, example_choices, first_visit, intro, read_digit, to_image
 from .priors import _test_set
-from .weights import ModelStore, ModelUnavailable, sampler_checkpoints
+from .weights import (ModelStore, ModelUnavailable, featured, label_judge, sampler_checkpoints,
+                      traversal_checkpoints)
 
-TRAVERSAL_MODELS = {"VAE": "vae", "CVAE (style code z; the label stays fixed)": "cvae"}
 MAX_DIMS, MAX_STEPS, SWEEP = 10, 15, 3.0  # sweep from -SWEEP to +SWEEP prior standard deviations
 
 
@@ -24,6 +24,13 @@ def every_model_checkpoints() -> dict[str, str]:
     """The unconditional models of the family as the models declare them (the samplers' checkpoints, in registration
     order): store name -> column title."""
     return {name: checkpoint.title for name, checkpoint in sampler_checkpoints().items()}
+
+
+def traversal_choices() -> dict[str, str]:
+    """The checkpoints declared `traversal`, as the Radio's (label -> store name): a label-conditional model's code
+    is its style, the label stays fixed."""
+    return {f"{c.title} (style code z; the label stays fixed)" if spec.label_conditional else c.title: name
+            for name, (c, spec) in checkpoints().items() if c.traversal}
 
 
 INTRO = f"""### Explore a digit
@@ -143,15 +150,15 @@ def _statistics(store: ModelStore, name: str, model_id: int) -> tuple[torch.Tens
 def _label_for(store: ModelStore, x: torch.Tensor, known: int | None) -> tuple[int, str]:
     if known is not None:
         return known, "its test-set label"
-    return int(store.get("classifier").predict(x)[0]), "the classifier's prediction"
+    return int(store.get(label_judge()).predict(x)[0]), "the classifier's prediction"
 
 
 @torch.no_grad()
 def traverse(store: ModelStore, sketch, upload, example, model_name: str, num_dims: int, num_steps: int):
     """(the preprocessed digit, a grid: one row per latent dimension (most KL first), one column per offset from
     -3 to +3 around the digit's code, a note with the active units)."""
-    if model_name not in TRAVERSAL_MODELS.values():
-        raise ValueError(f"unknown model {model_name!r}; choose one of {list(TRAVERSAL_MODELS.values())}")
+    if model_name not in traversal_checkpoints():
+        raise ValueError(f"unknown model {model_name!r}; choose one of {list(traversal_checkpoints())}")
     if not 1 <= int(num_dims) <= MAX_DIMS or not 3 <= int(num_steps) <= MAX_STEPS:
         raise ValueError(f"dimensions must be 1-{MAX_DIMS} and steps 3-{MAX_STEPS}")
     x, known, source = read_digit(sketch, upload, example)
@@ -200,21 +207,24 @@ def build(store: ModelStore) -> None:
                    lambda x: bind(every_model, store)(None, None, x), [shown, *recons, table])
 
     gr.Markdown("#### Latent traversal")
+    choices = traversal_choices()
+    # Opens on the featured one; the examples show it twice and the last declared once (the CVAE's style code).
+    first, last = featured(choices.values(), "traversal=True"), list(choices.values())[-1]
     with gr.Row():
         with gr.Column(scale=1):
             t_digit = digit_inputs("Digit to traverse", 0)
-            t_model = gr.Radio(list(TRAVERSAL_MODELS.items()), value="vae", label="Model")
+            t_model = gr.Radio(list(choices.items()), value=first, label="Model")
             t_dims = gr.Slider(1, MAX_DIMS, value=5, step=1, label="Dimensions (most active first)")
             t_steps = gr.Slider(3, MAX_STEPS, value=9, step=1, label="Steps from -3 to +3 std")
             t_btn = gr.Button("Traverse", variant="primary")
         with gr.Column(scale=2):
-            t_input0, t_grid0, t_note0 = first_visit(traverse, store, None, None, ex[0], "vae", 5, 9, outputs=3)
+            t_input0, t_grid0, t_note0 = first_visit(traverse, store, None, None, ex[0], first, 5, 9, outputs=3)
             t_input = gr.Image(t_input0, type="pil", label="Input", format="png", height=140)
             t_grid = gr.Image(t_grid0, type="pil", label="Traversal (row: dimension, column: offset)", format="png",
                               elem_id="traversal-out")
             t_note = gr.Markdown(t_note0)
     t_btn.click(bind(traverse, store), [*t_digit, t_model, t_dims, t_steps], [t_input, t_grid, t_note],
                 api_name="traverse")
-    digit_examples([t_digit[2], t_model], [[ex[0], "vae"], [ex[9], "vae"], [ex[14], "cvae"]],
+    digit_examples([t_digit[2], t_model], [[ex[0], first], [ex[9], first], [ex[14], last]],
                    lambda x, m: bind(traverse, store)(None, None, x, m, 5, 9), [t_input, t_grid, t_note])
 

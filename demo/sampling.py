@@ -1,4 +1,5 @@
-"""Tab 1, Sampling: prior samples of each model, latent interpolation (AE vs VAE), the 2-D latent manifold."""
+"""Tab 1, Sampling: prior samples of each model, latent interpolation (AE vs VAE), the 2-D latent manifold.
+Which models each view shows is what the models declare (vae_models/registry.py): this module names none."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from vae_models.latent import INTERPOLATIONS
 
 from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro, read_digit,
                      to_image)
-from .weights import ModelStore, latent_2d_checkpoints, sampler_checkpoints
+from .weights import (ModelStore, featured, interpolation_checkpoints, latent_2d_checkpoints,
+                      sampler_checkpoints)
 
 MAX_SAMPLES, MAX_STEPS, MAX_GRID = 100, 16, 30
 
@@ -40,8 +42,8 @@ def sample_grid(store: ModelStore, model_name: str, num_samples: int, temperatur
 def interpolate(store: ModelStore, sketch_a, upload_a, example_a, sketch_b, upload_b, example_b, steps: int,
                 method: str = "lerp"):
     """Interpolation between the codes of two digits, straight (lerp) or along the great circle (slerp, see
-    vae_models.latent.slerp), decoded by the AE and by the VAE.
-    Returns (the two preprocessed inputs, AE row or None, VAE row or None, a note)."""
+    vae_models.latent.slerp), decoded by each checkpoint declared `interpolation` (the AE and the VAE).
+    Returns (the two preprocessed inputs, one row per such checkpoint (None where unavailable), a note)."""
     if not 2 <= int(steps) <= MAX_STEPS:
         raise ValueError(f"steps must be 2-{MAX_STEPS}")
     if method not in INTERPOLATIONS:
@@ -56,12 +58,13 @@ def interpolate(store: ModelStore, sketch_a, upload_a, example_a, sketch_b, uplo
         z_a, z_b = _code(model, x_a), _code(model, x_b)
         return to_image(model.decode(path(z_a, z_b, t)), nrow=int(steps))
 
-    for name in ("ae", "vae"):  # the comparison this view exists for: no prior (AE) against a KL-shaped one (VAE)
+    # The comparison this view exists for: no prior (AE) against a KL-shaped one (VAE), as the models declare it.
+    for name in interpolation_checkpoints():
         rows[name], why_not = store.use(name, decoded_path)
         notes += [why_not] if why_not else []
-    if rows["ae"] is None and rows["vae"] is None:
-        raise ValueError(" ".join(notes[1:]))
-    return to_image(torch.cat([x_a, x_b]), nrow=2), rows["ae"], rows["vae"], " ".join(notes)
+    if all(row is None for row in rows.values()):
+        raise ValueError(" ".join(notes[1:]) or "no registered model declares a checkpoint with interpolation=True")
+    return (to_image(torch.cat([x_a, x_b]), nrow=2), *rows.values(), " ".join(notes))
 
 
 @torch.no_grad()
@@ -89,20 +92,23 @@ def build(store: ModelStore) -> None:
     import gradio as gr
 
     ex = example_choices()
-    samplers, two_d = sampler_checkpoints(), latent_2d_checkpoints()
+    samplers, two_d, paths = sampler_checkpoints(), latent_2d_checkpoints(), interpolation_checkpoints()
+    first_sampler, first_2d = featured(samplers, "an unconditional generative checkpoint"), \
+        featured(two_d, "a checkpoint with latent_2d=True")
     intro(INTRO, store, [*samplers, *two_d])
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown([(c.title, name) for name, c in samplers.items()], value="vae", label="Model")
+            model = gr.Dropdown([(c.title, name) for name, c in samplers.items()], value=first_sampler,
+                                label="Model")
             num = gr.Slider(1, MAX_SAMPLES, value=36, step=1, label="Number of samples")
             temperature = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="Temperature (scales z)")
             seed = gr.Number(0, precision=0, label="Seed")
             sample_btn = gr.Button("Sample", variant="primary")
-        samples = gr.Image(first_visit(sample_grid, store, "vae", 36, 1.0, 0), type="pil", label="Samples",
+        samples = gr.Image(first_visit(sample_grid, store, first_sampler, 36, 1.0, 0), type="pil", label="Samples",
                            elem_id="samples-out", format="png")
     sample_btn.click(bind(sample_grid, store), [model, num, temperature, seed], samples, api_name="sample")
 
-    gr.Markdown("#### Latent interpolation: AE vs VAE")
+    gr.Markdown("#### Latent interpolation: " + " vs ".join(c.title for c in paths.values()))
     with gr.Row():
         a = digit_inputs("Start digit", 0)
         b = digit_inputs("End digit", 13)
@@ -110,27 +116,26 @@ def build(store: ModelStore) -> None:
         steps = gr.Slider(2, MAX_STEPS, value=10, step=1, label="Steps")
         method = gr.Radio(list(INTERPOLATIONS), value="lerp", label="Path: straight line (lerp) or great circle (slerp)")
     interp_btn = gr.Button("Interpolate", variant="primary")
-    pair0, ae0, vae0, note0 = first_visit(interpolate, store, None, None, ex[0], None, None, ex[13], 10, "lerp",
-                                          outputs=4)
+    pair0, *rows0, note0 = first_visit(interpolate, store, None, None, ex[0], None, None, ex[13], 10, "lerp",
+                                       outputs=len(paths) + 2)
     pair = gr.Image(pair0, type="pil", label="Preprocessed inputs (MNIST format)", format="png", height=140)
-    ae_row = gr.Image(ae0, type="pil", label="AE: decoded path", elem_id="interp-ae", format="png")
-    vae_row = gr.Image(vae0, type="pil", label="VAE: decoded path", elem_id="interp-vae", format="png")
+    rows = [gr.Image(value, type="pil", label=f"{c.title}: decoded path", elem_id=f"interp-{name}", format="png")
+            for value, (name, c) in zip(rows0, paths.items())]
     note = gr.Markdown(note0)
-    interp_btn.click(bind(interpolate, store), [*a, *b, steps, method], [pair, ae_row, vae_row, note],
-                     api_name="interpolate")
+    interp_btn.click(bind(interpolate, store), [*a, *b, steps, method], [pair, *rows, note], api_name="interpolate")
     digit_examples([a[2], b[2], steps, method],
                    [[ex[0], ex[13], 10, "lerp"], [ex[2], ex[18], 8, "slerp"], [ex[8], ex[6], 12, "lerp"]],
                    lambda x, y, n, how: bind(interpolate, store)(None, None, x, None, None, y, n, how),
-                   [pair, ae_row, vae_row, note])
+                   [pair, *rows, note])
 
     gr.Markdown("#### 2-D latent manifold\nCodes on a grid over the prior's quantiles, decoded: each region of the "
                 "plane is a kind of digit, and neighbours morph smoothly.")
     with gr.Row():
         with gr.Column(scale=1):
-            model_2d = gr.Dropdown([(c.title, name) for name, c in two_d.items()], value="vae-2d",
+            model_2d = gr.Dropdown([(c.title, name) for name, c in two_d.items()], value=first_2d,
                                    label="2-D model")
             size = gr.Slider(2, MAX_GRID, value=15, step=1, label="Grid size")
             manifold_btn = gr.Button("Show manifold", variant="primary")
-        grid = gr.Image(first_visit(manifold, store, "vae-2d", 15), type="pil", label="Latent manifold",
+        grid = gr.Image(first_visit(manifold, store, first_2d, 15), type="pil", label="Latent manifold",
                         elem_id="manifold-out", format="png")
     manifold_btn.click(bind(manifold, store), [model_2d, size], grid, api_name="manifold")

@@ -1,5 +1,7 @@
-"""Tiny random-weight checkpoints of every model the app uses, written with save_pretrained: the app's tests and
-its latency benchmark run on them, and they let the app start where no trained weights exist."""
+"""Tiny random-weight checkpoints of every checkpoint the registered models declare, written with save_pretrained:
+the app's tests and its latency benchmark run on them, and they let the app start where no trained weights exist.
+Each is its recipe's model (recipes/<name>.json: the AAE's mixture prior, the DVAE's corruption, ...) at a tiny size,
+so a newly registered model gets one too, without an edit here."""
 
 from __future__ import annotations
 
@@ -8,44 +10,49 @@ from pathlib import Path
 import torch
 
 import vae_models
+from train.recipe import RECIPES_DIR, read_recipe
 from vae_models.export import EvalResult, write_eval_results
 
-TINY = {"hidden_dims": [32], "latent_dim": 2}
-ADVERSARIAL = {"discriminator_hidden_dims": [16]}
-CHECKPOINTS = {  # app name -> (model_type, config fields)
-    "ae": ("ae", TINY),
-    "vae": ("vae", TINY),
-    "dvae": ("dvae", TINY),
-    "avb": ("avb", {**TINY, **ADVERSARIAL, "noise_dim": 2, "proposal_samples": 4}),
-    "aae": ("aae", {**TINY, **ADVERSARIAL}),
-    "cvae": ("cvae", TINY),
-    "socvae": ("socvae", TINY),
-    "quadrant_nn": ("quadrant_nn", {"hidden_dims": [32]}),
-    "classifier": ("classifier", {"hidden_dims": [4], "latent_dim": 8}),
-    "vae-2d": ("vae", TINY),
-    "aae-2d-gaussian": ("aae", {**TINY, **ADVERSARIAL}),
-    "aae-2d-mixture": ("aae", {**TINY, **ADVERSARIAL, "prior": "mixture10"}),
-    "aae-2d-supervised": ("aae", {**TINY, **ADVERSARIAL, "prior": "mixture10", "supervised_prior": True}),
-    "avb-2d": ("avb", {**TINY, **ADVERSARIAL, "noise_dim": 2, "proposal_samples": 4}),
-}
-# Made-up measurements for the prior-comparison table, so that its tests have numbers to find.
-EVAL_RESULTS = {"vae-2d": [
+from .weights import featured, latent_2d_checkpoints
+
+# Sizes that make a model tiny, for whichever of these fields its config has (a 2-D latent space for all).
+TINY = {"hidden_dims": [32], "latent_dim": 2, "discriminator_hidden_dims": [16], "noise_dim": 2, "proposal_samples": 4}
+# A classifier's hidden_dims are convolution channels and its latent_dim the features of the classifier-feature FD.
+TINY_CLASSIFIER = {"hidden_dims": [4], "latent_dim": 8}
+# Made-up measurements for the prior-comparison table (written beside the featured 2-D checkpoint), so that its tests
+# have numbers to find.
+EVAL_RESULTS = [
     EvalResult("IS-NLL (k=5000)", "nll", 135.25),
     EvalResult("AIS-NLL", "nll", 133.5, details={"std_error": 1.25, "bdmc_gap": 0.31}),
     EvalResult("Classifier-feature FD", "classifier_fd", 12.5),
     EvalResult("Prior MMD", "mmd", 0.0123),
-]}
+]
+
+
+def tiny_configs() -> dict[str, tuple[str, dict]]:
+    """checkpoint name -> (model_type, config fields) for every declared checkpoint, in registration order: the
+    recipe's model config (none for a model without a recipe) with the tiny sizes over it."""
+    configs = {}
+    for name, (_, spec) in vae_models.checkpoints().items():
+        recipe = RECIPES_DIR / f"{name}.json"
+        fields = dict(read_recipe(recipe)["model_config"]) if recipe.is_file() else {}
+        has = vae_models.get_model_class(spec.name).config_class.__dataclass_fields__
+        sizes = TINY_CLASSIFIER if spec.classifies else {key: value for key, value in TINY.items() if key in has}
+        configs[name] = (spec.name, {**fields, **sizes})
+    return configs
 
 
 def make_tiny_weights(root: Path, skip: tuple[str, ...] = (), seed: int = 0) -> Path:
-    """Write CHECKPOINTS (minus `skip`) under root/<name>/, random weights from `seed`; returns root."""
+    """Write every declared checkpoint (minus `skip`) under root/<name>/, random weights from `seed` and the
+    checkpoint's place in registration order (a model registered later changes no earlier one's); returns root."""
     root = Path(root)
-    for i, (name, (model_type, fields)) in enumerate(CHECKPOINTS.items()):
+    measured = featured(latent_2d_checkpoints(), "a checkpoint with latent_2d=True")
+    for i, (name, (model_type, fields)) in enumerate(tiny_configs().items()):
         if name in skip:
             continue
         torch.manual_seed(seed * 100 + i)
         model = vae_models.build_model(model_type, **fields)
         model.save_pretrained(root / name)
-        if name in EVAL_RESULTS:
-            write_eval_results(root / name, EVAL_RESULTS[name])
+        if name == measured:
+            write_eval_results(root / name, EVAL_RESULTS)
     return root

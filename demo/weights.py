@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from vae_models import Checkpoint, Unsupported, checkpoints
+from vae_models import MODELS, Checkpoint, ConfigError, ModelSpec, Unsupported, checkpoints, get_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS_DIR = REPO_ROOT / "pretrained"
@@ -57,6 +57,64 @@ def sampler_checkpoints() -> dict[str, Checkpoint]:
 def latent_2d_checkpoints() -> dict[str, Checkpoint]:
     """The checkpoints with a 2-D latent space, by name: the manifold view and the prior comparison show them."""
     return {name: c for name, (c, _) in checkpoints().items() if c.latent_2d}
+
+
+def interpolation_checkpoints() -> dict[str, Checkpoint]:
+    """The checkpoints the latent-interpolation view compares (declared `interpolation`), by name."""
+    return {name: c for name, (c, _) in checkpoints().items() if c.interpolation}
+
+
+def traversal_checkpoints() -> dict[str, Checkpoint]:
+    """The checkpoints the latent-traversal view offers (declared `traversal`), by name."""
+    return {name: c for name, (c, _) in checkpoints().items() if c.traversal}
+
+
+def featured(names, what: str) -> str:
+    """The one of `names` (checkpoint names, in registration order) a view opens on or shows: the first declared
+    `featured`, else the first. ConfigError when no registered model qualifies (`what` says for what)."""
+    names = list(names)
+    if not names:
+        raise ConfigError(f"no registered model declares {what}")
+    return next((name for name in names if checkpoints()[name][0].featured), names[0])
+
+
+def label_judge() -> str:
+    """The checkpoint that labels digits (a model that `classifies`): it predicts the label a conditional model is
+    given when the visitor does not choose one."""
+    return featured((name for name, (_, spec) in checkpoints().items() if spec.classifies),
+                    "a classifier kind (a model that labels digits)")
+
+
+def conditional_sampler() -> str:
+    """The label-conditional generative checkpoint the conditional-digits view samples and re-styles with."""
+    return featured((name for name, (_, spec) in checkpoints().items() if spec.generative and spec.label_conditional),
+                    "label_conditional=True with a generative kind")
+
+
+def baseline_of(spec: ModelSpec) -> str:
+    """The default checkpoint of the model `spec` declares as its baseline, or ConfigError saying what is wrong."""
+    baseline = get_spec(spec.baseline).default_checkpoint if spec.baseline in MODELS else None
+    if baseline is None:
+        raise ConfigError(f"{spec.name} declares baseline={spec.baseline!r}, which is not a registered model with a "
+                          "default checkpoint")
+    return baseline.name
+
+
+def _with_baseline(qualifies, what: str) -> tuple[str, str]:
+    name = featured((name for name, (c, spec) in checkpoints().items()
+                     if qualifies(spec) and spec.baseline and c.name == spec.name), what)
+    return name, baseline_of(checkpoints()[name][1])
+
+
+def denoising_pair() -> tuple[str, str]:
+    """(the denoiser, the model it extends, trained on clean digits): the denoising view compares the two. The
+    denoiser is a model scored on denoising (`denoising=True`) that declares a `baseline`."""
+    return _with_baseline(lambda spec: spec.denoising, "denoising=True with a baseline")
+
+
+def completion_pair() -> tuple[str, str]:
+    """(the quadrant-completion model, its deterministic baseline): the completion view shows the two side by side."""
+    return _with_baseline(lambda spec: spec.completes_quadrants, 'kind="completion" with a baseline')
 
 
 def hub_table() -> dict[str, dict[str, str | None]]:

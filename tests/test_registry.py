@@ -86,9 +86,8 @@ def test_a_registered_toy_model_is_trained_evaluated_carded_reported_and_offered
 
     from demo.tiny_weights import make_tiny_weights
 
-    weights = make_tiny_weights(tmp_path / "weights", skip=("vae", "cvae", "socvae", "quadrant_nn", "dvae", "avb",
-                                                             "aae", "vae-2d", "aae-2d-gaussian", "aae-2d-mixture",
-                                                             "avb-2d"))
+    # Only the AE (a sampler beside the toy) and the classifier (the evaluation's judge); the toy's own come next.
+    weights = make_tiny_weights(tmp_path / "weights", skip=tuple(set(vae_models.checkpoints()) - {"ae", "classifier"}))
     export = weights / "toy"
     proc = subprocess.run(
         [sys.executable, "-c", TRAIN_TOY, "--model", "toy", "--set", "hidden_dims=[16]", "--set", "latent_dim=2",
@@ -138,6 +137,120 @@ def test_a_registered_toy_model_is_trained_evaluated_carded_reported_and_offered
     with zipfile.ZipFile(zipped) as z:
         trained = json.loads(z.read("live-toy-2d/config.json"))
     assert trained["model_type"] == "toy" and trained["hidden_dims"] == [16]
+
+
+@dataclass
+class ToyCVAEConfig(vae_models.CVAEConfig):
+    model_type: str = "toycvae"
+
+
+class ToyCVAE(vae_models.CVAE):
+    """A label-conditional toy that asks for the conditional views: the CVAE's network under another declaration."""
+
+    config_class = ToyCVAEConfig
+    spec = ModelSpec(name="toycvae", description="a toy conditional VAE", label_conditional=True, likelihood="bound",
+                     checkpoints=(Checkpoint("toycvae", "Toy CVAE", featured=True, traversal=True),))
+
+
+@dataclass
+class ToyDVAEConfig(vae_models.DVAEConfig):
+    model_type: str = "toydvae"
+
+
+class ToyDVAE(vae_models.DVAE):
+    """A denoising toy compared with the toy VAE above, and one more latent space for the interpolation view."""
+
+    config_class = ToyDVAEConfig
+    spec = ModelSpec(name="toydvae", description="a toy denoising VAE", likelihood="bound", denoising=True,
+                     baseline="toy",
+                     checkpoints=(Checkpoint("toydvae", "Toy DVAE", featured=True, interpolation=True),))
+
+
+@pytest.fixture
+def view_toys():
+    for cls in (Toy, ToyCVAE, ToyDVAE):
+        register_model(cls)
+    yield
+    for name in ("toy", "toycvae", "toydvae"):
+        vae_models.unregister_model(name)
+
+
+def test_the_bundled_declarations_pick_the_models_each_view_is_built_around():
+    from demo import explore, weights
+
+    assert weights.conditional_sampler() == "cvae" and weights.label_judge() == "classifier"
+    assert weights.denoising_pair() == ("dvae", "vae") and weights.completion_pair() == ("socvae", "quadrant_nn")
+    assert list(weights.interpolation_checkpoints()) == ["ae", "vae"]
+    assert explore.traversal_choices() == {"VAE": "vae", "CVAE (style code z; the label stays fixed)": "cvae"}
+    assert weights.featured(weights.sampler_checkpoints(), "x") == "vae"
+    assert weights.featured(weights.latent_2d_checkpoints(), "x") == "vae-2d"
+    assert weights.featured(["ae", "avb"], "x") == "ae"  # none featured: the first declared
+
+
+def test_toy_models_declaring_view_capabilities_are_offered_by_those_views(view_toys, tmp_path):
+    """Declaring label_conditional / traversal / denoising with a baseline / interpolation (and `featured`, where a
+    view shows one model) is all it takes: the conditional, denoising, traversal and interpolation views use the toys,
+    although no bundled weight of the models they replace is present."""
+    from demo import build_app, conditional, denoising, explore, sampling
+    from demo.common import example_choices
+
+    weights = tmp_path / "weights"
+    for name, fields in (("toy", {}), ("toycvae", {}), ("toydvae", {}), ("classifier", {"hidden_dims": [4]})):
+        torch.manual_seed(0)
+        vae_models.build_model(name, **{"hidden_dims": [16], "latent_dim": 2, **fields}).save_pretrained(weights / name)
+    app = build_app(weights_dir=weights, hub=False)
+    store, zero = app.store, example_choices()[0]
+    blocks = list(app.blocks.values())
+    labels = {b.elem_id: b.label for b in blocks if getattr(b, "elem_id", None) and hasattr(b, "label")}
+
+    # Conditional digits: samples and "same style" come from the featured label-conditional model.
+    assert labels["cvae-out"] == "Toy CVAE samples"
+    assert conditional.cvae_samples(store, 3, 0, 4).size[0] > 0
+    _, row, note = conditional.same_style(store, None, None, zero, conditional.AUTO)
+    assert row.size[0] > 0 and "predicted by the classifier" in note  # the classifier is the declared label judge
+
+    # Traversal: the Radio offers the toy, as a style code because it is label-conditional, and sweeps it.
+    radio = next(b for b in blocks if type(b).__name__ == "Radio" and ("VAE", "vae") in b.choices)
+    assert ("Toy CVAE (style code z; the label stays fixed)", "toycvae") in radio.choices
+    _, grid, t_note = explore.traverse(store, None, None, zero, "toycvae", 2, 3)
+    assert grid.size[0] > 0 and "Label **0** (its test-set label) is kept fixed" in t_note
+
+    # Denoising: the featured denoiser beside the baseline it declares, titled by their checkpoints.
+    assert labels["dvae-out"] == "Toy DVAE output" and "Plain Toy VAE output" in {b.label for b in blocks
+                                                                                 if type(b).__name__ == "Image"}
+    *_, denoised, plain, table = denoising.denoise(store, None, None, zero, "gaussian", 0.3, 0)
+    assert denoised is not None and plain is not None
+    assert "| Toy DVAE | " in table and "| plain Toy VAE | " in table and "unavailable" not in table
+
+    # Interpolation: one row per declared checkpoint; the AE and the VAE have no weights here, the toy does.
+    assert labels["interp-toydvae"] == "Toy DVAE: decoded path"
+    _, ae_row, vae_row, toy_row, i_note = sampling.interpolate(store, None, None, zero, None, None, zero, 3)
+    assert ae_row is None and vae_row is None and toy_row is not None and "'ae' is unavailable" in i_note
+
+
+def test_the_app_names_no_model():
+    """demo/ dispatches on declarations: no string in its code (docstrings and messages included) is a registered
+    model's or checkpoint's name, so a new model needs no edit there."""
+    import ast
+
+    names = set(vae_models.MODELS) | set(vae_models.checkpoints())
+    found = [(path.name, node.lineno, node.value) for path in sorted((REPO / "demo").glob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Constant) and node.value in names]
+    assert found == []
+
+
+def test_a_view_without_a_qualifying_model_or_with_a_broken_baseline_says_so(toy):
+    from demo import weights
+
+    with pytest.raises(ConfigError, match="no registered model declares traversal=True"):
+        weights.featured([], "traversal=True")
+    with pytest.raises(ConfigError, match="cannot be its own baseline"):
+        ModelSpec(name="x", description="d", baseline="x")
+    orphan = ModelSpec(name="x", description="d", denoising=True, baseline="nothing")
+    with pytest.raises(ConfigError, match="x declares baseline='nothing', which is not a registered model"):
+        weights.baseline_of(orphan)
+    assert weights.baseline_of(ModelSpec(name="x", description="d", baseline="toy")) == "toy"  # its default checkpoint
 
 
 def test_registry_refuses_undeclared_misnamed_and_clashing_models():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from train.trainer import TrainConfig, Trainer
@@ -51,14 +52,22 @@ def test_stopping_early_ends_the_run_and_exports_the_model_so_far(tmp_path):
     assert json.loads((folder / "training_args.json").read_text())["steps"] == 2
 
 
-def test_the_updates_are_a_plain_two_player_loop(tmp_path):
+TWO_PLAYERS = {"aae": {"hidden_dims": [16], "latent_dim": 2, "discriminator_hidden_dims": [8]},
+               "avb": {"hidden_dims": [16], "latent_dim": 2, "noise_dim": 4, "discriminator_hidden_dims": [8]}}
+
+
+@pytest.mark.parametrize("name", TWO_PLAYERS)
+def test_the_updates_are_a_plain_two_player_loop(tmp_path, name):
     """What the trainer does to the weights is exactly what a plain PyTorch loop does (discriminator step, then the
-    model's; each player's gradients zeroed before its own backward), whatever it does around that: the same batches,
-    initialisation and Adam give bitwise the same weights."""
+    model's; each player's gradients zeroed before its own backward, the other player's weight gradients computed
+    and thrown away), whatever it does around that: the same batches, initialisation and Adam give bitwise the same
+    weights. AVB's generator loss goes through T(x, z), whose weight gradients the trainer does not compute."""
     trainer = Trainer(config(tmp_path, "trainer", binarize="fixed"))
+    trainer.cfg.model, trainer.cfg.model_config = name, TWO_PLAYERS[name]
+    trainer = Trainer(trainer.cfg)
     trainer.run()
 
-    cfg = config(tmp_path, "plain")
+    cfg = trainer.cfg
     images, labels = load_mnist("train", data_dir=MNIST_DIR)
     data = MNISTDataset(images, labels, binarize="fixed", seed=cfg.seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))  # the trainer's epoch 0
@@ -93,3 +102,35 @@ def test_direct_batches_are_the_accelerate_loaders_in_the_same_random_order(tmp_
 
     direct, wrapped = run("direct", False), run("wrapped", True)
     assert all(torch.equal(direct[k], wrapped[k]) for k in wrapped)
+
+
+def test_each_update_computes_only_its_own_players_gradients_and_then_unfreezes_the_other(tmp_path):
+    """During one player's update the other player's parameters do not train and backward leaves their gradients as
+    they were (None, or the values of their own last update); after every step both players train again."""
+    trainer = Trainer(config(tmp_path, "frozen"))
+    seen = []
+    original = trainer._apply
+
+    def apply(optimizer, loss, terms, step, discriminator, prefix):
+        model = trainer.model
+        other = list(model.generator_parameters() if discriminator else model.discriminator_parameters())
+        own = list(model.discriminator_parameters() if discriminator else model.generator_parameters())
+        before = [None if p.grad is None else p.grad.clone() for p in other]
+        frozen = not any(p.requires_grad for p in other)
+        out = original(optimizer, loss, terms, step, discriminator, prefix)
+        kept = all((b is None and p.grad is None) or (b is not None and torch.equal(b, p.grad))
+                   for b, p in zip(before, other))
+        seen.append((discriminator, frozen, kept, all(p.grad is not None for p in own)))
+        return out
+
+    trainer._apply = apply
+    for record in trainer.steps():
+        assert all(p.requires_grad for p in trainer.model.parameters())
+    assert seen == [(True, True, True, True), (False, True, True, True)] * 6
+
+
+def test_a_diverged_update_leaves_both_players_trainable(tmp_path):
+    trainer = Trainer(config(tmp_path, "diverged", lr=1e30))
+    with pytest.raises(Exception, match="not finite"):
+        trainer.run()
+    assert all(p.requires_grad for p in trainer.model.parameters())

@@ -24,10 +24,11 @@ def test_a_pins_file_is_read_past_unshown_exports_and_overrides_update_it(tmp_pa
 
 
 def test_a_model_is_loaded_once_and_a_failure_is_remembered(tmp_path):
-    from demo.tiny_weights import CHECKPOINTS, make_tiny_weights
+    import vae_models
+    from demo.tiny_weights import make_tiny_weights
     from demo.weights import ModelStore, ModelUnavailable
 
-    root = make_tiny_weights(tmp_path, skip=tuple(name for name in CHECKPOINTS if name != "vae"))
+    root = make_tiny_weights(tmp_path, skip=tuple(name for name in vae_models.checkpoints() if name != "vae"))
     store = ModelStore(root, hub=False)
     assert store.get("vae") is store.get("vae")  # the memo, not a second load
     (root / "vae" / "config.json").unlink()  # gone after loading: the loaded model stays

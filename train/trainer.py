@@ -318,6 +318,9 @@ class Trainer:
         if acc.device.type == "cpu":  # the batches are made on the CPU: Accelerate's per-batch send_to_device is a no-op
             loader.device = None
         self.wrapped, self.optimizers = wrapped, optimizers
+        if model.spec.adversarial:  # each update's other player (only parameters that train: they are re-enabled)
+            self.other_player = {True: [p for p in model.generator_parameters() if p.requires_grad],
+                                 False: [p for p in model.discriminator_parameters() if p.requires_grad]}
         # Accelerate's optimizer wrapper and `backward` exist for loss scaling (fp16), gradient accumulation and
         # XLA/DeepSpeed; without those they only add Python work to every step (import probes, a division by 1).
         # Then the step calls torch directly, as a plain loop does; DDP's gradient sync lives in backward() itself.
@@ -376,16 +379,20 @@ class Trainer:
                 metrics.close()
 
     def _batches(self, loader):
-        """The prepared loader's batches. One CPU process with the direct step takes them straight from the torch
-        DataLoader inside Accelerate's wrapper, one batch ahead as the wrapper reads them (so the random
-        binarisation draws come in the same order and runs repeat the wrapper's): its per-batch device move, state
-        snapshot and end-of-data flag serve device placement, DDP and gradient accumulation, which this case does not
-        have, and cost a plain loop's data step about 8 % more on a busy CPU."""
+        """The prepared loader's batches. One CPU process with the direct step reads them itself: the index lists of
+        the torch DataLoader's batch sampler (Accelerate's seeded shuffle, and on resume its skip of the batches
+        already seen) handed to the dataset's `__getitems__`, as the DataLoader's own fetch does, and one batch ahead
+        as Accelerate's wrapper reads them (so the random binarisation draws come in the same order and runs repeat
+        the wrapper's). The wrapper's per-batch device move, state snapshot and end-of-data flag serve device
+        placement, DDP and gradient accumulation, which this case does not have; they and the DataLoader's iterator
+        cost the data step about 8 % more on a busy CPU (about 20 us per batch on an idle one)."""
         acc = self.accelerator
         if not (self.direct and acc.num_processes == 1 and acc.device.type == "cpu"):
             yield from loader
             return
-        batches = iter(loader.base_dataloader)
+        base = loader.base_dataloader
+        fetch = base.dataset.__getitems__  # MNISTDataset serves a whole batch from one tensor index
+        batches = (base.collate_fn(fetch(indices)) for indices in base.batch_sampler)
         ahead = next(batches, None)
         while ahead is not None:
             current, ahead = ahead, next(batches, None)
@@ -414,7 +421,29 @@ class Trainer:
         # parameters, and what this loss leaves on the other player's is zeroed before that player's own update.
         # The torch optimizer itself: AcceleratedOptimizer.zero_grad inspects its signature on every call.
         optimizer.optimizer.zero_grad(set_to_none=True)
-        loss, terms = self.wrapped(images, labels, discriminator=discriminator)
+        frozen = self._freeze_other_player(discriminator)
+        try:
+            loss, terms = self.wrapped(images, labels, discriminator=discriminator)
+            return self._apply(optimizer, loss, terms, step, discriminator, prefix)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+
+    def _freeze_other_player(self, discriminator: bool) -> list[nn.Parameter]:
+        """Two players in one process: the other player's parameters stop requiring gradients for this player's
+        update, so backward computes only the gradients this update uses. The generator's loss goes through the
+        discriminator (a plain loop, as pytorch/examples' dcgan, also computes the discriminator's weight gradients
+        there and throws them away); this player's gradients are bitwise the same. DDP's reducer waits for the
+        gradient of every parameter it was built with, so several processes keep both players trainable."""
+        if not (self.model.spec.adversarial and self.accelerator.num_processes == 1):
+            return []
+        other = self.other_player[discriminator]
+        for p in other:
+            p.requires_grad_(False)
+        return other
+
+    def _apply(self, optimizer, loss, terms, step: int, discriminator: bool, prefix: str) -> dict[str, float]:
+        acc = self.accelerator
         names = ["loss", *terms]
         if acc.num_processes > 1:  # all ranks decide together whether to stop; the logs are global means
             stats = torch.stack([loss.detach().float(), *(t.detach().float().reshape(()) for t in terms.values())])

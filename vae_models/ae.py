@@ -40,7 +40,7 @@ class AE(VAEFamilyModel):
                     venue="Science"),
         kind="generative",  # `sample` decodes N(0, I) codes: shown for contrast, there is no trained prior
         likelihood="none",
-        checkpoints=(Checkpoint("ae", "AE", "plain autoencoder"),),
+        checkpoints=(Checkpoint("ae", "AE", "plain autoencoder", interpolation=True),),
     )
 
     def __init__(self, config: AEConfig):

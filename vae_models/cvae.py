@@ -47,7 +47,7 @@ class CVAE(GaussianEncoderMixin, VAEFamilyModel):
         label_conditional=True,
         likelihood="bound",  # on log p(x|c)
         needs_ais=True,
-        checkpoints=(Checkpoint("cvae", "CVAE", "conditional VAE", anchors=(
+        checkpoints=(Checkpoint("cvae", "CVAE", "conditional VAE", traversal=True, anchors=(
             ("Conditional accuracy", "target >= 0.95"),)),),
     )
 

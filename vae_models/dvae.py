@@ -55,6 +55,7 @@ class DVAE(VAE):
         denoising=True,
         needs_ais=True,
         checkpoints=(Checkpoint("dvae", "DVAE", "denoising VAE"),),
+        baseline="vae",  # the same VAE trained on clean inputs: the app compares how the two clean a corrupted digit
     )
 
     def corrupt(self, x, generator=None):

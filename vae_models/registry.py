@@ -57,6 +57,13 @@ class Checkpoint:
     caption: str = ""  # longer label where the app compares checkpoints ("VAE: KL to N(0, I)"); default: title
     latent_2d: bool = False  # a 2-D latent space: the app's manifold view and prior comparison use it
     anchors: tuple[tuple[str, str], ...] = ()  # (metric-name prefix, the published number it is compared with)
+    # Which of the app's views show this checkpoint (demo/ picks by these, it names no model):
+    featured: bool = False  # where a view offers several checkpoints it opens on this one, and where it shows one
+    #                         of several that qualify it shows this one (else the first declared)
+    interpolation: bool = False  # the latent-interpolation view decodes a path between two digits' codes with it
+    #                              (`encode`, `decode`); the AE beside the VAE: no prior against a KL-shaped one
+    traversal: bool = False  # the latent-traversal view sweeps its code one dimension at a time: needs a Gaussian
+    #                          q(z|x) (its mean is swept, in prior standard deviations; rows are ordered by average KL)
 
     @property
     def label(self) -> str:
@@ -88,6 +95,9 @@ class ModelSpec:
     #                           against the AIS log-likelihood
     default_binarize: str = "dynamic"  # data binarisation for the Bernoulli likelihood ("none" for grey levels)
     checkpoints: tuple[Checkpoint, ...] = ()  # bundled weights; the one named `name` is the default recipe
+    baseline: str | None = None  # the registered model this one improves on, which the app shows beside it on its
+    #                              task (its default checkpoint): the DVAE beside the plain VAE it extends, the
+    #                              structured-output CVAE beside the deterministic quadrant predictor
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -96,6 +106,8 @@ class ModelSpec:
             raise ConfigError(f"{self.name}: likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if self.default_binarize not in BINARIZE:
             raise ConfigError(f"{self.name}: default_binarize must be one of {BINARIZE}")
+        if self.baseline == self.name:
+            raise ConfigError(f"{self.name}: a model cannot be its own baseline")
 
     @property
     def generative(self) -> bool:
@@ -106,6 +118,11 @@ class ModelSpec:
     def completes_quadrants(self) -> bool:
         """`complete(images, num_given, n)` and `conditional_log_likelihood` (Sohn et al. 2015's task)."""
         return self.kind == "completion"
+
+    @property
+    def classifies(self) -> bool:
+        """`predict(images)` gives each image's digit label (the app uses it to label digits for conditional models)."""
+        return self.kind == "classifier"
 
     @property
     def has_likelihood_bound(self) -> bool:

@@ -174,6 +174,7 @@ class StructuredCVAE(QuadrantModel):
         checkpoints=(Checkpoint("socvae", "structured-output CVAE", anchors=(
             ("CLL (1", "71.8 (Pyro's CVAE reproduction)"), ("CLL (2", "51.0 (Pyro's CVAE)"),
             ("CLL (3", "24.2 (Pyro's CVAE)"))),),
+        baseline="quadrant_nn",  # Sohn et al.'s deterministic baseline: one blurred average where this gives variety
     )
 
     def __init__(self, config: StructuredCVAEConfig):

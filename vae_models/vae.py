@@ -106,10 +106,10 @@ class VAE(GaussianEncoderMixin, VAEFamilyModel):
         denoising=True,
         needs_ais=True,  # the plain-VAE baseline of the denoising comparison
         checkpoints=(
-            Checkpoint("vae", "VAE", anchors=(
+            Checkpoint("vae", "VAE", featured=True, interpolation=True, traversal=True, anchors=(
                 ("IS-NLL", "86.76 (IWAE paper, same 784-200-200-50 VAE, k=5000); 89.78 (Pythae's VAE); "
                            "our target <= 88"),)),
-            Checkpoint("vae-2d", "VAE (2-D)", "VAE: KL to N(0, I)", latent_2d=True),
+            Checkpoint("vae-2d", "VAE (2-D)", "VAE: KL to N(0, I)", latent_2d=True, featured=True),
         ),
     )
 
