@@ -5,8 +5,9 @@ Drawn inputs, made as the app's canvas makes them (black ink on a 280 px white c
 preprocessing): capital letters, random scribbles, and blank-ish images (near-empty canvases and single strokes
 that are no digit). For each likelihood model it prints, against the first --limit test digits:
 
-  - the share flagged by the meter's verdict (log p(x) below the test digits' 1st percentile, or the
-    complexity-corrected score S(x) = -log2 p(x) - L(x) above their 99th) for the test digits and for each group;
+  - the share flagged by the meter's verdict (log p(x) outside the test digits' band from their 0.5th to their
+    99.5th percentile, or the complexity-corrected score S(x) = -log2 p(x) - L(x) above their 99th) for the test
+    digits and for each group;
   - AUROC of -log p(x) (likelihood alone) and of S(x) as scores of "not a digit", per group: the probability
     that a drawn image scores higher than a test digit.
 
@@ -105,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     groups = drawn_groups()
     print(f"### Likelihood meter: drawn non-digits against {len(digits)} MNIST test digits, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}\n")
-    print(f"Flagged: log p(x) in the test digits' bottom {typicality.LOW_TAIL:g} % or S(x) in their top "
-          f"{100 - typicality.HIGH_TAIL:g} %.\n")
+    print(f"Flagged: log p(x) in the test digits' bottom {typicality.LOW_TAIL:g} % or top "
+          f"{100 - typicality.HIGH_LIKELIHOOD_TAIL:g} %, or S(x) in their top {100 - typicality.HIGH_TAIL:g} %.\n")
     print("| model | inputs | flagged | AUROC, −log p(x) alone | AUROC, S(x) |\n|---|---|---|---|---|")
     details = []
     for name in args.models:
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {group} | {hit}/{len(drawn)} | {auroc(nll, test_nll):.3f} | "
                   f"{auroc(score, test_s):.3f} |")
             details += [f"| {name} | {label} | {a.likelihood_percentile:.1f} | {a.score_percentile:.1f} | "
-                        f"{'typical' if a.typical else 'too unlikely' if a.too_unlikely else 'too simple'} |"
+                        f"{a.verdict} |"
                         for label, a in zip(images, drawn)]
     if args.details:
         print("\n| model | drawn image | log p(x) percentile | S(x) percentile | verdict |\n|---|---|---|---|---|")

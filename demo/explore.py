@@ -46,8 +46,9 @@ with two numbers placed on the MNIST test set's distribution of the same numbers
   (S very negative); a dash costs the compressor only a few dozen bits but the model about as many as a digit, so
   its S is high; a letter surprises the model but not the compressor, so its S is high too.
 
-The verdict is **typical** when log p(x) is above the test digits' bottom {typicality.LOW_TAIL:g} % and S(x) is
-below their top {100 - typicality.HIGH_TAIL:g} %; about 2 % of real test digits fail one of the two. The AE and the
+The verdict is **typical** when log p(x) is neither in the test digits' bottom {typicality.LOW_TAIL:g} % nor in their
+top {100 - typicality.HIGH_LIKELIHOOD_TAIL:g} % (two specks can be *more* likely than any digit), and S(x) is below
+their top {100 - typicality.HIGH_TAIL:g} %; about 2 % of real test digits fail one of these. The AE and the
 AAE have no likelihood. **Latent traversal** moves one latent dimension at a time from −3 to +3 prior standard
 deviations around your digit's code, for the dimensions that carry the most information (average KL)."""
 
@@ -81,6 +82,9 @@ def meter_row(title: str, a: typicality.Assessment, likelihood: typicality.Likel
     n = likelihood.size
     if a.too_unlikely:
         verdict = f"**atypical, too unlikely**: less likely than {100 - a.likelihood_percentile:.1f} % of the {n} test digits"
+    elif a.too_likely:
+        verdict = (f"**atypical, too likely**: more likely than {a.likelihood_percentile:.1f} % of the {n} test "
+                   "digits; few digits are this easy for the model")
     elif a.too_simple:
         verdict = (f"**atypical, too simple for its likelihood**: a generic compressor needs only {a.bits:.0f} bits; "
                    f"S is higher than for {a.score_percentile:.1f} % of the {n} test digits")

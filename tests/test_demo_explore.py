@@ -195,6 +195,21 @@ def test_the_meter_calls_a_dash_too_simple_and_a_test_digit_typical(tmp_path):
         assert "**typical**: more likely than" in digit[name] and "of the 10000 test digits" in digit[name], digit[name]
 
 
+
+def test_the_meter_row_names_the_tail_that_holds_the_image():
+    """Each verdict in words, including the upper likelihood tail (an image more likely than almost every digit)."""
+    from demo import explore
+
+    likelihood = typicality.LikelihoodReference([-120.0, -90.0, -60.0], 1000, 100, "0" * 64)
+    corrected = typicality.ComplexityReference([-200.0, -150.0, -100.0], 1000, 100, "0" * 64)
+    verdicts = {(0.2, 50.0): "**atypical, too unlikely**: less likely than 99.8 % of the 1000 test digits",
+                (99.7, 50.0): "**atypical, too likely**: more likely than 99.7 % of the 1000 test digits",
+                (50.0, 99.6): "**atypical, too simple for its likelihood**",
+                (50.0, 50.0): "**typical**: more likely than 50.0 % of the 1000 test digits"}
+    for (log_pct, s_pct), words in verdicts.items():
+        row = explore.meter_row("VAE", typicality.Assessment(-70.0, 90.0, -10.0, log_pct, s_pct), likelihood, corrected)
+        assert words in row, row
+
 def unpack(zip_path, tmp_path) -> Path:
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())

@@ -106,13 +106,37 @@ def test_the_two_reference_files_are_not_interchangeable():
         typicality.assess(None, torch.zeros(1, 1, 28, 28), other_k, corrected)
 
 
-@pytest.mark.parametrize("log_pct, s_pct, unlikely, simple", [
-    (50.0, 50.0, False, False), (0.5, 50.0, True, False), (50.0, 99.5, False, True), (0.5, 99.5, True, True),
-    (typicality.LOW_TAIL, typicality.HIGH_TAIL, False, False),  # the tails are open: exactly on the edge passes
+@pytest.mark.parametrize("log_pct, s_pct, unlikely, likely, simple, verdict", [
+    (50.0, 50.0, False, False, False, "typical"), (0.4, 50.0, True, False, False, "too unlikely"),
+    (99.6, 50.0, False, True, False, "too likely"), (50.0, 99.5, False, False, True, "too simple"),
+    (0.4, 99.5, True, False, True, "too unlikely"), (99.6, 99.5, False, True, True, "too likely"),
+    (0.6, 99.0, False, False, False, "typical"), (99.4, 98.9, False, False, False, "typical"),
+    # the tails are open: exactly on an edge passes
+    (typicality.LOW_TAIL, typicality.HIGH_TAIL, False, False, False, "typical"),
+    (typicality.HIGH_LIKELIHOOD_TAIL, typicality.HIGH_TAIL, False, False, False, "typical"),
 ])
-def test_an_image_is_typical_when_neither_tail_holds_it(log_pct, s_pct, unlikely, simple):
+def test_an_image_is_typical_when_no_tail_holds_it(log_pct, s_pct, unlikely, likely, simple, verdict):
     a = typicality.Assessment(-80.0, 190.0, -75.0, log_pct, s_pct)
-    assert (a.too_unlikely, a.too_simple, a.typical) == (unlikely, simple, not (unlikely or simple))
+    assert (a.too_unlikely, a.too_likely, a.too_simple) == (unlikely, likely, simple)
+    assert a.typical == (verdict == "typical") and a.verdict == verdict
+
+
+def test_the_likelihood_test_splits_its_one_percent_evenly_between_its_two_tails():
+    """The test digits' false-flag budget: 1 % for log p(x), half in each tail, and 1 % for S(x)."""
+    assert typicality.LOW_TAIL == 100 - typicality.HIGH_LIKELIHOOD_TAIL == 0.5
+    assert 100 - typicality.HIGH_TAIL == 1.0
+
+
+def test_avb_flags_two_specks_as_too_likely_where_the_complexity_score_misses_them():
+    """With the bundled AVB and its references: two specks on an empty canvas are more likely than almost every test
+    digit (above the 99.5th percentile) while their S(x) is within the digits': only the upper likelihood tail
+    catches them."""
+    folder = REPO / "pretrained" / "avb"
+    specks = to_mnist(blank_ish()["two specks"])[None]
+    (a,) = typicality.assess(load_model(str(folder)), specks, typicality.load_reference(folder),
+                             typicality.load_reference(folder, kind=typicality.ComplexityReference))
+    assert a.likelihood_percentile > typicality.HIGH_LIKELIHOOD_TAIL and a.score_percentile < 90, a
+    assert a.too_likely and not a.too_simple and a.verdict == "too likely"
 
 
 # ------------------------------------------------------------------------------------------- the compressor
