@@ -88,3 +88,15 @@ def test_basis_weights_start_with_variance_one_over_fan_in():
     for w in encoder.weights:
         fan_in = w.shape[1]
         assert abs(w.detach().var().item() * fan_in - 1) < 0.15, (w.shape, w.var().item())
+
+
+def test_a_collapsed_posterior_gets_the_floor_std_not_nan():
+    """A basis that ignores its noise (the last layer's weights zero) gives Var[z|x] = 0: the contrast's std is then
+    the floor sqrt(1e-6), so z~ = (z - mean) / std stays finite."""
+    model = build_model("avb", **SMALL, encoder_type="noise_basis", num_basis=3, basis_hidden_dims=[6],
+                        adaptive_contrast=True)
+    with torch.no_grad():
+        model.encoder.weights[-1].zero_()
+        mean, std = model.moments(X, 8)
+    torch.testing.assert_close(std, torch.full_like(std, 1e-3))
+    assert torch.isfinite(mean).all()
