@@ -4,12 +4,15 @@ its docstring (Mescheder et al. 2017, Sec. 3.3 and Appendix: the authors' full0 
     every_layer_noise:  h_l = act(W_l h_{l-1} + U_l eps + b_l),  z = W_out h_L + U_out eps + b_out
     noise_basis:        z = z0(x) + sum_i a_i(x) * v_i(eps_i),  a_i(x) = elu(l_i(x) - 5) + 1,
                         E[z|x] = z0 + sum_i a_i E[v_i],  Var[z|x] = sum_i a_i^2 Var[v_i]
+
+and the bounds of AVB's noise and pixel-std settings.
 """
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from vae_models import build_model
+from vae_models import ConfigError, build_model
 
 G = torch.Generator().manual_seed(0)
 X = torch.rand(5, 1, 28, 28, generator=G)
@@ -100,3 +103,11 @@ def test_a_collapsed_posterior_gets_the_floor_std_not_nan():
         mean, std = model.moments(X, 8)
     torch.testing.assert_close(std, torch.full_like(std, 1e-3))
     assert torch.isfinite(mean).all()
+
+
+def test_the_noise_needs_one_dimension_and_the_pixel_std_must_be_positive():
+    assert build_model("avb", hidden_dims=[8], latent_dim=2, noise_dim=1).encoder is not None  # the smallest noise
+    build_model("avb", hidden_dims=[8], latent_dim=2, likelihood="gaussian", gaussian_std=1e-3)
+    for bad in (dict(noise_dim=0), dict(gaussian_std=0.0), dict(gaussian_std=-0.1)):
+        with pytest.raises(ConfigError):
+            build_model("avb", hidden_dims=[8], latent_dim=2, **bad)
