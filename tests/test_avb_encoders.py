@@ -105,9 +105,33 @@ def test_a_collapsed_posterior_gets_the_floor_std_not_nan():
     assert torch.isfinite(mean).all()
 
 
-def test_the_noise_needs_one_dimension_and_the_pixel_std_must_be_positive():
-    assert build_model("avb", hidden_dims=[8], latent_dim=2, noise_dim=1).encoder is not None  # the smallest noise
-    build_model("avb", hidden_dims=[8], latent_dim=2, likelihood="gaussian", gaussian_std=1e-3)
-    for bad in (dict(noise_dim=0), dict(gaussian_std=0.0), dict(gaussian_std=-0.1)):
-        with pytest.raises(ConfigError):
-            build_model("avb", hidden_dims=[8], latent_dim=2, **bad)
+SMALLEST_VALID = dict(noise_dim=1, discriminator_hidden_dims=[1], contrast_samples=2, proposal_samples=2,
+                      num_basis=1, moment_samples=2, basis_hidden_dims=[1], gaussian_std=1e-3)
+JUST_INVALID = [dict(noise_dim=0), dict(discriminator_hidden_dims=[]), dict(discriminator_hidden_dims=[0]),
+                dict(contrast_samples=1), dict(proposal_samples=1), dict(num_basis=0), dict(moment_samples=1),
+                dict(basis_hidden_dims=[]), dict(basis_hidden_dims=[4, 0]), dict(gaussian_std=0.0),
+                dict(gaussian_std=-0.1), dict(encoder_type="noise_basis", backbone="conv")]
+
+
+def test_avb_settings_accept_their_smallest_valid_values():
+    for encoder_type in ("input_noise", "every_layer_noise", "noise_basis"):
+        build_model("avb", hidden_dims=[8], latent_dim=2, likelihood="gaussian", encoder_type=encoder_type,
+                    **SMALLEST_VALID)
+
+
+@pytest.mark.parametrize("bad", JUST_INVALID, ids=lambda bad: ",".join(f"{k}={v}" for k, v in bad.items()))
+def test_avb_settings_refuse_values_just_past_their_bounds(bad):
+    with pytest.raises(ConfigError):
+        build_model("avb", hidden_dims=[8], latent_dim=2, **bad)
+
+
+def test_the_discriminator_adds_no_prior_term_unless_asked():
+    from vae_models.avb import JointDiscriminator
+
+    x, z = torch.rand(4, 3, generator=G), torch.randn(4, 2, generator=G)
+    plain = JointDiscriminator(3, 2, (5,), "relu")
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x, z), plain.net(torch.cat([x, z], 1)).squeeze(1))
+        with_term = JointDiscriminator(3, 2, (5,), "relu", prior_term=True)
+        with_term.load_state_dict(plain.state_dict())
+        torch.testing.assert_close(with_term(x, z), plain(x, z) + 0.5 * z.pow(2).sum(1))
