@@ -39,7 +39,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
          "tests/test_metric_values.py::test_importance_sampling_scores_with_the_models_own_pixel_likelihood",
          "tests/test_ais.py::test_prior_densities_integrate_to_one_and_match_their_samplers"],
     ),
-    "metrics": (["vae_models/metrics.py"], ["tests/test_metrics.py", "tests/test_metric_values.py"]),
+    "metrics": (["vae_models/metrics.py"], ["tests/test_metrics.py", "tests/test_metric_values.py",
+                                            "tests/test_metric_progress.py"]),
     "inputs": (
         ["vae_models/preprocess.py", "vae_models/corruption.py"],
         ["tests/test_preprocess_properties.py", "tests/test_preprocess_geometry.py",
