@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_models.preprocess import WORKING_SIDE, to_grayscale, to_mnist
+from vae_models.preprocess import WORKING_SIDE, ImageInputError, to_grayscale, to_mnist
 
 
 def grey(image: Image.Image) -> np.ndarray:
@@ -26,9 +26,31 @@ def test_sixteen_bit_pictures_are_scaled_by_65535_whatever_their_values():
     np.testing.assert_allclose(grey(row([0, 100, 200], "I;16")), [[0, 100 / 65535, 200 / 65535]], rtol=1e-6)
     at_working_side = np.tile(np.array([0, 100, 200], np.uint16), (1, WORKING_SIDE // 3 + 1))[:, :WORKING_SIDE]
     np.testing.assert_allclose(grey(Image.fromarray(at_working_side)), at_working_side / 65535, rtol=1e-6)  # kept
-    for mode, dtype in (("I;16B", ">u2"), ("I;16L", "<u2")):
+    for mode, dtype in (("I;16B", ">u2"), ("I;16L", "<u2"), ("I;16N", "=u2")):
         image = Image.frombytes(mode, (3, 1), np.array([0, 300, 65535], dtype=dtype).tobytes())
         np.testing.assert_allclose(grey(image), [[0, 300 / 65535, 1]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I;16L", "I;16N"])
+def test_a_big_sixteen_bit_picture_with_small_values_is_still_scaled_by_65535(mode):
+    """Shrinking turns a 16-bit picture into 32-bit "I" first; its scale must still come from its 16-bit mode, not
+    from whether its values happen to exceed 255 (they do not here: all are 8-bit sized)."""
+    stored = np.zeros((2 * WORKING_SIDE, 2 * WORKING_SIDE), np.uint16)
+    stored[:, 2::4] = stored[:, 3::4] = 200  # stripes two pixels wide: the 2x2 block means are exactly 0 and 200
+    byte_order = {"I;16B": ">u2", "I;16L": "<u2"}.get(mode, "=u2")
+    gray = grey(Image.frombytes(mode, stored.shape[::-1], stored.astype(byte_order).tobytes()))
+    assert gray.shape == (WORKING_SIDE, WORKING_SIDE)
+    np.testing.assert_allclose(gray, block_means(stored) / 65535, rtol=1e-6)
+
+
+def test_a_sixteen_bit_picture_gets_the_same_verdict_at_any_size():
+    """Values up to 200 of 65535 are a near-black picture, too faint to hold a digit, whether it is bigger than the
+    working side or not (scaled by 255, the big one would read as a dark digit on light paper)."""
+    digit = np.full((1024, 1024), 200, np.uint16)
+    digit[200:800, 450:560] = 0  # a dark stroke on a background of 200
+    for picture in (digit[::4, ::4].copy(), digit):
+        with pytest.raises(ImageInputError, match="blank"):
+            to_mnist(Image.fromarray(picture))
 
 
 def test_thirty_two_bit_integers_are_8_bit_values_unless_they_exceed_255():

@@ -96,7 +96,10 @@ class HubModel(
     def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,
                          map_location: str = "cpu", strict: bool = True, **model_kwargs):
         """Replaces the mixin's loader: it would fall back to unpickling `pytorch_model.bin` and load with
-        strict=False. Here a checkpoint is a `model.safetensors` whose keys match the model exactly."""
+        strict=False. Here a checkpoint is a `model.safetensors` whose keys match the model exactly (`strict` is
+        accepted and ignored: loading is always strict). The Hub options (revision, cache_dir, force_download,
+        local_files_only, token) apply to both files; the model is built on the CPU, filled, then moved to
+        `map_location`."""
         def fetch(name: str) -> str:
             if os.path.isdir(model_id):
                 path = os.path.join(model_id, name)
@@ -110,10 +113,10 @@ class HubModel(
         model = cls(config)
         weights = fetch("model.safetensors")
         try:
-            load_model(model, weights, strict=True, device=map_location)
+            load_model(model, weights, strict=True)
         except Exception as exc:  # safetensors raises several types for bad headers, wrong keys or shapes
             raise CheckpointError(f"{weights} does not match {cls.__name__}({config}): {exc}") from exc
-        return model.eval()
+        return model.to(map_location).eval()
 
 
 class VAEFamilyModel(HubModel):

@@ -112,14 +112,17 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
 
     Transparent pixels are flattened onto a background that contrasts with the visible content, so a digit drawn
     in any colour on a transparent canvas stays visible (over white, white strokes would vanish)."""
+    # A 16-bit picture's full range is 65535 whatever its values; decided from the mode before the shrink below
+    # turns it into 32-bit "I" (which declares no range, so there the values decide: 8-bit unless they exceed 255).
+    sixteen_bit = image.mode.startswith("I;16")  # I;16, I;16B, I;16L and native-order I;16N
     if max(image.size) > WORKING_SIDE:  # shrink first: every later step is then cheap whatever the upload size
         image = image.copy()
-        if image.mode in ("I;16", "I;16B", "I;16L"):
+        if sixteen_bit:
             image = image.convert("I")
         image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.BOX if image.mode in ("I", "F") else Image.LANCZOS)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if sixteen_bit or image.mode in ("I", "F"):
         gray = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or gray.max() > 255 else 255.0
+        top = 65535.0 if sixteen_bit or gray.max() > 255 else 255.0
         gray = gray / top if image.mode != "F" or gray.max() > 1 else gray
         return np.clip(gray, 0, 1).astype(np.float32)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info

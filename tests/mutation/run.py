@@ -34,7 +34,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["tests/test_models.py", "tests/test_loss_terms.py", "tests/test_math.py", "tests/test_adversarial.py",
          "tests/test_denoising_and_conditional_models.py", "tests/test_avb_contrast.py", "tests/test_promises.py",
          "tests/test_quadrant_exact.py", "tests/test_cb_normaliser.py",
-         "tests/test_model_details.py",
+         "tests/test_model_details.py", "tests/test_hub_options.py", "tests/test_base_details.py",
          "tests/test_ais.py::test_prior_densities_integrate_to_one_and_match_their_samplers"],
     ),
     "metrics": (["vae_models/metrics.py"], ["tests/test_metrics.py", "tests/test_metric_values.py"]),

@@ -1,0 +1,89 @@
+"""The defaults every model inherits from `vae_models.base` (found untested by the mutation run): the pixel likelihood
+and decoder mean named by the config (and their fallbacks for a config that names none), the standard-normal prior
+density, the one-sample ELBO passing the labels on, and a one-player model's empty discriminator."""
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from vae_models import build_model
+from vae_models.base import VAEFamilyModel
+from vae_models.blocks import ModelConfig, pixel_log_likelihood, pixel_mean
+
+G = torch.Generator().manual_seed(0)
+LOGITS = 3 * torch.randn(4, 1, 28, 28, generator=G)
+X = torch.rand(4, 1, 28, 28, generator=G)
+
+
+@dataclass
+class NoLikelihoodConfig(ModelConfig):
+    model_type: str = "no-likelihood"  # a user's model whose config names no pixel likelihood
+
+
+@dataclass
+class GaussianNoStdConfig(ModelConfig):
+    model_type: str = "gaussian-no-std"
+    likelihood: str = "gaussian"  # names the likelihood but not its pixel std
+
+
+class Decoded(VAEFamilyModel):
+    """Only what the inherited defaults need: fixed decoder logits, and importance weights that show their inputs."""
+
+    config_class = ModelConfig
+
+    def decoder_logits(self, z, labels=None):
+        return LOGITS[: len(z)]
+
+    def log_importance_weights(self, x, num_samples, labels=None):
+        """Row k holds k + the label of each image (0 without labels)."""
+        shift = torch.zeros(len(x)) if labels is None else labels.float()
+        return torch.stack([shift + k for k in range(num_samples)])
+
+
+def model_with(config_class) -> Decoded:
+    cls = type("Model", (Decoded,), {"config_class": config_class})
+    return cls(config_class(hidden_dims=(4,), latent_dim=2))
+
+
+def test_a_config_without_a_likelihood_means_bernoulli_pixels():
+    model = model_with(NoLikelihoodConfig)
+    torch.testing.assert_close(model.log_likelihood(LOGITS, X), pixel_log_likelihood(LOGITS, X, "bernoulli"))
+    torch.testing.assert_close(model.decode(torch.zeros(4, 2)), torch.sigmoid(LOGITS))
+
+
+def test_a_gaussian_config_without_a_std_uses_a_pixel_std_of_one_tenth():
+    model = model_with(GaussianNoStdConfig)
+    expected = torch.distributions.Normal(torch.sigmoid(LOGITS), 0.1).log_prob(X).flatten(1).sum(1)
+    torch.testing.assert_close(model.log_likelihood(LOGITS, X), expected)
+
+
+def test_the_likelihood_and_the_decoded_mean_are_the_ones_the_config_names():
+    gaussian = build_model("vae", hidden_dims=[8], latent_dim=2, likelihood="gaussian", gaussian_std=0.3)
+    expected = torch.distributions.Normal(torch.sigmoid(LOGITS), 0.3).log_prob(X).flatten(1).sum(1)
+    torch.testing.assert_close(gaussian.log_likelihood(LOGITS, X), expected)
+    for model_type in ("vae", "avb", "aae", "ae"):
+        model = build_model(model_type, hidden_dims=[8], latent_dim=2, likelihood="continuous_bernoulli")
+        torch.testing.assert_close(model.log_likelihood(LOGITS, X),
+                                   pixel_log_likelihood(LOGITS, X, "continuous_bernoulli"), msg=model_type)
+        z = torch.randn(3, 2, generator=G)
+        torch.testing.assert_close(model.decode(z), pixel_mean(model.decoder_logits(z), "continuous_bernoulli"))
+        assert not torch.allclose(model.decode(z), torch.sigmoid(model.decoder_logits(z)))  # the CB mean differs
+
+
+def test_the_default_prior_is_the_standard_normal_density():
+    z = torch.randn(5, 3, generator=G)
+    expected = -0.5 * (z**2).sum(1) - 1.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(model_with(NoLikelihoodConfig).log_prior(z), expected)
+
+
+def test_the_default_elbo_is_the_first_importance_weight_with_the_labels_passed_on():
+    model = model_with(NoLikelihoodConfig)
+    torch.testing.assert_close(model.elbo(X, torch.tensor([3, 1, 4, 1])), torch.tensor([3.0, 1, 4, 1]))
+    torch.testing.assert_close(model.elbo(X), torch.zeros(4))
+
+
+def test_a_one_player_model_has_no_discriminator_parameters():
+    for model_type in ("vae", "ae", "cvae"):
+        assert list(build_model(model_type, hidden_dims=[8], latent_dim=2).discriminator_parameters()) == []
+    assert len(list(build_model("avb", hidden_dims=[8], latent_dim=2).discriminator_parameters())) > 0
