@@ -360,3 +360,14 @@ def test_evaluate_scores_a_fashion_model_on_fashion_mnist(tmp_path, capsys):
     assert "classifier_fd" not in {r.type for r in results} and "trained on fashion_mnist" in capsys.readouterr().err
     # Scored on Fashion-MNIST, not MNIST: pointing at the MNIST folder fails on the dataset check.
     assert evaluate_main([*argv[:1], "--data-dir", str(MNIST_DIR), *argv[3:]]) == 2
+
+
+def test_evaluation_judges_with_the_checkpoint_of_the_model_that_classifies(monkeypatch):
+    from train.evaluate import parse_args
+    from vae_models import judge_checkpoint, registry
+
+    assert judge_checkpoint() == "classifier"
+    assert parse_args(["pretrained/vae"]).classifier == "pretrained/classifier"
+    monkeypatch.delitem(registry.MODELS, "classifier")
+    with pytest.raises(ConfigError, match="no registered model classifies digits"):
+        judge_checkpoint()

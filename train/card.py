@@ -43,7 +43,7 @@ def build_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
     model_type = spec.name
     dataset = training.dataset if training else "mnist"
     name = repo_id.split("/")[-1] if repo_id else f"{model_type}-{dataset}"
-    task = "image-classification" if spec.kind == "classifier" else "unconditional-image-generation"
+    task = "image-classification" if spec.classifies else "unconditional-image-generation"
 
     data = ModelCardData(
         library_name="vae-family", license="mit", datasets=[dataset],

@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from vae_models import CheckpointError, ConfigError, load_model
+from vae_models import CheckpointError, ConfigError, judge_checkpoint, load_model
 from vae_models.corruption import corrupt
 from vae_models.ais import SCHEDULES, ais_log_likelihood, bdmc, simulate
 from vae_models.data import load_mnist
@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-samples", type=int, default=5000, help="importance samples k per test image (IS-NLL)")
     p.add_argument("--cll-samples", type=int, default=100, help="importance samples per image for the quadrant CLL")
     p.add_argument("--limit", type=int, help="use only the first N test images (quick checks)")
-    p.add_argument("--classifier", default="pretrained/classifier",
+    p.add_argument("--classifier", default=f"pretrained/{judge_checkpoint()}",
                    help="the MNIST classifier for FD / conditional accuracy; skipped with a warning if missing")
     p.add_argument("--output", default="eval_results.json", help="file name written inside each checkpoint folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the binarisation, corruptions and samples")
@@ -273,7 +273,7 @@ def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist"
         value = prior_mmd(model, scored, None, m, torch.Generator().manual_seed(args.seed))
         add("Prior MMD", "mmd", value, f"unbiased MMD^2 (Gretton et al. 2012), sum of RBF kernels, between codes of "
             f"{m} test digits (one posterior sample each) and {m} prior samples; {data_note}", num_samples=m)
-    if spec.kind == "classifier":
+    if spec.classifies:
         accuracy = (model.predict(grey) == labels).float().mean()
         add("Test accuracy", "accuracy", accuracy, "top-1 accuracy on the grey-level test digits")
     return results
@@ -300,7 +300,7 @@ def load_classifier(path: str, device: str | torch.device = "cpu"):
               "(train one with `python -m train --model classifier ...` or pass --classifier)", file=sys.stderr)
         return None, None
     classifier = load_model(path).to(device)
-    if classifier.spec.kind != "classifier":
+    if not classifier.spec.classifies:
         raise EvalError(f"--classifier {path} holds a {classifier.config.model_type!r} model, not a classifier")
     return classifier, training_dataset(path)
 

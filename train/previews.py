@@ -19,7 +19,7 @@ def preview_images(model, images: torch.Tensor, labels: torch.Tensor, seed: int)
     (label-conditional ones: each digit in turn), completions of the fixed test images for quadrant-completion
     models, nothing for models that produce no images (the classifier). `labels` are the test images' labels."""
     spec = model.spec
-    if spec.kind == "classifier":
+    if spec.classifies:
         return None
     generator = torch.Generator().manual_seed(seed)  # own RNG: previews never perturb training randomness
     x = images[:PREVIEW_COUNT].to(model.device)

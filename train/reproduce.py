@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vae_models import checkpoints
+from vae_models import checkpoints, judge_checkpoint
 
 from .card import CardError, write_card
 from .recipe import RECIPES_DIR, RecipeError, read_recipe
@@ -43,7 +43,7 @@ def recipe_names(recipes_dir: Path) -> list[str]:
     """Every recipe, the classifier's first (the others' evaluation needs it), then the declared order."""
     names = sorted(p.stem for p in recipes_dir.glob("*.json"))
     declared = list(checkpoints())
-    judges = [n for n in names if n in declared and checkpoints()[n][1].kind == "classifier"]
+    judges = [n for n in names if n in declared and checkpoints()[n][1].classifies]
     return judges + sorted((n for n in names if n not in judges),
                            key=lambda n: declared.index(n) if n in declared else len(declared))
 
@@ -82,8 +82,9 @@ def reproduce(name: str, args: argparse.Namespace) -> Path:
         train += ["--max-steps", str(args.quick_steps), "--checkpoint-every", "0"]
     run(train)
 
-    own_classifier = Path(args.output_root).resolve() / "classifier"
-    classifier = own_classifier if (own_classifier / "model.safetensors").exists() else REPO_ROOT / "pretrained/classifier"
+    judge = judge_checkpoint()  # trained first (recipe_names) when it is among the recipes; else the bundled one
+    own_classifier = Path(args.output_root).resolve() / judge
+    classifier = own_classifier if (own_classifier / "model.safetensors").exists() else REPO_ROOT / "pretrained" / judge
     evaluate = ["python", "-m", "train.evaluate", shown(export), *data, "--classifier", shown(classifier),
                 *recipe.get("evaluate", [])]
     if args.quick:

@@ -22,8 +22,8 @@ from .blocks import ConfigError, ModelConfig
 from .corruption import CORRUPTIONS, corrupt
 from .data import DataError, MNISTDataset, load_mnist, make_loader
 from .errors import Unsupported
-from .registry import (MODELS, Checkpoint, ModelSpec, Paper, checkpoints, get_model_class, get_spec, register_model,
-                       specs, unregister_model)
+from .registry import (MODELS, Checkpoint, ModelSpec, Paper, checkpoints, get_model_class, get_spec, judge_checkpoint,
+                       register_model, specs, unregister_model)
 
 
 def build_model(model_type: str, **config_fields) -> HubModel:

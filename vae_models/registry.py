@@ -184,3 +184,12 @@ def specs() -> list[ModelSpec]:
 def checkpoints() -> dict[str, tuple[Checkpoint, ModelSpec]]:
     """Every bundled checkpoint by name, with the declaration of its model, in registration order."""
     return {c.name: (c, spec) for spec in specs() for c in spec.checkpoints}
+
+
+def judge_checkpoint() -> str:
+    """The bundled checkpoint that labels digits: the first one declared by a model that `classifies`. Evaluation
+    uses it as the judge of conditional accuracy and the feature network of the Fréchet distance."""
+    for name, (_, spec) in checkpoints().items():
+        if spec.classifies:
+            return name
+    raise ConfigError("no registered model classifies digits (a spec with kind='classifier')")
