@@ -52,6 +52,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["train/evaluate.py", "train/trainer.py"],
         ["tests/test_metric_values.py", "tests/test_metrics.py", "tests/test_trainer_inprocess.py",
          "tests/test_evaluate_paths.py", "tests/test_checkpoint_paths.py", "tests/test_promises.py",
+         "tests/test_trainer_order_and_rewrites.py",
          "tests/test_ais.py::test_evaluate_ais_only_merges_ais_nll_with_its_bdmc_gap",
          "tests/test_registry.py::test_evaluate_scores_a_fashion_model_on_fashion_mnist"],
     ),

@@ -1,0 +1,73 @@
+"""What a resumed or repeated run relies on, in this process on a tiny VAE: the training batches come in the
+order the run's seed shuffles them, the optimiser has the configured settings, and a checkpoint is written cleanly
+over what a killed run left (a stale temporary folder, or a finished checkpoint of the same step)."""
+
+import json
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from train.trainer import CHECKPOINTS, LATEST, Trainer, save_checkpoint
+
+from .tiny_runs import restore_denormals, tiny_vae_config  # noqa: F401  (autouse)
+
+
+def first_batches(run: Path, **changes) -> tuple[torch.Tensor, torch.Tensor, Trainer]:
+    """The images and labels the trainer trains on in its first 2 steps, and the trainer."""
+    trainer = Trainer(tiny_vae_config(run, max_steps=2, checkpoint_every=0, **changes))
+    seen, train_step = [], trainer.train_step
+
+    def recording(images, labels, step):
+        seen.append((images.clone(), labels.clone()))
+        return train_step(images, labels, step)
+
+    trainer.train_step = recording
+    for _ in trainer.steps():
+        pass
+    return torch.cat([i for i, _ in seen]), torch.cat([label for _, label in seen]), trainer
+
+
+def first_batches_labels(run: Path, **changes) -> tuple[torch.Tensor, Trainer]:
+    _, labels, trainer = first_batches(run, **changes)
+    return labels, trainer
+
+
+def test_training_batches_are_shuffled_by_the_runs_seed(tmp_path):
+    labels, trainer = first_batches_labels(tmp_path / "a", seed=3)
+    assert len(labels) == 32
+    assert not torch.equal(labels, trainer.labels[:32])  # not the files' order
+    again, _ = first_batches_labels(tmp_path / "b", seed=3)
+    torch.testing.assert_close(again, labels, rtol=0, atol=0)
+    other, _ = first_batches_labels(tmp_path / "c", seed=4)
+    assert not torch.equal(other, labels)
+
+
+def test_the_fixed_binarisation_is_drawn_from_the_runs_seed(tmp_path):
+    images, _, trainer = first_batches(tmp_path, seed=3)
+    drawn = torch.bernoulli(trainer.images.float() / 255, generator=torch.Generator().manual_seed(3))
+    rows = {bytes(row) for row in drawn.to(torch.uint8).flatten(1).numpy()}
+    assert all(bytes(image) in rows for image in images.to(torch.uint8).flatten(1).numpy())
+
+
+def test_the_optimiser_has_the_configured_learning_rate_and_variant(tmp_path):
+    _, trainer = first_batches_labels(tmp_path, lr=0.00123, optimizer="adam-foreach")
+    (optimizer,) = trainer.optimizers
+    assert [group["lr"] for group in optimizer.param_groups] == [0.00123]
+    assert optimizer.param_groups[0]["foreach"] is True
+
+
+def test_a_checkpoint_is_written_cleanly_over_what_a_killed_run_left(tmp_path):
+    accelerator = Accelerator(cpu=True)
+    root = tmp_path / CHECKPOINTS
+    stale = root / ".tmp_step_0000005"
+    stale.mkdir(parents=True)
+    (stale / "half_written.bin").write_bytes(b"from a run killed while saving")
+    first = save_checkpoint(accelerator, tmp_path, 5, {"settings": {"seed": 1}}, keep=3)
+    assert first == root / "step_0000005" and not (first / "half_written.bin").exists() and not stale.exists()
+    # killed after the rename but before `latest` moved on: the same step is saved again, replacing it
+    again = save_checkpoint(accelerator, tmp_path, 5, {"settings": {"seed": 2}}, keep=3)
+    assert again == first and json.loads((first / "trainer_state.json").read_text()) == {"settings": {"seed": 2},
+                                                                                         "step": 5}
+    assert (root / LATEST).read_text() == "step_0000005"
+    assert sorted(p.name for p in root.iterdir()) == [LATEST, "step_0000005"]
