@@ -71,3 +71,15 @@ def test_a_checkpoint_is_written_cleanly_over_what_a_killed_run_left(tmp_path):
                                                                                          "step": 5}
     assert (root / LATEST).read_text() == "step_0000005"
     assert sorted(p.name for p in root.iterdir()) == [LATEST, "step_0000005"]
+
+
+def test_an_adversarial_model_gets_one_configured_optimiser_per_player_discriminator_first(tmp_path):
+    _, _, trainer = first_batches(tmp_path, model="aae", lr=0.00123)
+    d_opt, g_opt = trainer.optimizers
+
+    def params(optimizer):
+        return {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+    assert params(d_opt) == {id(p) for p in trainer.model.discriminator_parameters()}
+    assert params(g_opt) == {id(p) for p in trainer.model.generator_parameters()}
+    assert [group["lr"] for opt in (d_opt, g_opt) for group in opt.param_groups] == [0.00123, 0.00123]
