@@ -5,10 +5,11 @@ over what a killed run left (a stale temporary folder, or a finished checkpoint 
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from accelerate import Accelerator
 
-from train.trainer import CHECKPOINTS, LATEST, Trainer, save_checkpoint
+from train.trainer import CHECKPOINTS, LATEST, Trainer, TrainError, save_checkpoint
 
 from .tiny_runs import restore_denormals, tiny_vae_config  # noqa: F401  (autouse)
 
@@ -83,3 +84,12 @@ def test_an_adversarial_model_gets_one_configured_optimiser_per_player_discrimin
     assert params(d_opt) == {id(p) for p in trainer.model.discriminator_parameters()}
     assert params(g_opt) == {id(p) for p in trainer.model.generator_parameters()}
     assert [group["lr"] for opt in (d_opt, g_opt) for group in opt.param_groups] == [0.00123, 0.00123]
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_and_one_batch_per_epoch_is_not(tmp_path):
+    with pytest.raises(TrainError, match="--batch-size 60001 is larger than the training set"):
+        next(Trainer(tiny_vae_config(tmp_path / "a", batch_size=60_001, checkpoint_every=0)).steps())
+    steps = Trainer(tiny_vae_config(tmp_path / "b", batch_size=60_000, max_steps=None, epochs=1,
+                                    checkpoint_every=0)).steps()
+    assert next(steps)["total"] == 1
+    steps.close()
