@@ -30,7 +30,8 @@ def hub_with_token(monkeypatch, tmp_path):
         server = start_hub_server(token)
         servers.append(server)
         monkeypatch.setattr(constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        resolve_url = server.url + "/{repo_id}/resolve/{revision}/{filename}"
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", resolve_url)
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "default_cache"))
         monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token_file"))
         monkeypatch.delenv("HF_TOKEN", raising=False)

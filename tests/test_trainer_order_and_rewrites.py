@@ -52,7 +52,9 @@ def test_the_fixed_binarisation_is_drawn_from_the_runs_seed(tmp_path):
 
 
 def test_the_optimiser_has_the_configured_learning_rate_and_variant(tmp_path):
-    _, trainer = first_batches_labels(tmp_path, lr=0.00123, optimizer="adam-foreach")
+    run = tmp_path / "runs" / "new"  # the trainer makes the folder and its parents
+    _, trainer = first_batches_labels(run, lr=0.00123, optimizer="adam-foreach")
+    assert run.is_dir()
     (optimizer,) = trainer.optimizers
     assert [group["lr"] for group in optimizer.param_groups] == [0.00123]
     assert optimizer.param_groups[0]["foreach"] is True
