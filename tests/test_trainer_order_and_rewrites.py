@@ -95,3 +95,11 @@ def test_a_batch_larger_than_the_training_set_is_refused_and_one_batch_per_epoch
                                     checkpoint_every=0)).steps()
     assert next(steps)["total"] == 1
     steps.close()
+
+
+def test_a_new_run_clears_the_temporary_checkpoints_a_killed_run_left(tmp_path):
+    stale = tmp_path / CHECKPOINTS / ".tmp_step_0000099"
+    stale.mkdir(parents=True)
+    (stale / "half_written.bin").write_bytes(b"from a run killed while saving")
+    first_batches(tmp_path)
+    assert not stale.exists()
