@@ -62,12 +62,11 @@ def test_the_updates_are_a_plain_two_player_loop(tmp_path, name):
     model's; each player's gradients zeroed before its own backward, the other player's weight gradients computed
     and thrown away), whatever it does around that: the same batches, initialisation and Adam give bitwise the same
     weights. AVB's generator loss goes through T(x, z), whose weight gradients the trainer does not compute."""
-    trainer = Trainer(config(tmp_path, "trainer", binarize="fixed"))
-    trainer.cfg.model, trainer.cfg.model_config = name, TWO_PLAYERS[name]
-    trainer = Trainer(trainer.cfg)
+    cfg = config(tmp_path, "trainer", binarize="fixed")
+    cfg.model, cfg.model_config = name, TWO_PLAYERS[name]
+    trainer = Trainer(cfg)
     trainer.run()
 
-    cfg = trainer.cfg
     images, labels = load_mnist("train", data_dir=MNIST_DIR)
     data = MNISTDataset(images, labels, binarize="fixed", seed=cfg.seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))  # the trainer's epoch 0
