@@ -3,6 +3,7 @@ order the run's seed shuffles them, the optimiser has the configured settings, a
 over what a killed run left (a stale temporary folder, or a finished checkpoint of the same step)."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,33 @@ def test_a_new_run_clears_the_temporary_checkpoints_a_killed_run_left(tmp_path):
     (stale / "half_written.bin").write_bytes(b"from a run killed while saving")
     first_batches(tmp_path)
     assert not stale.exists()
+
+
+def test_folders_that_cannot_be_removed_do_not_stop_a_run(tmp_path, monkeypatch):
+    """Clearing a killed run's temporary checkpoint and pruning old checkpoints are housekeeping: a folder the file
+    system refuses to remove (a file held open on a network drive, say) stays behind and the run goes on."""
+    root = tmp_path / CHECKPOINTS
+    (root / ".tmp_step_0000099").mkdir(parents=True)
+    rmdir = os.rmdir
+
+    def refuse(path, *args, **kwargs):
+        if os.path.basename(os.fsdecode(path)) in (".tmp_step_0000099", "step_0000002"):
+            raise PermissionError(13, "held open", os.fsdecode(path))
+        return rmdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rmdir", refuse)
+    steps = [record["step"] for record in Trainer(tiny_vae_config(tmp_path)).steps()]  # 6 steps, keep 2
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert (root / LATEST).read_text().strip() == "step_0000006"
+    assert sorted(p.name for p in root.iterdir()) == [".tmp_step_0000099", LATEST, "step_0000002", "step_0000004",
+                                                     "step_0000006"]
+
+
+def test_resuming_a_finished_run_trains_nothing_and_rewrites_nothing(tmp_path):
+    for _ in Trainer(tiny_vae_config(tmp_path, max_steps=2)).steps():
+        pass
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in files}
+    assert list(Trainer(tiny_vae_config(tmp_path, max_steps=2, resume=True)).steps()) == []
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in files} == before
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
