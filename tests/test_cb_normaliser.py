@@ -16,13 +16,9 @@ def exact(t: float) -> float:
     return math.log(t / math.tanh(t / 2))
 
 
-@pytest.mark.parametrize("t", [0.0, 1e-5, -3e-4, 9.9e-4, 1e-3, -2e-3, 0.05, 0.7, -3.0, 12.0, 29.5, -29.9])
+@pytest.mark.parametrize("t", [0.0, 1e-5, -3e-4, 9.9e-4, 1e-3, -2e-3, 0.05, 0.7, -3.0, 12.0, 29.5, -29.9, 45.0, -300.0, 1e4])
 def test_log_normaliser_matches_the_closed_form(t):
+    """Also far out: a trained decoder's background logits pass -30, where C(lambda) = |t| keeps growing."""
     value = _cb_log_norm(torch.tensor([t], dtype=torch.float64)).item()
     assert value == pytest.approx(exact(t), rel=0, abs=1e-12)
 
-
-def test_log_normaliser_is_held_at_its_value_for_logits_beyond_30():
-    """A numerical guard of the implementation: logits beyond +-30 (sigmoid = 1 - 1e-13) count as +-30."""
-    t = torch.tensor([30.0, 45.0, 300.0, -30.0, -45.0], dtype=torch.float64)
-    torch.testing.assert_close(_cb_log_norm(t), torch.full((5,), exact(30.0), dtype=torch.float64))
