@@ -53,6 +53,8 @@ def test_gaussian_likelihood_matches_torch_distributions():
     logits, x = torch.randn(3, 1, 28, 28), torch.rand(3, 1, 28, 28)
     expected = torch.distributions.Normal(torch.sigmoid(logits), 0.2).log_prob(x).flatten(1).sum(1)
     torch.testing.assert_close(pixel_log_likelihood(logits, x, "gaussian", gaussian_std=0.2), expected)
+    default = torch.distributions.Normal(torch.sigmoid(logits), 0.1).log_prob(x).flatten(1).sum(1)  # the config's
+    torch.testing.assert_close(pixel_log_likelihood(logits, x, "gaussian"), default)
 
 
 class LinearGaussianModel(GaussianEncoderMixin, VAEFamilyModel):
