@@ -36,7 +36,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
          "tests/test_quadrant_exact.py", "tests/test_cb_normaliser.py",
          "tests/test_model_details.py", "tests/test_hub_options.py", "tests/test_base_details.py",
          "tests/test_avb_encoders.py", "tests/test_gaussian_elbo.py", "tests/test_small_model_details.py",
-         "tests/test_aae_details.py", "tests/test_socvae_details.py", "tests/test_backbones.py",
+         "tests/test_aae_details.py", "tests/test_socvae_details.py", "tests/test_blocks_details.py",
          "tests/test_metric_values.py::test_importance_sampling_scores_with_the_models_own_pixel_likelihood",
          "tests/test_ais.py::test_prior_densities_integrate_to_one_and_match_their_samplers"],
     ),

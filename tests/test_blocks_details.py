@@ -1,13 +1,17 @@
-"""The convolutional backbone written out with torch.nn.functional (the encoder: two 4x4 stride-2 convolutions,
+"""Details of the shared blocks that a whole mutation run of vae_models/blocks.py found untested.
+
+The convolutional backbone written out with torch.nn.functional (the encoder: two 4x4 stride-2 convolutions,
 1 -> 32 -> 64 channels, 28 -> 14 -> 7, each followed by the activation, then the MLP head on the flattened features
 and the extra vector; the decoder mirrors it) and the parameter names and shapes that published conv checkpoints
-(the bundled classifier) are strict-loaded by."""
+(the bundled classifier) are strict-loaded by; the types and limits every model config checks."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from vae_models import ConfigError, build_model
 from vae_models.blocks import Decoder, Encoder, ModelConfig
 
 CONFIG = ModelConfig(backbone="conv", hidden_dims=(16,), activation="tanh")
@@ -47,3 +51,28 @@ def test_the_conv_decoder_mirrors_the_encoder_up_to_one_logit_per_pixel():
     expected = F.conv_transpose2d(h, p["body.3.weight"], p["body.3.bias"], stride=2, padding=1)
     assert expected.shape == (2, 1, 28, 28)
     torch.testing.assert_close(decoder(z), expected)
+
+
+@pytest.mark.parametrize("value", ["0.1", True, None, float("nan")])
+def test_a_number_field_refuses_strings_booleans_none_and_nan(value):
+    with pytest.raises(ConfigError, match="gaussian_std must be a finite number"):
+        build_model("ae", likelihood="gaussian", gaussian_std=value)
+
+
+@pytest.mark.parametrize("value", [1, "true", None])
+def test_a_switch_must_be_a_boolean(value):
+    with pytest.raises(ConfigError, match="supervised_prior must be a bool"):
+        build_model("aae", prior="mixture10", latent_dim=2, supervised_prior=value)
+
+
+@pytest.mark.parametrize("hidden_dims", [[], [0], [16, 0]])
+def test_hidden_widths_must_be_a_non_empty_list_of_positive_integers(hidden_dims):
+    with pytest.raises(ConfigError, match="hidden_dims must be non-empty positive widths"):
+        build_model("ae", hidden_dims=hidden_dims)
+
+
+def test_the_smallest_network_has_one_hidden_unit_and_one_latent_dimension():
+    config = build_model("vae", hidden_dims=[1], latent_dim=1).config
+    assert config.hidden_dims == (1,) and config.latent_dim == 1
+    with pytest.raises(ConfigError, match="latent_dim must be >= 1"):
+        build_model("vae", hidden_dims=[1], latent_dim=0)
