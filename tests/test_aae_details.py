@@ -124,3 +124,23 @@ def test_labels_pick_no_component_of_the_gaussian_prior():
     model = build_model("aae", **TINY)
     with pytest.raises(ValueError, match="only for the mixture10 and swiss_roll priors"):
         model.prior_sample(2, labels=torch.tensor([1, 2]))
+
+
+def test_the_swiss_roll_density_matches_a_far_finer_quadrature_at_its_ends_and_segment_boundaries():
+    """p(z) = int_0^1 N(z; curve(t), STD^2 I) dt: the library's midpoint rule against one with 50 times the nodes, in
+    float64, where the grid's placement matters most: the roll's two ends and the boundary between two segments."""
+    import math
+
+    from vae_models.aae import NUM_COMPONENTS, SWISS_ROLL_STD, swiss_roll_curve
+
+    points = swiss_roll_curve(torch.tensor([0.0, 1.0, 0.3, 0.55], dtype=torch.float64))
+    n = NUM_COMPONENTS * 400 * 50
+    t = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    log_kernel = (-0.5 * torch.cdist(points, swiss_roll_curve(t)).pow(2) / SWISS_ROLL_STD ** 2
+                  - math.log(2 * math.pi * SWISS_ROLL_STD ** 2))
+    fine = torch.logsumexp(log_kernel, dim=1) - math.log(n)
+    torch.testing.assert_close(swiss_roll_log_density(points), fine, rtol=0, atol=2e-3)
+    per_segment = log_kernel.view(4, NUM_COMPONENTS, -1)  # t = 0.3 is where segment 2 ends and segment 3 starts
+    for labels in ([0, 9, 2, 5], [0, 9, 3, 5]):
+        fine_c = torch.logsumexp(per_segment[torch.arange(4), torch.tensor(labels)], dim=1) - math.log(n // NUM_COMPONENTS)
+        torch.testing.assert_close(swiss_roll_log_density(points, torch.tensor(labels)), fine_c, rtol=0, atol=2e-3)
