@@ -134,3 +134,24 @@ def test_resuming_a_finished_run_trains_nothing_and_rewrites_nothing(tmp_path):
     assert list(Trainer(tiny_vae_config(tmp_path, max_steps=2, resume=True)).steps()) == []
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in files} == before
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
+
+
+def test_tensorboard_gets_the_runs_settings_and_each_steps_named_terms(tmp_path):
+    """--log-with tensorboard: under OUTPUT/train, the run's settings (flattened: model_config.latent_dim, ...) and
+    its length as hyperparameters, and every step's loss terms under their names, at their step numbers."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    trainer = Trainer(tiny_vae_config(tmp_path, log_with="tensorboard", max_steps=3, checkpoint_every=0))
+    for _ in trainer.steps():
+        pass
+    trainer.accelerator.end_training()
+    scalars = EventAccumulator(str(tmp_path / "train")).Reload()
+    assert sorted(scalars.Tags()["scalars"]) == ["train/kl", "train/loss", "train/reconstruction"]
+    assert [event.step for event in scalars.Scalars("train/kl")] == [1, 2, 3]
+    (events,) = (tmp_path / "train").glob("*/events.out.tfevents.*")  # the hyperparameters' sub-run
+    blob = EventAccumulator(str(events.parent)).Reload().PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(blob).session_start_info.hparams
+    assert hparams["total_steps"].number_value == 3 and hparams["model_config.latent_dim"].number_value == 2
+    assert hparams["lr"].number_value == 1e-3 and hparams["binarize"].string_value == "fixed"
+    assert hparams["model_config.hidden_dims"].string_value == "[8]"
