@@ -155,3 +155,18 @@ def test_tensorboard_gets_the_runs_settings_and_each_steps_named_terms(tmp_path)
     assert hparams["total_steps"].number_value == 3 and hparams["model_config.latent_dim"].number_value == 2
     assert hparams["lr"].number_value == 1e-3 and hparams["binarize"].string_value == "fixed"
     assert hparams["model_config.hidden_dims"].string_value == "[8]"
+
+
+def test_the_progress_bar_counts_the_runs_steps_from_where_it_resumed_and_shows_the_named_terms(tmp_path, capsys):
+    def bar(**changes) -> list[str]:
+        for _ in Trainer(tiny_vae_config(tmp_path, **{"max_steps": 12, "checkpoint_every": 4, **changes})).steps():
+            pass
+        return [frame for frame in capsys.readouterr().err.split("\r") if frame.strip()]
+
+    first = bar(progress_bar=True)
+    assert first[0].startswith("vae:   0%") and "| 0/12 [" in first[0]
+    assert first[-1].startswith("vae: 100%") and "| 12/12 [" in first[-1]
+    assert "loss=" in first[-1] and "reconstruction=" in first[-1] and "kl=" in first[-1]  # as of step 10
+    resumed = bar(progress_bar=True, max_steps=14, resume=True)
+    assert "| 12/14 [" in resumed[0] and "| 14/14 [" in resumed[-1]
+    assert bar(progress_bar=False, max_steps=16, resume=True) == []
