@@ -267,3 +267,61 @@ def test_all_adds_every_model_folder_inside_sorted_after_the_named_ones(tmp_path
     (tmp_path / "notes").mkdir()  # no config.json: not a model
     args = evaluation.parse_args(["first", "--all", str(tmp_path)])
     assert args.checkpoints == ["first", str(tmp_path / "a_model"), str(tmp_path / "b_model")]
+
+
+def test_a_grey_level_model_is_scored_on_the_grey_digits_and_every_record_names_its_source():
+    """A continuous-Bernoulli VAE models grey levels: its bound is computed on the grey test digits, not the
+    binarised ones, and says so; every record carries the dataset (MNIST unless told), the split and the command."""
+    from vae_models.metrics import importance_sampled_nll
+
+    torch.manual_seed(0)
+    model = build_model("vae", hidden_dims=[8], latent_dim=2, likelihood="continuous_bernoulli").eval()
+    args = evaluation.parse_args(["m", "--limit", "20", "--num-samples", "2", "--seed", "5"])
+    grey, _, _ = data = evaluation.test_set(str(MNIST_DIR), 20, 5)
+    torch.manual_seed(7)
+    records = evaluation.evaluate(model, data, args, None, "python -m train.evaluate m")
+    torch.manual_seed(7)
+    expected = importance_sampled_nll(model, grey, None, num_samples=2)
+    (nll,) = [r for r in records if r.name == "IS-NLL (k=2)"]
+    assert nll.value == round(float(expected.mean()), 4)
+    assert nll.estimator.startswith("-log p(x) in nats") and nll.estimator.endswith("; grey-level test set")
+    assert {(r.dataset, r.split, r.command) for r in records} == {("mnist", "test", "python -m train.evaluate m")}
+
+
+def test_conditional_accuracy_draws_one_sample_per_label_from_the_smallest_test_set():
+    from vae_models.metrics import conditional_accuracy
+
+    torch.manual_seed(1)
+    classifier = build_model("classifier", hidden_dims=[4], latent_dim=8).eval()
+    model = build_model("cvae", hidden_dims=[8], latent_dim=2).eval()
+    args = evaluation.parse_args(["m", "--limit", "10", "--num-samples", "2", "--seed", "5"])
+    records = {r.name: r for r in evaluation.evaluate(model, evaluation.test_set(str(MNIST_DIR), 10, 5), args,
+                                                      classifier, "cmd")}
+    expected = conditional_accuracy(classifier, model, 1, torch.Generator().manual_seed(5))
+    r = records["Conditional accuracy"]
+    assert (r.value, r.details) == (round(float(expected), 4), {"num_images": 10, "num_samples": 10})
+
+
+def test_avbs_gap_record_is_its_objectives_seeded_elbo_minus_the_ais_log_likelihood():
+    """AVB's learned KL checked against AIS: per digit, the training objective's ELBO estimate (seeded once, in
+    batches of 100 digits) plus the AIS -log p(x); here 150 digits, so two batches."""
+    torch.manual_seed(0)
+    model = build_model("avb", hidden_dims=[8], latent_dim=2, discriminator_hidden_dims=[8]).eval()
+    args = ais_args(limit=150, seed=3)
+    data = evaluation.test_set(str(MNIST_DIR), 150, 3)
+    records = {r.name: r for r in evaluation.evaluate(model, data, args, None, "cmd")}
+    _, _, _, nll = evaluation.ais_entry(model, data[1], data[2], args)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        objective = torch.cat([model.objective_elbo(data[1][:100]), model.objective_elbo(data[1][100:])])
+    gap = objective + nll
+    r = records["Objective ELBO minus AIS log-likelihood"]
+    assert (r.type, r.value, r.dataset, r.split, r.command) == ("elbo_gap", round(float(gap.mean()), 4), "mnist",
+                                                                "test", "cmd")
+    assert r.details == {"num_images": 150, "std_error": round(float(gap.std() / math.sqrt(150)), 4),
+                         "units": "nats", "objective_elbo": round(float(objective.mean()), 4)}
+    assert r.estimator.startswith("mean over test digits of the training objective's own ELBO estimate (-(reconstruction"
+                                  " + T's KL estimate), 8 noise draws) minus the AIS estimate of log p(x); > 0 means T "
+                                  "underestimates the KL")
+    assert r.estimator.endswith("; test set binarised once (seed 3)")
+    assert (records["AIS-NLL"].dataset, records["AIS-NLL"].split, records["AIS-NLL"].command) == ("mnist", "test", "cmd")
