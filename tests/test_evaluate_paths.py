@@ -199,6 +199,8 @@ def test_denoising_records_score_the_reconstruction_and_the_corrupted_input_agai
         assert p.details == {"num_images": 20, "input_psnr": round(float(psnr(noisy, grey)), 4), "corruption": kind,
                              "level": level, "units": "dB"}
         assert (s.type, s.value) == ("ssim", round(float(ssim(clean, grey)), 4))
+        assert p.estimator == "PSNR in dB of the reconstruction of the corrupted grey-level test digits against the clean ones"
+        assert s.estimator == "SSIM of the reconstruction of the corrupted grey-level test digits against the clean ones"
         assert s.details == {"num_images": 20, "input_ssim": round(float(ssim(noisy, grey)), 4), "corruption": kind,
                              "level": level}
 
@@ -221,6 +223,7 @@ def test_likelihood_and_sample_quality_records_say_what_they_measure():
     assert records["IS-NLL (k=2)"].estimator.startswith("-log p(x|y) in nats, importance-weighted bound")
     assert records["Classifier-feature FD"].estimator.startswith(
         "Fréchet distance between Gaussians fitted to the classifier's penultimate features of 20 prior samples")
+    assert records["Classifier-feature FD"].details == {"num_images": 20, "num_samples": 20}
     _, _, records = evaluate("dvae")
     assert records["Denoising SSIM (block 0.5)"].estimator.startswith("SSIM of the reconstruction of the corrupted")
 
@@ -231,6 +234,7 @@ def test_prior_mmd_record_is_the_seeded_library_value():
     model, (_, binary, _), records = evaluate("aae")
     expected = prior_mmd(model, binary, None, 20, torch.Generator().manual_seed(5))
     assert (records["Prior MMD"].type, records["Prior MMD"].value) == ("mmd", round(float(expected), 4))
+    assert records["Prior MMD"].details == {"num_images": 20, "num_samples": 20}
 
 
 def test_a_classifier_is_scored_by_its_test_accuracy():
@@ -241,6 +245,7 @@ def test_a_classifier_is_scored_by_its_test_accuracy():
     (record,) = evaluation.evaluate(classifier, data, args, None, "cmd")
     expected = (classifier.predict(grey) == labels).float().mean()
     assert (record.name, record.type, record.value) == ("Test accuracy", "accuracy", round(float(expected), 4))
+    assert record.estimator == "top-1 accuracy on the grey-level test digits"
 
 
 def test_command_line_choices_switches_and_bounds(tmp_path, capsys):
@@ -327,3 +332,30 @@ def test_avbs_gap_record_is_its_objectives_seeded_elbo_minus_the_ais_log_likelih
                                   "underestimates the KL")
     assert r.estimator.endswith("; test set binarised once (seed 3)")
     assert (records["AIS-NLL"].dataset, records["AIS-NLL"].split, records["AIS-NLL"].command) == ("mnist", "test", "cmd")
+
+
+def test_conditional_samples_are_drawn_from_a_generator_seeded_with_the_seed(monkeypatch):
+    """The conditional accuracy repeats run to run: its samples come from torch.Generator().manual_seed(--seed)."""
+    real, states = evaluation.conditional_accuracy, []
+
+    def recording(classifier, model, per_digit, generator):
+        states.append(generator.get_state().clone())
+        return real(classifier, model, per_digit, generator)
+
+    monkeypatch.setattr(evaluation, "conditional_accuracy", recording)
+    torch.manual_seed(1)
+    evaluate("cvae", build_model("classifier", hidden_dims=[4], latent_dim=8).eval())
+    assert len(states) == 1 and torch.equal(states[0], torch.Generator().manual_seed(5).get_state())
+
+
+def test_the_test_set_is_the_test_split_in_grey_levels_from_the_chosen_source(monkeypatch):
+    from vae_models.data import load_mnist
+
+    grey, _, labels = evaluation.test_set(str(MNIST_DIR), 30, 0)
+    images, expected_labels = load_mnist("test", data_dir=str(MNIST_DIR))
+    torch.testing.assert_close(grey, images[:30].float().unsqueeze(1) / 255, rtol=0, atol=0)
+    assert torch.equal(labels, expected_labels[:30]) and grey.max() == 1.0
+    calls = []  # --data-source reaches the loader (its Hub path is tests/test_data_hub.py's)
+    monkeypatch.setattr(evaluation, "load_mnist", lambda *a, **k: calls.append((a, k)) or (images, expected_labels))
+    evaluation.test_set("somewhere", 30, 0, "fashion_mnist", source="hub")
+    assert calls == [(("test",), {"data_dir": "somewhere", "dataset": "fashion_mnist", "source": "hub"})]
