@@ -166,7 +166,11 @@ def test_the_progress_bar_counts_the_runs_steps_from_where_it_resumed_and_shows_
     first = bar(progress_bar=True)
     assert first[0].startswith("vae:   0%") and "| 0/12 [" in first[0]
     assert first[-1].startswith("vae: 100%") and "| 12/12 [" in first[-1]
-    assert "loss=" in first[-1] and "reconstruction=" in first[-1] and "kl=" in first[-1]  # as of step 10
+    assert "it/s, loss=" in first[-1] and ", reconstruction=" in first[-1] and ", kl=" in first[-1]  # as of step 10
     resumed = bar(progress_bar=True, max_steps=14, resume=True)
     assert "| 12/14 [" in resumed[0] and "| 14/14 [" in resumed[-1]
     assert bar(progress_bar=False, max_steps=16, resume=True) == []
+    two_players = bar(progress_bar=True, output_dir=str(tmp_path / "aae"), model="aae",
+                      model_config={"hidden_dims": [8], "latent_dim": 2, "discriminator_hidden_dims": [8]})
+    assert two_players[-1].startswith("aae: 100%")  # each player's terms by their last name
+    assert ", prior_codes=" in two_players[-1] and ", posterior_codes=" in two_players[-1]
