@@ -40,3 +40,56 @@ def test_a_model_is_loaded_once_and_a_failure_is_remembered(tmp_path):
     with pytest.raises(ModelUnavailable) as again:
         store.get("ae")
     assert str(again.value) == str(first.value)
+
+
+def test_the_hub_banners_word_for_word(monkeypatch, tmp_path):
+    """What a Space visitor reads: an unreachable Hub with or without bundled weights to fall back on, and the
+    models that no pin names (those alone use the bundled weights), in one banner."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from demo.weights import ModelStore, checkpoint_names
+
+    def unreachable(repo_id, **kwargs):
+        raise LocalEntryNotFoundError("no connection\ndetails")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    pins = {name: {"revision": "0123abc"} for name in checkpoint_names()} | {"vae": {"revision": None},
+                                                                              "ae": {"revision": None}}
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    store = ModelStore(bundled, hub=True, revisions=pins)
+    assert store.notice == (
+        "**The Hugging Face Hub could not be reached** (no connection); showing the bundled weights from `bundled/` "
+        "instead. **No pinned Hub revision** for ae, vae (`hub_revisions.json` lacks them; `python -m train.publish` "
+        "writes it): using the bundled weights for those.")
+    assert store.names() == checkpoint_names()
+    store = ModelStore(tmp_path / "no-weights-here", hub=True, revisions={name: {"revision": "0123abc"}
+                                                                           for name in checkpoint_names()})
+    assert store.notice == ("**The Hugging Face Hub could not be reached** (no connection); their features are "
+                            "unavailable until it can be reached (reload the Space later).")
+
+
+def test_each_view_says_which_declaration_it_found_no_model_for(monkeypatch):
+    from demo import weights
+    from vae_models import ConfigError
+
+    monkeypatch.setattr(weights, "checkpoints", lambda: {})
+    for choose, what in ((weights.label_judge, "a classifier kind (a model that labels digits)"),
+                         (weights.conditional_sampler, "label_conditional=True with a generative kind"),
+                         (weights.denoising_pair, "denoising=True with a baseline"),
+                         (weights.completion_pair, 'kind="completion" with a baseline')):
+        with pytest.raises(ConfigError) as refused:
+            choose()
+        assert str(refused.value) == f"no registered model declares {what}"
+
+
+def test_a_baseline_that_is_not_a_registered_model_is_a_config_error():
+    import dataclasses
+
+    from demo.weights import baseline_of
+    from vae_models import ConfigError, get_spec
+
+    spec = dataclasses.replace(get_spec("dvae"), baseline="vqvae")
+    with pytest.raises(ConfigError, match="dvae declares baseline='vqvae', which is not a registered model"):
+        baseline_of(spec)
