@@ -2,6 +2,7 @@
 app does not show are skipped (and only those), and an override updates the pinned entries it names."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,28 @@ def test_a_baseline_that_is_not_a_registered_model_is_a_config_error():
     spec = dataclasses.replace(get_spec("dvae"), baseline="vqvae")
     with pytest.raises(ConfigError, match="dvae declares baseline='vqvae', which is not a registered model"):
         baseline_of(spec)
+
+
+def test_the_store_reads_its_folders_from_the_arguments_else_the_environment_else_the_defaults(monkeypatch, tmp_path):
+    from demo.weights import DATA_ENV, DEFAULT_WEIGHTS_DIR, WEIGHTS_ENV, ModelStore
+
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    store = ModelStore(hub=False)
+    assert (store.weights_dir, store.data_dir, store.notice) == (Path(DEFAULT_WEIGHTS_DIR), None, "")
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "weights"))
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "data"))
+    store = ModelStore(hub=False)
+    assert (store.weights_dir, store.data_dir) == (tmp_path / "weights", str(tmp_path / "data"))
+    store = ModelStore(tmp_path / "given", hub=False, data_dir="mnist-here")
+    assert (store.weights_dir, store.data_dir) == (tmp_path / "given", "mnist-here")
+
+
+def test_the_store_computes_each_memo_once(tmp_path):
+    from demo.weights import ModelStore
+
+    store, calls = ModelStore(tmp_path, hub=False), []
+    assert store.memo("codes", lambda: calls.append("codes") or 1) == 1
+    assert store.memo("codes", lambda: calls.append("again") or 2) == 1
+    assert store.memo("other", lambda: calls.append("other") or 3) == 3
+    assert calls == ["codes", "other"]
