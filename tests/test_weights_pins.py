@@ -119,3 +119,21 @@ def test_the_store_computes_each_memo_once(tmp_path):
     assert store.memo("codes", lambda: calls.append("again") or 2) == 1
     assert store.memo("other", lambda: calls.append("other") or 3) == 3
     assert calls == ["codes", "other"]
+
+
+@pytest.mark.parametrize("error", ["LocalEntryNotFoundError", "ConnectionError"])
+def test_the_banner_shows_at_most_200_characters_of_the_hubs_error(monkeypatch, tmp_path, error):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from demo.weights import ModelStore, checkpoint_names
+
+    exc = (LocalEntryNotFoundError if error == "LocalEntryNotFoundError" else ConnectionError)("x" * 300 + "\nmore")
+
+    def unreachable(repo_id, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    store = ModelStore(tmp_path, hub=True, revisions={name: {"revision": "0123abc"} for name in checkpoint_names()})
+    prefix = "ConnectionError: " if error == "ConnectionError" else ""
+    assert f"could not be reached** ({prefix}{'x' * 200});" in store.notice
