@@ -174,3 +174,21 @@ def test_the_progress_bar_counts_the_runs_steps_from_where_it_resumed_and_shows_
                       model_config={"hidden_dims": [8], "latent_dim": 2, "discriminator_hidden_dims": [8]})
     assert two_players[-1].startswith("aae: 100%")  # each player's terms by their last name
     assert ", prior_codes=" in two_players[-1] and ", posterior_codes=" in two_players[-1]
+
+
+def test_each_epoch_ends_with_a_preview_and_each_step_logs_its_epoch(tmp_path):
+    """Two epochs of two 30 000-digit batches: previews after steps 2 and 4, metrics.jsonl's epochs 0, 0, 1, 1."""
+    for _ in Trainer(tiny_vae_config(tmp_path, batch_size=30_000, max_steps=None, epochs=2, checkpoint_every=0)).steps():
+        pass
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(row["step"], row["epoch"]) for row in rows] == [(1, 0), (2, 0), (3, 1), (4, 1)]
+
+
+def test_a_run_ending_on_a_checkpoint_step_saves_it_once(tmp_path):
+    trainer = Trainer(tiny_vae_config(tmp_path))  # 6 steps, a checkpoint every 2
+    saved, checkpoint = [], trainer.checkpoint
+    trainer.checkpoint = lambda step: saved.append(step) or checkpoint(step)
+    for _ in trainer.steps():
+        pass
+    assert saved == [2, 4, 6]
