@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect, sync_playwright
 
 from demo import build_app, common, launch_settings, serving
@@ -89,14 +90,15 @@ def test_conditional_tab(page, shots):
 def upload_after_clear(panel, path: Path, attempts: int = 3) -> None:
     """Set a file on the upload area that Clear has just brought back. Svelte re-renders that area after the old
     file's name is gone, and on a loaded machine a file set on the input it is replacing is dropped (the name never
-    shows); the page a visitor sees has settled long before they pick a file. So set it again, a few times at most,
-    until its name shows."""
+    shows), or the new input is slow to appear; the page a visitor sees has settled long before they pick a file.
+    So, a few times at most: select the Upload tab again, wait for its input, set the file, until its name shows."""
     for attempt in range(attempts):
-        panel.locator("input[type=file]").set_input_files(str(path))
         try:
+            panel.get_by_role("tab", name="Upload", exact=True).click()
+            panel.locator("input[type=file]").set_input_files(str(path), timeout=15_000)
             expect(panel.get_by_text(path.name).first).to_be_visible(timeout=10_000)
             return
-        except AssertionError:
+        except (AssertionError, PlaywrightTimeoutError):
             if attempt == attempts - 1:
                 raise
 
