@@ -109,14 +109,24 @@ def test_main_writes_each_models_results_under_the_output_name_and_prints_them_a
     vae = read_eval_results(two_models / "vae", "quick.json")
     ae = read_eval_results(two_models / "ae", "quick.json")
     assert vae and all(r.command == "python -m train.evaluate " + " ".join(argv) for r in vae + ae)
-    lines = out.splitlines()
-    assert lines[0].split() == ["model", "type", "metric", "value"]
-    assert [line.split()[:2] for line in lines[1:]] == [["vae", "vae"]] * len(vae) + [["ae", "ae"]] * len(ae)
+    rows = [("model", "type", "metric", "value")] + [(n, n, r.name, str(r.value)) for n, rs in (("vae", vae), ("ae", ae))
+                                                     for r in rs]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]  # columns padded to their widest entry
+    assert out.splitlines() == ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows]
     assert f"wrote {two_models / 'vae' / 'quick.json'} ({len(vae)} results)" in err
     assert f"wrote {two_models / 'ae' / 'quick.json'} ({len(ae)} results)" in err
     assert (f"warning: no classifier at {two_models / 'no_classifier'}: skipping the classifier-feature FD and "
             "conditional accuracy (train one with `python -m train --model classifier ...` or pass --classifier)") in err
     assert "was trained on" not in err  # no classifier: no dataset mismatch to warn about
+
+
+def test_main_reads_the_test_set_from_the_chosen_source(two_models, monkeypatch):
+    calls, test_set = [], evaluation.test_set
+    monkeypatch.setattr(evaluation, "test_set", lambda *a: calls.append(a) or test_set(*a[:4]))
+    argv = [str(two_models / "vae"), "--data-dir", str(MNIST_DIR), "--limit", "10", "--num-samples", "2",
+            "--output", "source.json", "--classifier", str(two_models / "no_classifier"), "--data-source", "hub"]
+    assert evaluation.main(argv) == 0
+    assert calls == [(str(MNIST_DIR), 10, 0, "mnist", "hub")]
 
 
 def test_main_records_the_command_line_it_was_started_with(two_models, monkeypatch):
