@@ -26,7 +26,9 @@ MNIST_DIR = REPO.parent / "shared/data/mnist"
 NOT_SETTINGS = {"data_dir", "output_dir", "save_pretrained", "push_to_hub", "revision", "private", "resume", "command",
                 "progress_bar"}
 # Settings added after the bundled weights were trained, with the value every earlier run had.
-EARLIER = {"optimizer": "adam", "init_from": None, "lr_decay_to": None, "data_source": "idx", "hub_revision": None}
+EARLIER = {"optimizer": "adam", "init_from": None, "lr_decay_to": None, "data_source": "idx", "hub_revision": None,
+           "lr_schedule": "constant", "discriminator_lr": None, "adam_beta1": 0.9, "adversarial_updates": "alternating",
+           "ema_decay": None, "init_output_bias": False, "sync_every": 50}
 
 
 def test_every_declared_checkpoint_has_exactly_one_recipe():

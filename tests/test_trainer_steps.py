@@ -21,7 +21,7 @@ def config(tmp_path: Path, name: str, **kw) -> TrainConfig:
                                                   "discriminator_hidden_dims": [8]},
                        data_dir=str(MNIST_DIR), batch_size=16, max_steps=6, checkpoint_every=0, seed=3,
                        output_dir=str(tmp_path / name / "run"), save_pretrained=str(tmp_path / name / "export"),
-                       progress_bar=False, **kw)
+                       progress_bar=False, **{"sync_every": 1, **kw})
 
 
 def test_steps_yields_every_step_and_matches_run(tmp_path):
@@ -86,21 +86,25 @@ def test_the_updates_are_a_plain_two_player_loop(tmp_path, name):
     assert all(torch.equal(ours[k], plain[k]) for k in plain)
 
 
-def test_direct_batches_are_the_accelerate_loaders_in_the_same_random_order(tmp_path):
-    """One CPU process reads the torch DataLoader inside Accelerate's wrapper directly, one batch ahead as the wrapper
-    does: across an epoch boundary, with the random binarisation drawn per batch, the weights are the wrapper's."""
-    def run(name: str, through_wrapper: bool):
+class ThroughAcceleratesLoader(Trainer):
+    """The path several processes take: batches from Accelerate's prepared DataLoader, not the resident data."""
+    fast = False
+
+
+def test_the_resident_batches_are_accelerates_loader_in_the_same_random_order(tmp_path):
+    """One process slices the epoch's permutation of the resident training set and binarises on the device, one batch
+    ahead as Accelerate's loader reads them: across an epoch boundary, with the random binarisation drawn per
+    batch, the weights are bitwise those of the DataLoader path."""
+    def run(name: str, trainer_class):
         cfg = config(tmp_path, name)
         cfg.model, cfg.model_config = "vae", {"hidden_dims": [16], "latent_dim": 2}
         cfg.batch_size, cfg.max_steps = 8192, 9  # 7 batches per epoch: a second epoch starts
-        trainer = Trainer(cfg)
-        if through_wrapper:
-            trainer._batches = iter  # iterate the prepared DataLoaderShard itself
+        trainer = trainer_class(cfg)
         trainer.run()
         return trainer.model.state_dict()
 
-    direct, wrapped = run("direct", False), run("wrapped", True)
-    assert all(torch.equal(direct[k], wrapped[k]) for k in wrapped)
+    resident, loader = run("resident", Trainer), run("loader", ThroughAcceleratesLoader)
+    assert all(torch.equal(resident[k], loader[k]) for k in loader)
 
 
 def test_each_update_computes_only_its_own_players_gradients_and_then_unfreezes_the_other(tmp_path):
@@ -108,24 +112,23 @@ def test_each_update_computes_only_its_own_players_gradients_and_then_unfreezes_
     they were (None, or the values of their own last update); after every step both players train again."""
     trainer = Trainer(config(tmp_path, "frozen"))
     seen = []
-    original = trainer._apply
+    original = trainer._gradients
 
-    def apply(optimizer, loss, terms, step, discriminator, prefix):
+    def gradients(optimizer, images, labels, discriminator, prefix):
         model = trainer.model
         other = list(model.generator_parameters() if discriminator else model.discriminator_parameters())
         own = list(model.discriminator_parameters() if discriminator else model.generator_parameters())
         before = [None if p.grad is None else p.grad.clone() for p in other]
-        frozen = not any(p.requires_grad for p in other)
-        out = original(optimizer, loss, terms, step, discriminator, prefix)
+        out = original(optimizer, images, labels, discriminator, prefix)
         kept = all((b is None and p.grad is None) or (b is not None and torch.equal(b, p.grad))
                    for b, p in zip(before, other))
-        seen.append((discriminator, frozen, kept, all(p.grad is not None for p in own)))
+        seen.append((discriminator, kept, all(p.grad is not None for p in own)))
         return out
 
-    trainer._apply = apply
+    trainer._gradients = gradients
     for record in trainer.steps():
         assert all(p.requires_grad for p in trainer.model.parameters())
-    assert seen == [(True, True, True, True), (False, True, True, True)] * 6
+    assert seen == [(True, True, True), (False, True, True)] * 6
 
 
 def test_a_diverged_update_leaves_both_players_trainable(tmp_path):

@@ -1,6 +1,10 @@
 """Command line: `python -m train --model vae --data-dir ../shared/data/mnist --max-steps 2000 --save-pretrained out/vae`,
 or from a recipe: `python -m train --config recipes/vae.json --data-dir ../shared/data/mnist --save-pretrained out/vae`.
 
+Every option but --config and --set is a `TrainConfig` field: its name with "-" for "_", its default, its choices
+and its help (the field's comment) come from the dataclass, so a setting is declared once. A recipe's "train"
+object may set every field that is not run_only.
+
 Also runs under DDP: `accelerate launch --multi_gpu --num_processes 2 -m train ...` (on CPU add ACCELERATE_USE_CPU=true).
 Bad input ends with one `error: ...` line on stderr and exit status 2; a diverged loss or a failed push with status 1.
 """
@@ -8,18 +12,46 @@ Bad input ends with one `error: ...` line on stderr and exit status 2; a diverge
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
+import os
+import re
 import sys
+import typing
 
 from vae_models import ConfigError, read_config
 
 from .hub import PushError
 from .recipe import RecipeError, check_recipe, is_recipe
-from .trainer import DEFAULT_OPTIMIZER, OPTIMIZERS, Diverged, TrainConfig, TrainError, train
+from .trainer import Diverged, TrainConfig, TrainError, train
 
-# Options a recipe's "train" object may set (its keys are these options' names with "_" for "-").
-RECIPE_OPTIONS = {"dataset", "binarize", "batch_size", "lr", "optimizer", "epochs", "max_steps", "lr_decay_to",
-                  "init_from", "seed", "checkpoint_every", "keep_checkpoints", "log_with", "mixed_precision"}
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# The trainer settings a recipe's "train" object may set (its keys are these fields' names).
+RECIPE_OPTIONS = {name for name, f in FIELDS.items() if not f.metadata.get("run_only")}
+ENV_DATA_DIR = "VAE_FAMILY_DATA_DIR"  # --data-dir's default, read here at the entry point
+
+
+def field_help() -> dict[str, str]:
+    """Each TrainConfig field's comment (with its continuation lines), read from the class's source."""
+    helps, current = {}, None
+    for line in inspect.getsource(TrainConfig).splitlines():
+        declared = re.match(r"\s{4}(\w+): [^#]*#\s?(.*)$", line)
+        continued = re.match(r"\s{4}#\s+(.*)$", line)
+        if declared:
+            current = declared.group(1)
+            helps[current] = declared.group(2).strip()
+        elif continued and current:
+            helps[current] += " " + continued.group(1).strip()
+        else:
+            current = None
+    return helps
+
+
+def _parse_type(annotation: str):
+    """The argparse type of a field annotated e.g. `int`, `float | None`, `str | None`."""
+    base = annotation.replace(" | None", "")
+    return {"int": int, "float": float, "str": str}.get(base)
 
 
 def parse_set(items: list[str]) -> dict:
@@ -54,37 +86,24 @@ def read_config_file(path: str) -> tuple[dict, str | None, dict]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train", description="Train a model of the VAE family on MNIST.")
-    p.add_argument("--model", help="model name (vae_models.MODELS); optional when --config names the model")
     p.add_argument("--config", help="a recipe (recipes/NAME.json: model, model config and trainer settings) or a "
                    "JSON file of model config fields (an exported config.json works too)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a model config field, JSON value (repeatable; overrides --config)")
-    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: download to the cache)")
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist"])
-    p.add_argument("--data-source", default="idx", choices=["idx", "hub"],
-                   help="idx: IDX files (--data-dir or the download cache); hub: the Hub's parquet dataset repo")
-    p.add_argument("--hub-revision", help="commit of the Hub dataset repo (with --data-source hub)")
-    p.add_argument("--binarize", choices=["dynamic", "fixed", "none"], help="default: the model's choice")
-    p.add_argument("--batch-size", type=int, default=128, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=DEFAULT_OPTIMIZER,
-                   help="Adam implementation (same update, different speed); recorded in training_args.json")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--max-steps", type=int, help="total optimisation steps (overrides --epochs)")
-    p.add_argument("--lr-decay-to", type=float, metavar="LR",
-                   help="decay the learning rate exponentially to LR at the last step (default: constant)")
-    p.add_argument("--init-from", metavar="DIR", help="start from this export's weights (same model config)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output-dir", default=None, help="run folder (default: runs/MODEL)")
-    p.add_argument("--checkpoint-every", type=int, default=500, metavar="N", help="steps between checkpoints")
-    p.add_argument("--keep-checkpoints", type=int, default=3)
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/latest")
-    p.add_argument("--log-with", choices=["tensorboard", "trackio"])
-    p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
-    p.add_argument("--save-pretrained", metavar="DIR", help="export the final model, samples and card here")
-    p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the export to this Hub repo")
-    p.add_argument("--revision", help="Hub branch for --push-to-hub (created if missing)")
-    p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    helps, hints = field_help(), typing.get_type_hints(TrainConfig)
+    for name, f in FIELDS.items():
+        if name in ("model_config", "command"):  # --set and --config; the command line itself
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = helps.get(name, "")
+        if hints[name] is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+            continue
+        annotation = str(f.type)
+        p.add_argument(flag, type=_parse_type(annotation), default=default, choices=f.metadata.get("choices"),
+                       help=f"{text} (default: {default})" if default is not None else text)
+    p.set_defaults(output_dir=None)  # runs/MODEL
     return p
 
 
@@ -93,23 +112,17 @@ def config_from_args(argv: list[str]) -> TrainConfig:
     config_path = p.parse_known_args(argv)[0].config
     fields, named, settings = read_config_file(config_path) if config_path else ({}, None, {})
     p.set_defaults(**settings)  # the recipe's trainer settings; options on the command line win
-    args = p.parse_args(argv)
-    fields |= parse_set(args.set)
-    model = args.model or named
+    args = vars(p.parse_args(argv))
+    fields |= parse_set(args.pop("set"))
+    args.pop("config")
+    model = args["model"] or named
     if not model:
         raise TrainError("--model is required (or a --config that names the model)")
     fields.pop("model_type", None) if fields.get("model_type") == model else None
-    return TrainConfig(
-        model=model, model_config=fields, data_dir=args.data_dir, dataset=args.dataset, binarize=args.binarize,
-        data_source=args.data_source, hub_revision=args.hub_revision,
-        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, epochs=args.epochs,
-        max_steps=args.max_steps, seed=args.seed,
-        output_dir=args.output_dir or f"runs/{model}", checkpoint_every=args.checkpoint_every,
-        keep_checkpoints=args.keep_checkpoints, resume=args.resume, log_with=args.log_with,
-        mixed_precision=args.mixed_precision, save_pretrained=args.save_pretrained, push_to_hub=args.push_to_hub,
-        revision=args.revision, private=args.private, init_from=args.init_from, lr_decay_to=args.lr_decay_to,
-        command=list(argv),
-    )
+    args["model"] = model
+    args["data_dir"] = args["data_dir"] or os.environ.get(ENV_DATA_DIR) or None
+    args["output_dir"] = args["output_dir"] or f"runs/{model}"
+    return TrainConfig(**args, model_config=fields, command=list(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,18 +6,21 @@ grids live in previews.py, the export folder and the card in export.py and card.
 same code runs as a plain `python -m train ...` and under `accelerate launch` (DDP, any number of processes,
 mixed precision).
 
+The fast path (one process, CPU or CUDA): the training set lives on the device as uint8 and each batch is a slice
+of the epoch's permutation, binarised on the device (`vae_models.data.MNISTDataset` with its tensors moved there);
+the loss terms stay on the device and are read every `sync_every` steps, which is also when the finite-loss check
+runs: a non-finite loss restores the weights and optimiser state of the last check that passed, then stops the
+run. Several processes (DDP) read the batches through Accelerate's prepared DataLoader instead, in the same order.
+
 DDP and two losses on one module: DDP only all-reduces gradients of a backward pass that follows a forward pass
 *of the wrapped module*. Calling `unwrap_model(model).discriminator_loss(...)` would silently skip that sync and
 the ranks would drift apart. So both objectives go through `LossModule.forward`, and the adversarial case turns
 on `find_unused_parameters` (the discriminator step does not touch the generator, and vice versa for some models).
 
-Checkpoints: `output_dir/checkpoints/step_XXXXXXX` (accelerator.save_state + trainer_state.json), written into a
-hidden temp folder and renamed into place only when complete; `checkpoints/latest` names the newest one and is
-replaced atomically. A run killed at any moment therefore leaves `latest` pointing at a whole checkpoint.
-
-Speed: the step does what a plain PyTorch loop does and little more (benchmarks/train_throughput.py compares
-them). Adam's implementation is a setting (`optimizer`, recorded in training_args.json): "adam-fused" by default,
-"adam" (PyTorch's per-parameter loop) for the runs that made the weights bundled before the setting existed.
+Checkpoints: `output_dir/checkpoints/step_XXXXXXX`, written into a hidden temp folder and renamed into place only
+when complete; `checkpoints/latest` names the newest one and is replaced atomically. A run killed at any moment
+therefore leaves `latest` pointing at a whole checkpoint. A checkpoint is safetensors + JSON only (checkpoint.py),
+so a run folder can be copied to another machine, committed to a repository and resumed there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import math
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -39,24 +43,27 @@ from tqdm.auto import tqdm
 
 import vae_models
 from vae_models import CheckpointError, ConfigError, build_model
-from vae_models.data import load_mnist, make_loader
+from vae_models.data import BINARIZE, DATASETS, SOURCES, load_mnist, make_loader
 
+from . import checkpoint as ckpt
 from .export import training_record, write_export
 from .hub import push_folder
 from .previews import PREVIEW_COUNT, log_to_trackers, preview_images, save_preview
 
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
-# Adam implementations (torch.optim.Adam keyword arguments). On CPU "fused" updates all of a parameter's state in one
+CHECKPOINTS = ckpt.CHECKPOINTS
+LATEST = ckpt.LATEST
+# Adam implementations (torch.optim.Adam keyword arguments). "fused" updates all of a parameter's state in one
 # kernel: the fastest (benchmarks/README.md); "adam" is PyTorch's default per-parameter loop on CPU, which trained
 # every weight bundled before this setting existed, so their recipes name it to stay reproducible.
 OPTIMIZERS = {"adam": {}, "adam-foreach": {"foreach": True}, "adam-fused": {"fused": True}}
-DEFAULT_OPTIMIZER = "adam-fused"
-# Per-step bookkeeping is batched: on a busy CPU, whose caches the model's maths keeps flushing, each Python-level
-# call of the loop costs several times what it costs in isolation (benchmarks/README.md, *Where a trainer step goes*).
-BAR_EVERY, BAR_REDRAW_S = 10, 1.0  # steps between updates of the progress bar's count and loss display; seconds
-#                                    between its redraws (tqdm's default, 0.1 s, redraws after almost every update)
-METRICS_EVERY = 50  # steps of metrics.jsonl lines kept in memory before they are written; also written at checkpoints
+# Learning-rate schedules, as a factor of each optimiser's base rate at `step` of `total` (see lr_factor).
+LR_SCHEDULES = ("constant", "exponential", "iwae")
+ADVERSARIAL_UPDATES = ("alternating", "simultaneous")
+TRACKERS = ("tensorboard", "trackio")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+IWAE_STAGES = 8  # Burda et al. 2015, Sec. 5: 3^i epochs at lr 1e-3 * 10^(-i/7), i = 0..7 (3,280 epochs in all)
+BAR_REDRAW_S = 1.0  # seconds between redraws of the progress bar (tqdm's default, 0.1 s, costs a busy CPU)
+METRICS_EVERY = 50  # metrics.jsonl lines kept in memory before they are written; also written at checkpoints
 
 
 class TrainError(RuntimeError):
@@ -67,41 +74,73 @@ class Diverged(TrainError):
     """The loss (or the weights) stopped being finite; the latest checkpoint is the last good one."""
 
 
+def choice(default, choices: tuple, **kw):
+    """A dataclass field whose value must be one of `choices` (None allowed when it is the default)."""
+    return field(default=default, metadata={"choices": choices, **kw})
+
+
+def run_only(default=None, **kw):
+    """A field that describes this run (where it writes, whether it resumes), not how the weights are made: a recipe
+    cannot set it and a resumed run may change it."""
+    if callable(default):
+        return field(default_factory=default, metadata={"run_only": True, **kw})
+    return field(default=default, metadata={"run_only": True, **kw})
+
+
 @dataclass
 class TrainConfig:
-    model: str  # registry name, a key of vae_models.MODELS ("vae", "aae", ...)
-    model_config: dict = field(default_factory=dict)  # the model's config fields; the rest keep their defaults
-    data_dir: str | None = None  # folder with the MNIST IDX files; None: vae_models.data's cache / download
-    dataset: str = "mnist"  # "mnist" or "fashion_mnist"
-    data_source: str = "idx"  # "idx" (data_dir / cache / mirrors) or "hub" (the Hub's parquet dataset repo)
-    hub_revision: str | None = None  # commit of the Hub dataset repo (data_source "hub"); None: the library's pin
-    binarize: str | None = None  # "dynamic", "fixed" or "none"; None: the model's default (see default_binarize)
+    model: str = run_only(None)  # registry name, a key of vae_models.MODELS ("vae", "aae", ...)
+    model_config: dict = run_only(dict)  # the model's config fields; the rest keep their defaults
+    data_dir: str | None = run_only(None)  # folder with the MNIST IDX files; None: the download cache
+    dataset: str = choice("mnist", DATASETS)  # which dataset to train on
+    data_source: str = choice("idx", SOURCES)  # idx: IDX files (data_dir, cache, mirrors); hub: the Hub dataset repo
+    hub_revision: str | None = None  # commit of the Hub dataset repo (data_source hub); None: the library's pin
+    binarize: str | None = choice(None, BINARIZE)  # dynamic, fixed or none; None: the model's default
     batch_size: int = 128  # per process: the global batch is batch_size * number of processes
-    lr: float = 1e-3  # Adam learning rate (both players of an adversarial model)
-    optimizer: str = DEFAULT_OPTIMIZER  # Adam implementation, a key of OPTIMIZERS (same maths, different speed)
+    lr: float = 1e-3  # Adam learning rate (both players of an adversarial model unless discriminator_lr is set)
+    discriminator_lr: float | None = None  # the adversary's Adam learning rate; None: lr
+    adam_beta1: float = 0.9  # Adam's beta1 (beta2 is 0.999); GAN-style codes, AVB's among them, use 0.5
+    optimizer: str = choice("adam-fused", tuple(OPTIMIZERS))  # Adam implementation (same maths, different speed)
+    lr_schedule: str = choice("constant", LR_SCHEDULES)  # constant; exponential: to lr_decay_to at the last step;
+    #   iwae: Burda et al. 2015's 8 stages, stage i taking 3^i/3280 of the run at lr * 10^(-i/7) (rounded as theirs)
+    lr_decay_to: float | None = None  # the last step's learning rate of the exponential schedule
     epochs: int = 10  # passes over the training set, unless max_steps is given
     max_steps: int | None = None  # total optimisation steps; overrides epochs
+    adversarial_updates: str = choice("alternating", ADVERSARIAL_UPDATES)  # two-player models. alternating: the
+    #   discriminator steps, then the model's loss uses the updated one; simultaneous: both players' gradients from
+    #   the same batch and weights, then both applied (Mescheder et al.'s AVB code)
+    ema_decay: float | None = None  # Polyak averaging: an exponential moving average of the weights with this
+    #   per-step decay (e.g. 0.999) is what the export and the previews hold; None: the last weights
+    init_output_bias: bool = False  # start the decoder's output bias at the logit of the training set's mean pixel
+    #   (Burda et al.'s IWAE code does), instead of zero
     seed: int = 0  # seeds model init, data order, binarisation and sampling noise: same seed, same weights
-    output_dir: str = "runs/run"  # run folder: checkpoints/, metrics.jsonl, samples/, tracker logs
+    init_from: str | None = None  # export folder whose weights start the run (a warm start; same model config)
+    sync_every: int = 50  # steps between reads of the loss terms from the device (one transfer): the logs (each
+    #   term's mean over those steps), the progress bar and the finite-loss check
+    output_dir: str = run_only("runs/run")  # run folder: checkpoints/, metrics.jsonl, samples/, tracker logs
     checkpoint_every: int = 500  # save a checkpoint every this many steps (0: only at the end)
     keep_checkpoints: int = 3  # how many recent checkpoints to keep
-    resume: bool = False  # continue from output_dir/checkpoints/latest (a fresh start if there is none)
-    log_with: str | None = None  # experiment tracker: "tensorboard", "trackio" or None (metrics.jsonl only)
-    mixed_precision: str | None = None  # "no", "fp16", "bf16"; None: whatever `accelerate launch` configured
-    save_pretrained: str | None = None  # export folder: model.safetensors, config.json, samples.png, README.md
-    push_to_hub: str | None = None  # Hub repo id ORG/NAME to upload the export to (one commit)
-    revision: str | None = None  # Hub branch to push to (created if missing); None: main
-    private: bool = False  # create the Hub repo as private
-    init_from: str | None = None  # export folder whose weights start the run (a warm start; same model config)
-    lr_decay_to: float | None = None  # decay the lr exponentially to this value at the last step; None: constant
-    progress_bar: bool = True  # a tqdm bar on stderr (the app's live training turns it off)
-    command: list[str] = field(default_factory=list)  # the command line, recorded in the export
+    resume: bool = run_only(False)  # continue from output_dir/checkpoints/latest (a fresh start if there is none)
+    log_with: str | None = choice(None, TRACKERS)  # experiment tracker; None: metrics.jsonl only
+    mixed_precision: str | None = choice(None, MIXED_PRECISION)  # None: whatever `accelerate launch` configured
+    save_pretrained: str | None = run_only(None)  # export folder: model.safetensors, config.json, samples.png, card
+    push_to_hub: str | None = run_only(None)  # Hub repo id ORG/NAME to upload the export to (one commit)
+    revision: str | None = run_only(None)  # Hub branch to push to (created if missing); None: main
+    private: bool = run_only(False)  # create the Hub repo as private
+    progress_bar: bool = run_only(True)  # a tqdm bar on stderr (the app's live training turns it off)
+    command: list[str] = run_only(list)  # the command line, recorded in the export
+
+
+# What a resumed run may change: the length of the run and everything about where and how it reports.
+RESUMABLE = {"epochs", "max_steps", "sync_every", "mixed_precision", "hub_revision", "data_source", "checkpoint_every",
+             "keep_checkpoints", "log_with"}
 
 
 class MetricsLog:
-    """metrics.jsonl: one JSON line per step ({"step", "epoch", **logs}), written every METRICS_EVERY steps, at every
-    checkpoint and when the loop ends or stops (`tail -f` follows a run, at most METRICS_EVERY steps behind). A run killed
-    outright loses only lines of steps after its last checkpoint, which a resume trains (and logs) again."""
+    """metrics.jsonl: one JSON line per read of the loss terms ({"step", "epoch", **logs}: each term's mean over the
+    steps since the line before; one line a step with sync_every 1), written every METRICS_EVERY lines, at every
+    checkpoint and when the loop ends or stops. A run killed outright loses only lines of steps after its last
+    checkpoint, which a resume trains (and logs) again."""
 
     def __init__(self, path: Path):
         self.file = open(path, "a", encoding="utf-8")
@@ -156,59 +195,39 @@ def load_data(cfg: TrainConfig, split: str = "train"):
         raise TrainError(f"cannot load {cfg.dataset} {split} data: {exc}") from exc
 
 
-# ------------------------------------------------------------------------------------------- checkpoints
-
-
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    pointer = output_dir / CHECKPOINTS / LATEST
-    if not pointer.is_file():
-        return None
-    path = output_dir / CHECKPOINTS / pointer.read_text().strip()
-    if not (path / "trainer_state.json").is_file():
-        raise TrainError(f"{pointer} names {path.name}, which is missing or incomplete")
-    return path
+    try:
+        return ckpt.latest(output_dir)
+    except CheckpointError as exc:
+        raise TrainError(str(exc)) from exc
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def read_state(folder: Path) -> dict:
+    try:
+        return ckpt.read_state(folder)
+    except CheckpointError as exc:
+        raise TrainError(f"cannot resume: {exc}") from exc
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, state: dict, keep: int) -> Path:
-    """Every process calls this (save_state writes each rank's RNG state); only the main process renames."""
-    root = output_dir / CHECKPOINTS
-    name = f"step_{step:07d}"
-    tmp, final = root / f".tmp_{name}", root / name
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
-        if final.exists():  # left by a run killed after the rename but before `latest` moved on
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _write_atomic(root / LATEST, name)
-        for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
-
-# ------------------------------------------------------------------------------------------- the loop
+def lr_factor(schedule: str, step: int, total: int, lr: float, decay_to: float | None) -> float:
+    """The learning rate of `step` (0-based) of `total` as a factor of the base rate; a function of the step alone,
+    so a resumed run needs no schedule state."""
+    if schedule == "exponential":  # lr * (decay_to / lr) ** (step / (total - 1)): lr at the first step, decay_to at the last
+        return (decay_to / lr) ** (step / max(1, total - 1))
+    if schedule == "iwae":  # stage i covers epochs [(3^i - 1)/2, (3^(i+1) - 1)/2) of 3,280, scaled to the run's length
+        epoch = step * ((3**IWAE_STAGES - 1) // 2) / total
+        stage = min(IWAE_STAGES - 1, int(math.log(2 * epoch + 1, 3) + 1e-9))
+        return round(10 ** (1 - stage / 7), 1) / 10  # the authors' experiments.py: 1e-4 * round(10^(1 - i/7), 1)
+    return 1.0
 
 
 def settings(cfg: TrainConfig, model, binarize: str, num_processes: int) -> dict:
-    """What a resumed run must share with the run it continues (the rest, e.g. max_steps, may change)."""
+    """What a resumed run must share with the run it continues: every setting that shapes the weights."""
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+              if not f.metadata.get("run_only") and f.name not in RESUMABLE}
     return json.loads(json.dumps({  # JSON round trip: compared with the copy read back from trainer_state.json
-        "model": cfg.model, "model_config": dataclasses.asdict(model.config), "dataset": cfg.dataset,
-        "binarize": binarize, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer, "seed": cfg.seed,
-        "num_processes": num_processes, "init_from": cfg.init_from, "lr_decay_to": cfg.lr_decay_to,
+        **shared, "model": cfg.model, "model_config": dataclasses.asdict(model.config), "binarize": binarize,
+        "num_processes": num_processes,
     }))
 
 
@@ -240,8 +259,7 @@ class Trainer:
         self.settings = settings(cfg, probe, self.binarize, self.accelerator.num_processes)
         self.resume_from = existing if cfg.resume else None
         if self.resume_from is not None:
-            saved = json.loads((self.resume_from / "trainer_state.json").read_text())["settings"]
-            saved.setdefault("optimizer", "adam")  # checkpoints from before the setting: PyTorch's default Adam
+            saved = read_state(self.resume_from)["settings"]
             diff = {k: (saved.get(k), v) for k, v in self.settings.items() if saved.get(k) != v}
             if diff:
                 raise TrainError(f"cannot resume {self.resume_from}: settings differ (saved, now): {diff}")
@@ -254,6 +272,11 @@ class Trainer:
         self.model = build(cfg)
         if cfg.init_from is not None:
             self._warm_start(cfg.init_from)
+        elif cfg.init_output_bias:
+            try:  # the mean of the grey levels is the mean of the dynamically binarised pixels too
+                self.model.init_output_bias(self.images.float().mean(0) / 255)
+            except vae_models.Unsupported as exc:
+                raise TrainError(f"--init-output-bias: {exc}") from exc
 
     def _warm_start(self, folder: str) -> None:
         """Copy an export's weights into the fresh model; its config must be the one this run builds."""
@@ -268,23 +291,31 @@ class Trainer:
 
     def _check_args(self) -> None:
         cfg = self.cfg
-        for name in ("batch_size", "epochs"):
+        for f in dataclasses.fields(cfg):
+            choices, value = f.metadata.get("choices"), getattr(cfg, f.name)
+            if choices and value not in choices and not (value is None and f.default is None):
+                raise TrainError(f"--{f.name.replace('_', '-')} must be one of {list(choices)}, got {value!r}")
+        for name in ("batch_size", "epochs", "sync_every"):
             if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
                 raise TrainError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)!r}")
         if cfg.max_steps is not None and cfg.max_steps < 1:
             raise TrainError(f"--max-steps must be a positive integer, got {cfg.max_steps}")
         if cfg.checkpoint_every < 0 or cfg.keep_checkpoints < 1:
             raise TrainError("--checkpoint-every must be >= 0 and --keep-checkpoints >= 1")
-        if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-            raise TrainError(f"--lr must be a positive number, got {cfg.lr}")
+        for name in ("lr", "discriminator_lr"):
+            value = getattr(cfg, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise TrainError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+        if not 0 <= cfg.adam_beta1 < 1:
+            raise TrainError(f"--adam-beta1 must be in [0, 1), got {cfg.adam_beta1}")
+        if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
+            raise TrainError(f"--ema-decay must be in (0, 1), got {cfg.ema_decay}")
+        if (cfg.lr_schedule == "exponential") != (cfg.lr_decay_to is not None):
+            raise TrainError("--lr-decay-to goes with --lr-schedule exponential, and only with it")
         if cfg.lr_decay_to is not None and not (0 < cfg.lr_decay_to <= cfg.lr):
             raise TrainError(f"--lr-decay-to must be in (0, --lr], got {cfg.lr_decay_to}")
         if cfg.init_from is not None and not (Path(cfg.init_from) / "model.safetensors").is_file():
             raise TrainError(f"--init-from {cfg.init_from} is not an export folder (no model.safetensors)")
-        if cfg.optimizer not in OPTIMIZERS:
-            raise TrainError(f"--optimizer must be one of {list(OPTIMIZERS)}, got {cfg.optimizer!r}")
-        if cfg.binarize not in (None, "dynamic", "fixed", "none"):
-            raise TrainError(f"--binarize must be dynamic, fixed or none, got {cfg.binarize!r}")
 
     # -- main entry ------------------------------------------------------------------------------------------
     def run(self) -> Path | None:
@@ -296,73 +327,52 @@ class Trainer:
 
     @property
     def start_step(self) -> int:
-        if self.resume_from is None:
-            return 0
-        return json.loads((self.resume_from / "trainer_state.json").read_text())["step"]
+        return 0 if self.resume_from is None else read_state(self.resume_from)["step"]
+
+    @property
+    def fast(self) -> bool:
+        """One process: batches are slices of the resident training set (the DDP path reads Accelerate's loader)."""
+        return self.accelerator.num_processes == 1
 
     def steps(self) -> Iterator[dict]:
-        """The training loop as a generator: after every optimisation step it yields {"step", "epoch", "total",
-        **logs}. `run` consumes it to the end; an interactive caller (the app's live training) looks at the model
-        between steps and may simply stop iterating: closing the generator ends the run at that step (metrics and
-        progress bar closed; the final checkpoint is written only when the loop completes), and `export(step)`
-        still writes the model as it is."""
+        """The training loop as a generator: after every optimisation step it yields {"step", "epoch", "total"}, with
+        the step's named loss terms ("train/...") on the steps whose terms were read (every `sync_every` steps, and at
+        checkpoints, epoch ends and the last step). `run` consumes it to the end; an interactive caller (the app's
+        live training) looks at the model between steps and may simply stop iterating: closing the generator ends
+        the run at that step (metrics and progress bar closed; the final checkpoint is written only when the loop
+        completes), and `export(step)` still writes the model as it is."""
         cfg, acc, model = self.cfg, self.accelerator, self.model
-        loader = make_loader(self.images, self.labels, cfg.batch_size, shuffle=True, binarize=self.binarize,
-                             drop_last=True, seed=cfg.seed)
-        adam = {"lr": cfg.lr, **OPTIMIZERS[cfg.optimizer]}
-        optimizers = [torch.optim.Adam(model.generator_parameters(), **adam)]
-        if model.spec.adversarial:  # the discriminator steps first (train_step)
-            optimizers.insert(0, torch.optim.Adam(model.discriminator_parameters(), **adam))
-        wrapped, *prepared = acc.prepare(LossModule(model), *optimizers, loader)
-        *optimizers, loader = prepared
-        if acc.device.type == "cpu":  # the batches are made on the CPU: Accelerate's per-batch send_to_device is a no-op
-            loader.device = None
-        self.wrapped, self.optimizers = wrapped, optimizers
-        if model.spec.adversarial:  # each update's other player (only parameters that train: they are re-enabled)
-            self.other_player = {True: [p for p in model.generator_parameters() if p.requires_grad],
-                                 False: [p for p in model.discriminator_parameters() if p.requires_grad]}
-        # Accelerate's optimizer wrapper and `backward` exist for loss scaling (fp16), gradient accumulation and
-        # XLA/DeepSpeed; without those they only add Python work to every step (import probes, a division by 1).
-        # Then the step calls torch directly, as a plain loop does; DDP's gradient sync lives in backward() itself.
-        self.direct = (acc.scaler is None and acc.gradient_accumulation_steps == 1 and acc.distributed_type in
-                       (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU))
-
-        steps_per_epoch = len(loader)
-        if steps_per_epoch == 0:
-            raise TrainError(f"--batch-size {cfg.batch_size} is larger than the training set per process")
+        self._prepare()
+        steps_per_epoch = self.steps_per_epoch
         total = self.total = cfg.max_steps or cfg.epochs * steps_per_epoch
         step = self.start_step
         if self.resume_from is not None:
-            acc.load_state(str(self.resume_from))
+            self._load(self.resume_from)
             acc.print(f"resumed from {self.resume_from} at step {step}")
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             for stale in (self.output_dir / CHECKPOINTS).glob(".tmp_*"):
                 shutil.rmtree(stale, ignore_errors=True)
         acc.init_trackers("train", config=_flat(self.settings | {"total_steps": total}))
-        metrics = MetricsLog(self.output_dir / "metrics.jsonl") if acc.is_main_process else None
-        bar = tqdm(total=total, initial=step, disable=not acc.is_local_main_process or not cfg.progress_bar,
-                   dynamic_ncols=True, desc=cfg.model, mininterval=BAR_REDRAW_S)
+        self.metrics = MetricsLog(self.output_dir / "metrics.jsonl") if acc.is_main_process else None
+        self.bar = tqdm(total=total, initial=step, disable=not acc.is_local_main_process or not cfg.progress_bar,
+                        dynamic_ncols=True, desc=cfg.model, mininterval=BAR_REDRAW_S)
+        self.unread: list[tuple[int, int, dict]] = []  # (step, epoch, terms on the device) not yet read
+        self.good = (step, self._state_copy())  # the last state whose losses were all finite
         last_saved = step
         try:
             while step < total:
                 epoch, offset = divmod(step, steps_per_epoch)
-                loader.set_epoch(epoch)
-                # Resuming mid-epoch: skip the batches already seen, at the sampler level (no data is loaded).
-                batches = acc.skip_first_batches(loader, offset) if offset else loader
-                for images, labels in self._batches(batches):
-                    logs = self.train_step(images, labels, step)
+                for images, labels in self._batches(epoch, offset):
+                    self.unread.append((step + 1, epoch, self.train_step(images, labels, step)))
                     step += 1
-                    if step % BAR_EVERY == 0:
-                        bar.update(step - bar.n)
-                        bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
-                    if acc.trackers:
-                        acc.log(logs, step=step)
-                    if metrics:
-                        metrics.add(step, epoch, logs)
-                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                        if metrics:
-                            metrics.write()  # the log holds at least every step that a resume will not redo
+                    save = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+                    logs = {}
+                    if save or step % cfg.sync_every == 0 or step % steps_per_epoch == 0 or step >= total:
+                        logs = self._read_terms()
+                    if save:
+                        if self.metrics:
+                            self.metrics.write()  # the log holds at least every step that a resume will not redo
                         self.checkpoint(step)
                         last_saved = step
                     yield {"step": step, "epoch": epoch, "total": total, **logs}
@@ -373,61 +383,128 @@ class Trainer:
             if last_saved != step:
                 self.checkpoint(step)
         finally:
-            bar.update(step - bar.n)
-            bar.close()
-            if metrics:
-                metrics.close()
+            self.bar.update(step - self.bar.n)
+            self.bar.close()
+            if self.metrics:
+                self.metrics.close()
 
-    def _batches(self, loader):
-        """The prepared loader's batches. One CPU process with the direct step reads them itself: the index lists of
-        the torch DataLoader's batch sampler (Accelerate's seeded shuffle, and on resume its skip of the batches
-        already seen) handed to the dataset's `__getitems__`, as the DataLoader's own fetch does, and one batch ahead
-        as Accelerate's wrapper reads them (so the random binarisation draws come in the same order and runs repeat
-        the wrapper's). The wrapper's per-batch device move, state snapshot and end-of-data flag serve device
-        placement, DDP and gradient accumulation, which this case does not have; they and the DataLoader's iterator
-        cost the data step about 8 % more on a busy CPU (about 20 us per batch on an idle one)."""
-        acc = self.accelerator
-        if not (self.direct and acc.num_processes == 1 and acc.device.type == "cpu"):
-            yield from loader
+    def _prepare(self) -> None:
+        """Optimisers, the prepared model and the batch source (the fast path's resident data or the DDP loader)."""
+        cfg, acc, model = self.cfg, self.accelerator, self.model
+        adam = {"betas": (cfg.adam_beta1, 0.999), **OPTIMIZERS[cfg.optimizer]}
+        if acc.device.type == "cpu" and cfg.optimizer == "adam-fused" and acc.mixed_precision == "fp16":
+            adam.pop("fused")  # no fused fp16 Adam on CPU
+        self.base_lrs = [cfg.lr]
+        optimizers = [torch.optim.Adam(model.generator_parameters(), lr=cfg.lr, **adam)]
+        if model.spec.adversarial:  # the discriminator first (train_step)
+            d_lr = cfg.discriminator_lr or cfg.lr
+            optimizers.insert(0, torch.optim.Adam(model.discriminator_parameters(), lr=d_lr, **adam))
+            self.base_lrs.insert(0, d_lr)
+        loader = make_loader(self.images, self.labels, cfg.batch_size, shuffle=True, binarize=self.binarize,
+                             drop_last=True, seed=cfg.seed)
+        if self.fast:
+            wrapped, *optimizers = acc.prepare(LossModule(model), *optimizers)
+            data = loader.dataset  # resident on the device; a batch is one index into it (MNISTDataset.__getitems__)
+            data.pixels, data.labels = data.pixels.to(acc.device), data.labels.to(acc.device)
+            self.data, self.steps_per_epoch = data, len(data) // cfg.batch_size
+        else:
+            wrapped, *optimizers, self.loader = acc.prepare(LossModule(model), *optimizers, loader)
+            self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch == 0:
+            raise TrainError(f"--batch-size {cfg.batch_size} is larger than the training set per process")
+        self.wrapped, self.optimizers = wrapped, optimizers
+        self.averaged = self._averaged()
+        self.ema = [t.clone() for t in self.averaged] if cfg.ema_decay else None
+        if model.spec.adversarial:  # each update's other player (only parameters that train: they are re-enabled)
+            self.other_player = {True: [p for p in model.generator_parameters() if p.requires_grad],
+                                 False: [p for p in model.discriminator_parameters() if p.requires_grad]}
+        # Accelerate's optimizer wrapper and `backward` exist for loss scaling (fp16), gradient accumulation and
+        # XLA/DeepSpeed; without those they only add Python work to every step (import probes, a division by 1).
+        # Then the step calls torch directly, as a plain loop does; DDP's gradient sync lives in backward() itself.
+        self.direct = (acc.scaler is None and acc.gradient_accumulation_steps == 1 and acc.distributed_type in
+                       (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU))
+
+    def _batches(self, epoch: int, offset: int):
+        """The batches of `epoch` from its `offset`-th on. Epoch e's order is randperm(n) from a generator seeded with
+        seed + e, the order Accelerate's seedable sampler gives the DDP path. Each batch is made one ahead, as
+        Accelerate's loader reads them, so the random binarisation draws come in the same order on either path."""
+        if not self.fast:
+            self.loader.set_epoch(epoch)
+            # Resuming mid-epoch: skip the batches already seen, at the sampler level (no data is loaded).
+            yield from self.accelerator.skip_first_batches(self.loader, offset) if offset else self.loader
             return
-        base = loader.base_dataloader
-        fetch = base.dataset.__getitems__  # MNISTDataset serves a whole batch from one tensor index
-        batches = (base.collate_fn(fetch(indices)) for indices in base.batch_sampler)
+        size = self.cfg.batch_size
+        order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+        order = order[:self.steps_per_epoch * size].to(self.accelerator.device).view(-1, size)
+        batches = (self.data.__getitems__(index) for index in order[offset:])
         ahead = next(batches, None)
         while ahead is not None:
             current, ahead = ahead, next(batches, None)
             yield current
 
-    def train_step(self, images, labels, step: int) -> dict[str, float]:
-        """One update: the discriminator first (adversarial models), then the model's own loss."""
-        logs = {}
-        if self.cfg.lr_decay_to is not None:  # lr(step) = lr * (lr_decay_to / lr) ** (step / total): no state to resume
-            lr = self.cfg.lr * (self.cfg.lr_decay_to / self.cfg.lr) ** (step / max(1, self.total - 1))
-            for optimizer in self.optimizers:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            logs["train/lr"] = lr
-        if self.model.spec.adversarial:
-            d_opt, g_opt = self.optimizers
-            logs |= self._update(d_opt, images, labels, step, discriminator=True, prefix="train/discriminator/")
-        else:
+    def train_step(self, images, labels, step: int) -> dict[str, torch.Tensor]:
+        """One update of every player; returns its named loss terms as tensors on the device (not read here)."""
+        factor = lr_factor(self.cfg.lr_schedule, step, self.total, self.cfg.lr, self.cfg.lr_decay_to)
+        for optimizer, base in zip(self.optimizers, self.base_lrs):
+            for group in optimizer.param_groups:
+                group["lr"] = base * factor
+        if not self.model.spec.adversarial:
             (g_opt,) = self.optimizers
-        logs |= self._update(g_opt, images, labels, step, discriminator=False, prefix="train/")
-        return logs
+            terms = self._gradients(g_opt, images, labels, discriminator=False, prefix="train/")
+            self._step(g_opt)
+        elif self.cfg.adversarial_updates == "alternating":  # the discriminator steps first; the model sees the new one
+            d_opt, g_opt = self.optimizers
+            terms = self._gradients(d_opt, images, labels, discriminator=True, prefix="train/discriminator/")
+            self._step(d_opt)
+            terms |= self._gradients(g_opt, images, labels, discriminator=False, prefix="train/")
+            self._step(g_opt)
+        else:  # simultaneous: both players' gradients at the same weights, then both updates
+            d_opt, g_opt = self.optimizers
+            terms = self._gradients(d_opt, images, labels, discriminator=True, prefix="train/discriminator/")
+            kept = self._keep_gradients(d_opt)
+            terms |= self._gradients(g_opt, images, labels, discriminator=False, prefix="train/")
+            self._restore_gradients(d_opt, kept)
+            self._step(d_opt)
+            self._step(g_opt)
+        if self.ema is not None:  # ema <- decay * ema + (1 - decay) * weights
+            torch._foreach_lerp_(self.ema, self.averaged, 1 - self.cfg.ema_decay)
+        return terms
 
-    def _update(self, optimizer, images, labels, step, discriminator: bool, prefix: str) -> dict[str, float]:
-        acc = self.accelerator
-        # This player's gradients, as a plain loop zeroes them: the other player's loss may have left some on these
-        # parameters, and what this loss leaves on the other player's is zeroed before that player's own update.
-        # The torch optimizer itself: AcceleratedOptimizer.zero_grad inspects its signature on every call.
+    def _gradients(self, optimizer, images, labels, discriminator: bool, prefix: str) -> dict[str, torch.Tensor]:
+        """This player's loss and its gradients, as a plain loop makes them: the other player's loss may have left
+        gradients on these parameters, so they are zeroed first (the torch optimizer itself:
+        AcceleratedOptimizer.zero_grad inspects its signature on every call)."""
         optimizer.optimizer.zero_grad(set_to_none=True)
         frozen = self._freeze_other_player(discriminator)
         try:
             loss, terms = self.wrapped(images, labels, discriminator=discriminator)
-            return self._apply(optimizer, loss, terms, step, discriminator, prefix)
+            if self.direct:
+                loss.backward()
+            else:
+                self.accelerator.backward(loss)
         finally:
             for p in frozen:
                 p.requires_grad_(True)
+        return {prefix + "loss": loss.detach(), **{prefix + k: t.detach().reshape(()) for k, t in terms.items()}}
+
+    def _keep_gradients(self, optimizer) -> list:
+        """Simultaneous updates under DDP: the next player's backward also reaches these parameters (none of them is
+        frozen there), so their gradients are kept aside until it is done. One process freezes them instead."""
+        if not self.model.spec.adversarial or self.accelerator.num_processes == 1:
+            return []
+        return [p.grad.clone() if p.grad is not None else None
+                for group in optimizer.param_groups for p in group["params"]]
+
+    def _restore_gradients(self, optimizer, kept: list) -> None:
+        if kept:
+            for p, g in zip((p for group in optimizer.param_groups for p in group["params"]), kept):
+                p.grad = g
+
+    def _step(self, optimizer) -> None:
+        if self.direct:
+            optimizer.optimizer.step()
+        else:
+            optimizer.step()
 
     def _freeze_other_player(self, discriminator: bool) -> list[nn.Parameter]:
         """Two players in one process: the other player's parameters stop requiring gradients for this player's
@@ -442,42 +519,100 @@ class Trainer:
             p.requires_grad_(False)
         return other
 
-    def _apply(self, optimizer, loss, terms, step: int, discriminator: bool, prefix: str) -> dict[str, float]:
-        acc = self.accelerator
-        names = ["loss", *terms]
+    # -- reading the loss terms: one device sync per call ----------------------------------------------------
+    def _read_terms(self) -> dict[str, float]:
+        """Reads the terms of the steps since the last read in one transfer (several processes: the mean over all
+        ranks) and checks them: a non-finite loss puts back the last checked state and stops the run. The logs
+        (metrics.jsonl, trackers, progress bar and the returned dict) are each term's mean over those steps."""
+        acc, unread = self.accelerator, self.unread
+        names = list(unread[-1][2])
+        stacked = torch.stack([torch.stack([terms[n].float() for n in names]) for _, _, terms in unread])
         if acc.num_processes > 1:  # all ranks decide together whether to stop; the logs are global means
-            stats = torch.stack([loss.detach().float(), *(t.detach().float().reshape(()) for t in terms.values())])
-            values = acc.gather(stats[None]).mean(0).tolist()
-        else:  # a few scalar reads cost less than building and gathering a tensor of them
-            values = [loss.item(), *(t.item() for t in terms.values())]
-        if not all(map(math.isfinite, values)):
-            bad = ", ".join(f"{n}={v:g}" for n, v in zip(names, values) if not math.isfinite(v))
-            raise Diverged(
-                f"{'discriminator ' if discriminator else ''}loss is not finite at step {step + 1} ({bad}); "
-                f"training stopped, {self._latest_text()} (try a lower --lr)")
-        if self.direct:
-            loss.backward()
-            optimizer.optimizer.step()
-        else:
-            acc.backward(loss)
-            optimizer.step()
-        return {prefix + n: v for n, v in zip(names, values)}
+            stacked = acc.gather(stacked[None]).mean(0)
+        for (step, _, _), values in zip(unread, stacked.tolist()):
+            if not all(map(math.isfinite, values)):
+                bad = [(n, v) for n, v in zip(names, values) if not math.isfinite(v)]
+                who = "discriminator " if any("/discriminator/" in n for n, _ in bad) else ""
+                good_step, state = self.good
+                self._put_state(state)
+                raise Diverged(f"{who}loss is not finite at step {step} ("
+                               + ", ".join(f"{n.split('/')[-1]}={v:g}" for n, v in bad)
+                               + f"); training stopped, the weights are those of step {good_step}, "
+                               f"{self._latest_text()} (try a lower --lr)")
+        step, epoch, _ = unread[-1]
+        logs = dict(zip(names, stacked.mean(0).tolist()))
+        if self.cfg.lr_schedule != "constant":  # the model's own learning rate, known without reading anything
+            logs["train/lr"] = self.base_lrs[-1] * lr_factor(self.cfg.lr_schedule, step - 1, self.total, self.cfg.lr,
+                                                             self.cfg.lr_decay_to)
+        if acc.trackers:
+            acc.log(logs, step=step)
+        if self.metrics:
+            self.metrics.add(step, epoch, logs)
+        self.unread = []
+        self.good = (step, self._state_copy())
+        self.bar.update(step - self.bar.n)
+        self.bar.set_postfix({n.split("/")[-1]: f"{v:.3g}" for n, v in logs.items()}, refresh=False)
+        return logs
+
+    def _averaged(self) -> list[torch.Tensor]:
+        """The tensors the moving average follows: every floating-point entry of the model's state (views of the
+        parameters themselves: copying into them sets the weights)."""
+        return [t for t in self.model.state_dict().values() if t.is_floating_point()]
+
+    def _state_copy(self) -> dict:
+        return {"model": {k: v.clone() for k, v in self.model.state_dict().items()},
+                "optimizers": [ckpt.clone_optimizer_state(o.optimizer.state_dict()) for o in self.optimizers],
+                "ema": None if self.ema is None else [t.clone() for t in self.ema]}
+
+    def _put_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        for optimizer, saved in zip(self.optimizers, state["optimizers"]):
+            optimizer.optimizer.load_state_dict(saved)
+        if state["ema"] is not None:
+            torch._foreach_copy_(self.ema, state["ema"])
 
     def _latest_text(self) -> str:
         pointer = self.output_dir / CHECKPOINTS / LATEST
         return f"latest good checkpoint: {pointer.read_text().strip()}" if pointer.is_file() else "no checkpoint saved"
 
+    # -- checkpoints, previews, export -----------------------------------------------------------------------
     def checkpoint(self, step: int) -> None:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise Diverged(f"weights are not finite at step {step}; training stopped, {self._latest_text()}")
-        save_checkpoint(self.accelerator, self.output_dir, step, {"settings": self.settings},
-                        self.cfg.keep_checkpoints)
+        acc = self.accelerator
+        ckpt.save(self.output_dir, step, {"settings": self.settings}, self.model, self.optimizers, self.ema,
+                  self.cfg.keep_checkpoints, rank=acc.process_index, is_main=acc.is_main_process,
+                  barrier=acc.wait_for_everyone)
+
+    def _load(self, folder: Path) -> None:
+        try:
+            ema = ckpt.load(folder, self.model, self.optimizers, rank=self.accelerator.process_index)
+        except CheckpointError as exc:
+            raise TrainError(f"cannot resume: {exc}") from exc
+        if (ema is None) != (self.ema is None):
+            raise TrainError(f"cannot resume {folder}: it {'lacks' if ema is None else 'has'} the moving average")
+        if ema is not None:
+            torch._foreach_copy_(self.ema, ema)
+
+    @contextmanager
+    def averaged_weights(self):
+        """The model holds the moving average of its weights inside the block (when the run keeps one)."""
+        if self.ema is None:
+            yield self.model
+            return
+        current = [t.clone() for t in self.averaged]
+        torch._foreach_copy_(self.averaged, self.ema)
+        try:
+            yield self.model
+        finally:
+            torch._foreach_copy_(self.averaged, current)
 
     def log_preview(self, step: int) -> None:
         acc = self.accelerator
         if not acc.is_main_process:
             return
-        images = preview_images(acc.unwrap_model(self.wrapped).model, self.preview_x, self.preview_y, self.cfg.seed)
+        with self.averaged_weights() as model:
+            images = preview_images(model, self.preview_x, self.preview_y, self.cfg.seed)
         if images is not None:
             grid = save_preview(images, self.output_dir / "samples" / f"step_{step:07d}.png")
             log_to_trackers(acc.trackers, grid, step)
@@ -487,8 +622,8 @@ class Trainer:
         folder = Path(cfg.save_pretrained or self.output_dir / "export")
         if acc.is_main_process:
             record = training_record(cfg, step, acc.num_processes, acc.mixed_precision, self.binarize)
-            write_export(acc.unwrap_model(self.wrapped).model, folder, record, self.preview_x, self.preview_y,
-                         cfg.seed, repo_id=cfg.push_to_hub)
+            with self.averaged_weights() as model:
+                write_export(model, folder, record, self.preview_x, self.preview_y, cfg.seed, repo_id=cfg.push_to_hub)
             acc.print(f"exported to {folder}")
         acc.wait_for_everyone()
         if cfg.push_to_hub and acc.is_main_process:

@@ -169,6 +169,17 @@ class VAEFamilyModel(HubModel):
         cfg = self.config
         return pixel_log_likelihood(logits, x, getattr(cfg, "likelihood", "bernoulli"), getattr(cfg, "gaussian_std", 0.1))
 
+    def init_output_bias(self, pixel_means: Tensor) -> None:
+        """Start the decoder's output bias at the logit of each pixel's mean over the training set, clipped to
+        [0.001, 0.999], as Burda et al.'s IWAE code does (datasets.py, get_train_bias_np): a fresh decoder then
+        predicts the average digit instead of grey everywhere. Needs a fully connected last layer, one unit a pixel."""
+        decoder = getattr(self, "decoder", None)
+        last = decoder.head[-1] if isinstance(getattr(decoder, "head", None), nn.Sequential) else None
+        if not isinstance(last, nn.Linear) or last.out_features != pixel_means.numel():
+            raise Unsupported(f"{type(self).__name__}'s decoder has no last layer with one output per pixel")
+        with torch.no_grad():
+            last.bias.copy_(torch.logit(pixel_means.flatten().clamp(0.001, 0.999)))
+
     def log_importance_weights(self, x: Tensor, num_samples: int, labels: Tensor | None = None) -> Tensor:
         """(num_samples, B) log w = log p(x, z) - log g(z|x), z ~ g: the terms of the importance-weighted bound
         (Burda et al. 2015, eq. 8). Models whose spec declares a likelihood implement it."""
