@@ -4,6 +4,7 @@
     python -m train.reproduce --all --data-dir ../shared/data/mnist
     python -m train.reproduce vae-2d --quick                                 # 200 steps, a quick evaluation
     python -m train.reproduce --all --output-root pretrained --overwrite     # replace the bundled weights
+    python -m train.reproduce vae --runs-root resume --resume               # continue a run committed in resume/vae
 
 One recipe per bundled weight, `recipes/<name>.json` (the checkpoint names the models declare, `spec.checkpoints`):
 {"model", "model_config", "train": {trainer arguments}, "evaluate": [extra `train.evaluate` arguments]}. Each name
@@ -71,15 +72,18 @@ def reproduce(name: str, args: argparse.Namespace) -> Path:
     run_dir = Path(args.runs_root).resolve() / name
     if (export / "model.safetensors").exists() and not args.overwrite:
         raise RecipeError(f"{export} already holds an export; pass --overwrite to replace it")
-    if (run_dir / "checkpoints").exists():
+    if (run_dir / "checkpoints").exists() and not args.resume:
         if not args.overwrite:
-            raise RecipeError(f"{run_dir} holds an earlier run; pass --overwrite to start it afresh")
+            raise RecipeError(f"{run_dir} holds an earlier run; pass --resume to continue it or --overwrite to start "
+                              "it afresh")
         shutil.rmtree(run_dir)
     data = ["--data-dir", shown(args.data_dir)] if args.data_dir else []
     train = ["python", "-m", "train", "--config", shown(recipe_path), *data, "--output-dir", shown(run_dir),
              "--save-pretrained", shown(export)]
     if args.quick:
         train += ["--max-steps", str(args.quick_steps), "--checkpoint-every", "0"]
+    if args.resume:  # continues RUNS_ROOT/<name> from its latest checkpoint (a fresh start when it has none)
+        train += ["--resume"]
     run(train)
 
     judge = judge_checkpoint()  # trained first (recipe_names) when it is among the recipes; else the bundled one
@@ -109,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="torch device of the evaluation (training uses what Accelerate "
                    "finds: a GPU when there is one)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exports (e.g. pretrained/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUNS_ROOT/<name> from its latest "
+                   "checkpoint (e.g. a run folder committed to the repository by an earlier session)")
     args = p.parse_args(argv)
     if not Path(args.recipes).is_dir():
         p.error(f"--recipes {args.recipes} is not a folder (recipes ship with the repository, not the wheel)")
