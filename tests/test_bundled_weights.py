@@ -1,11 +1,14 @@
-"""The bundled weights and what the README says about them agree: every `pretrained/*` export loads strictly (its
+"""The bundled weights and what the docs say about them agree: every `pretrained/*` export loads strictly (its
 safetensors keys and shapes are exactly its config's model) and carries an evaluation record, the model card
-reports the same numbers, and the README Results table is exactly what `python -m train.report pretrained`
-prints from those records. Generic over the folder, so it keeps holding when exports are re-evaluated or added."""
+reports the same numbers, and every results table in README.md and docs/results.md is exactly what the
+`python -m train.report ...` command in its marker prints from those records. Generic over the folder, so it keeps
+holding when exports are re-evaluated or added."""
 
 import contextlib
 import io
 import math
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,8 @@ from vae_models.export import read_eval_results
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "pretrained"
 EXPORTS = sorted(p.name for p in PRETRAINED.iterdir() if (p / "config.json").is_file())
-BEGIN, END = "<!-- results-table: python -m train.report pretrained -->", "<!-- /results-table -->"
+# A results table: its command in the opening marker, then exactly that command's output, then the closing marker.
+RESULTS_TABLE = re.compile(r"<!-- results-table: (python -m train\.report [^\n]*?) -->\n(.*?)\n<!-- /results-table -->", re.S)
 
 
 def test_there_are_bundled_exports():
@@ -42,26 +46,36 @@ def test_export_loads_strictly_and_has_its_evaluation(name):
     assert reported == {(e.name, e.value) for e in entries}, f"{name}: card and eval_results.json differ"
 
 
-def readme_results_table() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    assert text.count(BEGIN) == 1 and text.count(END) == 1, "README needs one results table between the markers"
-    return text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip("\n")
+def results_tables(name: str) -> list[tuple[str, str]]:
+    """(command, table) of every results table in the markdown file `name`."""
+    return RESULTS_TABLE.findall((REPO / name).read_text(encoding="utf-8"))
 
 
-def test_readme_results_table_is_what_the_report_prints():
+def report_prints(command: str) -> str:
+    """What `command` (python -m train.report FOLDER [options]) prints, FOLDER taken from the repository root."""
+    folder, *options = shlex.split(command)[3:]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert report.main([str(PRETRAINED)]) == 0
-    printed = out.getvalue().strip("\n")
-    assert len(printed.splitlines()) > 2 + len(EXPORTS)  # a header and every export's metrics
-    assert readme_results_table() == printed, "re-run `python -m train.report pretrained` into README.md"
+        assert report.main([str(REPO / folder), *options]) == 0
+    return out.getvalue().strip("\n")
 
 
-def test_readme_says_where_the_hub_pins_come_from():
+def test_results_tables_are_what_the_report_prints():
+    tables = {name: results_tables(name) for name in ("README.md", "docs/results.md")}
+    full = "python -m train.report pretrained"
+    assert [command for command, _ in tables["docs/results.md"]] == [full], "docs/results.md holds the full table"
+    assert len(tables["README.md"]) == 1, "README needs one results table between the markers"
+    assert len(report_prints(full).splitlines()) > 2 + len(EXPORTS)  # a header and every export's metrics
+    for name, found in tables.items():
+        for command, table in found:
+            assert table == report_prints(command), f"re-run `{command}` into {name}"
+
+
+def test_serving_docs_say_where_the_hub_pins_come_from():
     from demo.weights import REVISIONS_FILE, hub_revisions
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert f"`demo/{REVISIONS_FILE.name}`" in readme and "python -m train.publish" in readme
-    # unpinned models are not downloaded (never the moving branch "main"), and the README says so
+    serving = (REPO / "docs/serving.md").read_text(encoding="utf-8")
+    assert f"`demo/{REVISIONS_FILE.name}`" in serving and "python -m train.publish" in serving
+    # unpinned models are not downloaded (never the moving branch "main"), and the docs say so
     assert all(entry["revision"] != "main" for entry in hub_revisions(pins_file=REVISIONS_FILE).values())
-    assert "a model without a pin is not downloaded" in readme
+    assert "a model without a pin is not downloaded" in serving
