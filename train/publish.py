@@ -33,9 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PRETRAINED = REPO_ROOT / "pretrained"
 DEFAULT_PINS = REPO_ROOT / "demo" / "hub_revisions.json"
 PINS_IN_SPACE = "demo/hub_revisions.json"  # where the app looks for its pins (demo.weights.REVISIONS_FILE)
-# What app.py imports or reads (train/ and recipes/: the live-training tab trains the 2-D models' recipes); not
-# tests/ or weights
-SPACE_PACKAGES = ("demo", "vae_models", "train", "recipes")
+# What app.py imports or reads (train/ and recipes/: the live-training tab trains the 2-D models' recipes), and docs/
+# (the Space card's screenshot and links are the README's); not tests/ or weights
+SPACE_PACKAGES = ("demo", "vae_models", "train", "recipes", "docs")
 SPACE_FILES = ("app.py", "requirements.txt")
 SKIP_PARTS = ("__pycache__",)
 SKIP_SUFFIXES = (".pyc", ".pyo")
