@@ -102,7 +102,7 @@ def test_avb_importance_weights_use_the_fitted_gaussian_proposal():
         log_w = model.log_importance_weights(x, num_samples=3000)
         mean, std = fitted[-1]
         std = std.clamp_min(1e-3)
-        z = decoded[-1].view(3000, 4, LATENT)
+        z = torch.cat(decoded).view(3000, 4, LATENT)  # decoded ROWS_PER_STEP rows at a time
         log_px = model.log_likelihood(decoder_logits(z.reshape(-1, LATENT)), x.repeat(3000, 1, 1, 1)).view(3000, 4)
     torch.testing.assert_close(std[:, 1], torch.full((4,), 1e-3))  # the floor, on the collapsed dimension
     expected = log_px + log_normal(z) - log_normal(z, mean, 2 * std.log())
