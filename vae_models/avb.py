@@ -1,5 +1,6 @@
 """Adversarial Variational Bayes (Mescheder, Nowozin & Geiger 2017, "Adversarial Variational Bayes: Unifying
-Variational Autoencoders and Generative Adversarial Networks", arXiv 1701.04722, ICML 2017).
+Variational Autoencoders and Generative Adversarial Networks", arXiv 1701.04722, ICML 2017; sections and equations
+as numbered in the ICML version).
 
 The posterior is implicit: z = f(x, eps), eps ~ N(0, I) fed to the encoder beside the image, so q(z|x) can take
 any shape but has no density to put in the KL term of the ELBO. A discriminator T(x, z) learns the missing
@@ -57,7 +58,7 @@ class AVBConfig(ModelConfig):
     gaussian_std: float = 0.1  # fixed pixel std of the gaussian likelihood; unused otherwise
     noise_dim: int = 16  # dimension of the noise eps fed to the encoder beside x (what makes q(z|x) implicit)
     discriminator_hidden_dims: tuple[int, ...] = (512, 256)  # widths of T(x, z)'s MLP over [flattened x, z]
-    adaptive_contrast: bool = False  # compare q(z|x) with a moment-matched Gaussian r_alpha (Sec. 3.3), not p(z)
+    adaptive_contrast: bool = False  # compare q(z|x) with a moment-matched Gaussian r_alpha (Sec. 4), not p(z)
     contrast_samples: int = 8  # noise draws per x that estimate r_alpha's mean and std (adaptive contrast only)
     proposal_samples: int = 64  # draws per x that fit the Gaussian proposal of the IWAE bound and the reconstruction
     # The encoder f(x, eps) (defaults reproduce weights saved before these fields existed):
@@ -315,12 +316,13 @@ class AVB(GaussianProposalMixin, VAEFamilyModel):
         """TF-slim's defaults, which the authors' networks use unless they say otherwise: Xavier-uniform weights and
         zero biases for every layer (noise-basis MLPs included), then the heads the authors start near zero
         (truncated normal, std 1e-5: full0_ac/conv0_ac `z0`, full0 `z`, conv0 adversary `theta`, `Tx`, `Tz`), so
-        T starts at its 0.5 |z|^2 term and z at z0 ~ 0 with a_i(x) ~ elu(-5) + 1 = 0.007."""
+        T starts at its 0.5 |z|^2 term and z at z0 ~ 0 plus the basis scaled by a_i(x) = exp(l_i(x) - 5), small."""
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
                     nn.init.xavier_uniform_(module.weight)
-                    nn.init.zeros_(module.bias)
+                    if module.bias is not None:  # every-layer noise's maps of eps have none
+                        nn.init.zeros_(module.bias)
             for module in (self.encoder, self.discriminator):
                 for head in getattr(module, "near_zero_heads", list)():
                     nn.init.trunc_normal_(head.weight, std=1e-5, a=-2e-5, b=2e-5)
