@@ -225,5 +225,8 @@ def test_the_authors_initialisation_is_tf_slims_with_near_zero_heads():
         torch.testing.assert_close(model.discriminator(X, z), 0.5 * z.pow(2).sum(1), atol=1e-3, rtol=0)
         z0, _ = model.encoder.coefficients(X)
     assert z0.abs().max() < 1e-3
+    every_layer = build_model("avb", **SMALL, encoder_type="every_layer_noise", weight_init="authors").encoder
+    assert 0 < every_layer.layers[-1].weight.abs().max() <= 2e-5  # full0's output layer `z`
+    assert every_layer.layers[0].weight.abs().max() > 1e-2 and every_layer.noise[0].bias is None
     pytorch = build_model("avb", hidden_dims=[8], latent_dim=2)  # the default keeps torch's initialisation
     assert pytorch.decoder.head[0].bias.abs().sum() > 0
