@@ -28,6 +28,10 @@ players' gradients from one batch, then both applied, Adam beta1 = 0.5: the trai
 avb/avb/models/conv0.py (`discriminator_type="inner_product"`), the noise-basis encoder of
 avb/avb/models/full0_ac.py and conv0_ac.py (`encoder_type="noise_basis"`, `basis_moments="batch"`), full0.py's
 every-layer noise (`encoder_type="every_layer_noise"`), and TF-slim's initialisation (`weight_init="authors"`).
+Where this differs: r_alpha's variance floor (1e-6 here) enters z~ and log r_alpha alike, keeping the Sec. 4
+identity exact, while their log r_alpha takes the unfloored variance, which adds 0.5 sum_k log(1 + 1e-4 / Var_k)
+>= 0 to their KL estimate; their generator loss is divided by 784 (Adam's steps do not see the scale, up to its
+epsilon); the trunk here is an MLP (their full0_ac / full0 form), where their MNIST scripts run conv0_ac / conv0.
 """
 
 from __future__ import annotations
