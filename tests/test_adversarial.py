@@ -53,11 +53,17 @@ def test_avb_discriminator_learns_the_log_density_ratio(one_thread):
     assert (estimate - true_ratio).abs().mean() < 0.15 * true_ratio.std()
 
 
-@pytest.mark.parametrize("adaptive_contrast", [False, True])
-def test_avb_losses_finite_and_parameter_groups_partition_the_model(adaptive_contrast):
+AUTHORS_FORM = dict(adaptive_contrast=True, encoder_type="noise_basis", num_basis=3, basis_hidden_dims=[8],
+                    basis_moments="batch", discriminator_type="inner_product", discriminator_features=16,
+                    discriminator_prior_term=True, weight_init="authors")
+
+
+@pytest.mark.parametrize("fields", [dict(adaptive_contrast=False), dict(adaptive_contrast=True), AUTHORS_FORM],
+                         ids=["plain", "adaptive_contrast", "authors_form"])
+def test_avb_losses_finite_and_parameter_groups_partition_the_model(fields):
     torch.manual_seed(0)
     model = build_model("avb", hidden_dims=[32], latent_dim=3, noise_dim=4, discriminator_hidden_dims=[32],
-                        adaptive_contrast=adaptive_contrast, contrast_samples=4, proposal_samples=8)
+                        contrast_samples=4, proposal_samples=8, **fields)
     batch = (torch.rand(8, 1, 28, 28).bernoulli(), torch.arange(8))
     generator, discriminator = model.loss(batch), model.discriminator_loss(batch)
     assert set(generator.terms) == {"reconstruction", "kl_estimate"}
@@ -208,7 +214,7 @@ def test_aae_config_errors_and_parameter_groups():
 
 def test_avb_noise_basis_moments_are_those_of_its_samples():
     """The adaptive-contrast encoder z = z0(x) + sum_i a_i(x) v_i(eps_i): E[z|x] and Var[z|x] from the basis moments
-    (Mescheder et al. 2017, Sec. 3.3 / the authors' full0_ac) match the moments of many draws of z for each x."""
+    (Mescheder et al. 2017, Sec. 4 / the authors' full0_ac) match the moments of many draws of z for each x."""
     torch.manual_seed(0)
     model = build_model("avb", hidden_dims=[16], latent_dim=3, noise_dim=4, num_basis=5, basis_hidden_dims=[8],
                         encoder_type="noise_basis", adaptive_contrast=True, moment_samples=20_000,
@@ -241,3 +247,5 @@ def test_avb_every_layer_noise_reaches_every_layer_and_old_configs_keep_their_en
     # Weights saved before these options load with the old encoder (input noise, no prior term).
     old = AVB.from_pretrained(str(Path(__file__).resolve().parents[1] / "pretrained" / "avb"))
     assert old.config.encoder_type == "input_noise" and not old.config.discriminator_prior_term
+    assert (old.config.discriminator_type, old.config.basis_moments, old.config.weight_init) == (
+        "joint", "fresh", "pytorch")

@@ -15,6 +15,15 @@ plus a Metropolis test, Neal 2011 "MCMC using Hamiltonian dynamics", eq. 5.18-5.
 log-mean-exp of the weights of several independent chains is a stochastic LOWER bound on log p(x) (Jensen), whose
 gap shrinks as T grows.
 
+start="posterior" anneals instead from a per-digit Gaussian q0(z|x) = N(mu(x), diag sigma(x)^2) near the posterior
+(`model.posterior_gaussian(x, labels)`: a VAE's q(z|x), AVB's moment-matched Gaussian; the AVB authors' evaluation,
+avb/validate/ais.py, starts there), along f_t(z) = q0(z|x)^(1 - beta_t) (p(z) p(x|z))^beta_t, with
+
+    log w = sum_{t=1..T} (beta_t - beta_{t-1}) [log p(z_{t-1}) + log p(x | z_{t-1}) - log q0(z_{t-1}|x)].
+
+q0 is normalised, so E[w] = p(x) here too (Neal 2001 holds for any normalised f_0) and the estimate is the same
+kind of stochastic lower bound; with T = 1 it is the importance-sampling bound with proposal q0.
+
 BDMC (Grosse, Ghahramani & Adams 2015, "Sandwiching the marginal likelihood using bidirectional Monte Carlo",
 Sec. 4): for data x simulated from the model, the z that generated x is an exact sample of p(z|x). Running the
 same chain backwards, from that z with beta going 1 -> 0, gives weights with E[w_rev] = 1 / p(x), so
@@ -41,7 +50,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .blocks import log_normal
+
 SCHEDULES = ("sigmoid", "geometric", "linear")
+STARTS = ("prior", "posterior")  # f_0: p(z), or the model's per-digit Gaussian q0(z|x)
 
 
 def annealing_schedule(num_steps: int, kind: str = "sigmoid", sharpness: float = 4.0,
@@ -86,19 +98,26 @@ class AISResult:
 
 
 class _Target:
-    """log p(z) and log p(x|z) with their gradients in z, for many chains at once (rows = digits x chains)."""
+    """The path f_beta = f_0 (f_1 / f_0)^beta, f_1(z) = p(z) p(x|z), for many chains at once (rows = digits x
+    chains): log f_0(z), the increment log f_1(z) - log f_0(z), and their gradients in z. f_0 is the prior (the
+    increment is log p(x|z)) or, given `gaussian` = (mean, logvar) per row, the Gaussian q0(z|x) (the increment is
+    log p(z) + log p(x|z) - log q0(z|x))."""
 
-    def __init__(self, model, x: Tensor, labels: Tensor | None):
-        self.model, self.x, self.labels = model, x, labels
+    def __init__(self, model, x: Tensor, labels: Tensor | None, gaussian: tuple[Tensor, Tensor] | None = None):
+        self.model, self.x, self.labels, self.gaussian = model, x, labels, gaussian
 
     def __call__(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         with torch.enable_grad():
             # Two leaves with the same values, so that one backward pass gives both gradients separately.
-            z_prior, z_lik = z.detach().requires_grad_(True), z.detach().requires_grad_(True)
-            log_prior = self.model.log_prior(z_prior, self.labels)
-            log_lik = self.model.log_likelihood(self.model.decoder_logits(z_lik, self.labels), self.x)
-            grad_prior, grad_lik = torch.autograd.grad(log_prior.sum() + log_lik.sum(), (z_prior, z_lik))
-        return log_prior.detach(), log_lik.detach(), grad_prior, grad_lik
+            z_base, z_step = z.detach().requires_grad_(True), z.detach().requires_grad_(True)
+            log_lik = self.model.log_likelihood(self.model.decoder_logits(z_step, self.labels), self.x)
+            if self.gaussian is None:
+                log_base, log_step = self.model.log_prior(z_base, self.labels), log_lik
+            else:
+                log_base = log_normal(z_base, *self.gaussian)
+                log_step = self.model.log_prior(z_step, self.labels) + log_lik - log_normal(z_step, *self.gaussian)
+            grad_base, grad_step = torch.autograd.grad(log_base.sum() + log_step.sum(), (z_base, z_step))
+        return log_base.detach(), log_step.detach(), grad_base, grad_step
 
 
 def _anneal(target: _Target, z: Tensor, betas: Tensor, leapfrog_steps: int, step_sizes: Tensor | None,
@@ -118,10 +137,10 @@ def _anneal(target: _Target, z: Tensor, betas: Tensor, leapfrog_steps: int, step
     used = torch.empty(rows, max(transitions, 0), device=device)
     log_w = torch.zeros(rows, dtype=torch.float64, device=device)
     accepted = torch.zeros(rows, dtype=torch.float64, device=device)
-    log_prior, log_lik, grad_prior, grad_lik = target(z)
+    log_base, log_step, grad_base, grad_step = target(z)
     for t in range(1, len(betas)):
         beta = float(betas[t])
-        log_w += (beta - float(betas[t - 1])) * log_lik.double()  # Neal 2001, eq. 4: f_t(z_{t-1}) / f_{t-1}(z_{t-1})
+        log_w += (beta - float(betas[t - 1])) * log_step.double()  # Neal 2001, eq. 4: f_t(z_{t-1}) / f_{t-1}(z_{t-1})
         if progress is not None:
             progress.update(1)
         if t > transitions:
@@ -129,23 +148,23 @@ def _anneal(target: _Target, z: Tensor, betas: Tensor, leapfrog_steps: int, step
         if step_sizes is not None:
             eps = step_sizes[:, t - 1:t]
         used[:, t - 1] = eps[:, 0]
-        # One HMC transition leaving f_t = p(z) p(x|z)^beta invariant (leapfrog, then the Metropolis test).
+        # One HMC transition leaving f_t = f_0 (f_1 / f_0)^beta invariant (leapfrog, then the Metropolis test).
         momentum = randn()
-        energy = -(log_prior + beta * log_lik) + 0.5 * momentum.pow(2).sum(1)
-        new_z, p = z, momentum + 0.5 * eps * (grad_prior + beta * grad_lik)
+        energy = -(log_base + beta * log_step) + 0.5 * momentum.pow(2).sum(1)
+        new_z, p = z, momentum + 0.5 * eps * (grad_base + beta * grad_step)
         for step in range(leapfrog_steps):
             new_z = new_z + eps * p
-            new_prior, new_lik, new_grad_prior, new_grad_lik = target(new_z)
-            grad = new_grad_prior + beta * new_grad_lik
+            new_base, new_step, new_grad_base, new_grad_step = target(new_z)
+            grad = new_grad_base + beta * new_grad_step
             p = p + (eps if step < leapfrog_steps - 1 else 0.5 * eps) * grad
-        new_energy = -(new_prior + beta * new_lik) + 0.5 * p.pow(2).sum(1)
+        new_energy = -(new_base + beta * new_step) + 0.5 * p.pow(2).sum(1)
         accept_prob = torch.exp((energy - new_energy).clamp(max=0)).nan_to_num(0.0)
         take = torch.rand(rows, generator=generator).to(device) < accept_prob
         keep = take[:, None]
         z = torch.where(keep, new_z, z)
-        log_prior, log_lik = torch.where(take, new_prior, log_prior), torch.where(take, new_lik, log_lik)
-        grad_prior = torch.where(keep, new_grad_prior, grad_prior)
-        grad_lik = torch.where(keep, new_grad_lik, grad_lik)
+        log_base, log_step = torch.where(take, new_base, log_base), torch.where(take, new_step, log_step)
+        grad_base = torch.where(keep, new_grad_base, grad_base)
+        grad_step = torch.where(keep, new_grad_step, grad_step)
         accepted += accept_prob.double()
         if step_sizes is None:
             eps = (eps * torch.exp(adapt_rate * (accept_prob[:, None] - target_acceptance))).clamp(1e-5, 2.0)
@@ -163,12 +182,14 @@ def ais_log_likelihood(model, images: Tensor, labels: Tensor | None = None, *, n
                        pilot_chains: int = 2, initial_step_size: float = 0.1, target_acceptance: float = 0.65,
                        adapt_rate: float = 0.5, batch_size: int = 50, generator: torch.Generator | None = None,
                        progress: bool = False, initial_codes: Tensor | None = None,
-                       step_sizes: Tensor | None = None) -> AISResult:
+                       step_sizes: Tensor | None = None, start: str = "prior") -> AISResult:
     """Per-digit AIS estimate of log p(x) (or log p(x|c) given labels), in nats.
 
     Forward (default): num_chains chains per digit start from p(z) and anneal to p(z|x); the result is a
-    stochastic lower bound. With `initial_codes` (N, d), the exact posterior samples (the codes that generated the
-    images), the chains run backwards from them (BDMC); the result is a stochastic upper bound.
+    stochastic lower bound. start="posterior": they start from the model's per-digit Gaussian q0(z|x)
+    (`model.posterior_gaussian`) instead, still a stochastic lower bound (see the module docstring). With
+    `initial_codes` (N, d), the exact posterior samples (the codes that generated the images), the chains run
+    backwards from them (BDMC) toward the same f_0; the result is a stochastic upper bound.
 
     Step sizes: a chain whose step size adapts to its own acceptance no longer has E[w] = p(x) (measured on the
     linear-Gaussian model: +0.25 nats ABOVE the exact log p(x) with 8 adapted chains, so not even a bound). So
@@ -195,9 +216,14 @@ def ais_log_likelihood(model, images: Tensor, labels: Tensor | None = None, *, n
         raise ValueError("initial_codes needs one code per image (the exact posterior sample of each)")
     if step_sizes is not None and tuple(step_sizes.shape) != (len(images), max(num_steps - 1, 0)):
         raise ValueError(f"step_sizes must have shape ({len(images)}, {num_steps - 1}), got {tuple(step_sizes.shape)}")
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {list(STARTS)}, got {start!r}")
+    if start == "posterior" and not hasattr(model, "posterior_gaussian"):
+        raise ValueError(f"start='posterior' needs a model with posterior_gaussian(x, labels); {type(model).__name__} "
+                         "has none")
     reverse = initial_codes is not None
     components = model.prior_components
-    if components and labels is None and not reverse and step_sizes is None:
+    if components and labels is None and not reverse and step_sizes is None and start == "prior":
         # Stratify over the prior's equally likely components: p(x) = (1/K) sum_c p(x|c), each p(x|c) by AIS from
         # component c. HMC cannot cross the near-empty gaps between a mixture's petals, so unstratified chains that
         # start in the wrong petal never reach the posterior: with 4 chains on the 10-petal prior, 66% of digits
@@ -226,25 +252,30 @@ def ais_log_likelihood(model, images: Tensor, labels: Tensor | None = None, *, n
     bar = tqdm(total=runs_per_batch * num_steps * math.ceil(len(images) / batch_size), disable=not progress,
                leave=False, unit="step", desc=f"{'reverse ' if reverse else ''}AIS T={num_steps} x{num_chains}")
     try:
-        for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(device)
-            y = None if labels is None else labels[start:start + batch_size].to(device)
+        for first in range(0, len(images), batch_size):
+            x = images[first:first + batch_size].to(device)
+            y = None if labels is None else labels[first:first + batch_size].to(device)
             n = len(x)
 
-            def start_codes(chains: int) -> Tensor:
+            q0 = None if start == "prior" else tuple(t.float() for t in model.posterior_gaussian(x, y))
+
+            def target_and_codes(chains: int) -> tuple[_Target, Tensor]:
+                gaussian = None if q0 is None else tuple(_repeat(t, chains) for t in q0)
+                target = _Target(model, _repeat(x, chains), _repeat(y, chains), gaussian)
                 if reverse:
-                    return _repeat(initial_codes[start:start + n].to(device), chains).float()
-                return model.prior_sample(n * chains, generator, labels=_repeat(y, chains)).float()
+                    return target, _repeat(initial_codes[first:first + n].to(device), chains).float()
+                if gaussian is None:
+                    return target, model.prior_sample(n * chains, generator, labels=_repeat(y, chains)).float()
+                noise = torch.randn(n * chains, gaussian[0].shape[1], generator=generator).to(device)
+                return target, gaussian[0] + (0.5 * gaussian[1]).exp() * noise
 
             if step_sizes is None:  # the pilot: adapted step sizes, weights discarded
-                target = _Target(model, _repeat(x, pilot_chains), _repeat(y, pilot_chains))
-                _, _, pilot = _anneal(target, start_codes(pilot_chains), betas, leapfrog_steps, None,
+                _, _, pilot = _anneal(*target_and_codes(pilot_chains), betas, leapfrog_steps, None,
                                       initial_step_size, target_acceptance, adapt_rate, generator, bar)
                 eps = pilot.log().view(n, pilot_chains, -1).mean(1).exp()
             else:
-                eps = step_sizes[start:start + n].to(device)
-            target = _Target(model, _repeat(x, num_chains), _repeat(y, num_chains))
-            log_w, acc, _ = _anneal(target, start_codes(num_chains), betas, leapfrog_steps, _repeat(eps, num_chains),
+                eps = step_sizes[first:first + n].to(device)
+            log_w, acc, _ = _anneal(*target_and_codes(num_chains), betas, leapfrog_steps, _repeat(eps, num_chains),
                                     initial_step_size, target_acceptance, adapt_rate, generator, bar)
             log_weights.append(log_w.view(n, num_chains).T.cpu())
             acceptance.append(acc.view(n, num_chains).mean(1).cpu())
@@ -256,7 +287,8 @@ def ais_log_likelihood(model, images: Tensor, labels: Tensor | None = None, *, n
     # Reverse weights estimate 1/p(x): the upper bound is minus their log-mean-exp.
     log_mean = torch.logsumexp(log_weights, 0) - math.log(num_chains)
     settings = {"num_steps": num_steps, "num_chains": num_chains, "leapfrog_steps": leapfrog_steps,
-                "schedule": schedule, "target_acceptance": target_acceptance, "pilot_chains": pilot_chains}
+                "schedule": schedule, "target_acceptance": target_acceptance, "pilot_chains": pilot_chains,
+                "start": start}
     return AISResult(-log_mean if reverse else log_mean, log_weights, torch.cat(acceptance), torch.cat(used), settings)
 
 

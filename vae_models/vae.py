@@ -36,9 +36,47 @@ class VAEConfig(ModelConfig):
             raise ConfigError("gaussian_std must be > 0 and beta >= 0")
 
 
-class GaussianEncoderMixin:
-    """Shared by the Gaussian-posterior models (VAE, DVAE, CVAE): encode, the per-image ELBO parts, and the
-    importance weights log p(x,z) - log q(z|x) of the IWAE bound."""
+class GaussianProposalMixin:
+    """The importance weights log p(x, z) - log g(z|x), z ~ g, of the IWAE bound (Burda et al. 2015, eq. 8) for any
+    model whose `posterior_gaussian(x, labels)` returns (mean, logvar), each (B, latent_dim), of a normalised
+    diagonal Gaussian g(z|x) near its posterior: q(z|x) itself for the Gaussian encoders (GaussianEncoderMixin), a
+    Gaussian moment-matched to an implicit q(z|x) for AVB. The same g is where AIS may start its chains
+    (`vae_models.ais`, start="posterior")."""
+
+    # Decoded samples per step of log_importance_weights: a (1024, 784) block of logits (3 MB) is still in cache
+    # for the likelihood passes that follow the decoder matmul. Same samples, same result for any value; the
+    # measurements that chose it are in benchmarks/README.md.
+    ROWS_PER_STEP = 1024
+
+    def log_importance_weights(self, x: Tensor, num_samples: int, labels: Tensor | None = None) -> Tensor:
+        """log w_i = log p(x|z_i) + log p(z_i) - log g(z_i|x), z_i ~ g(z|x); shape (num_samples, B)."""
+        mean, logvar = self.posterior_gaussian(x, labels)
+        b, d = mean.shape
+        z = mean + (0.5 * logvar).exp() * torch.randn(num_samples, b, d, device=x.device)
+        steps = z.split(max(1, self.ROWS_PER_STEP // b))
+        log_px = torch.cat([self.sample_log_likelihood(x, part, labels) for part in steps])
+        return log_px + log_normal(z) - log_normal(z, mean, logvar)
+
+    def sample_log_likelihood(self, x: Tensor, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """log p(x|z) for k latent samples of each of the B images: z (k, B, d) -> (k, B)."""
+        k, b, d = z.shape
+        rep = lambda t: None if t is None else t.repeat(k, *([1] * (t.dim() - 1)))  # noqa: E731
+        logits = self.decoder_logits(z.reshape(k * b, d), rep(labels))
+        if getattr(self.config, "likelihood", None) == "bernoulli" and (
+                type(self).log_likelihood is VAEFamilyModel.log_likelihood):
+            # The Bernoulli sum of pixel_log_likelihood, sum_p x_p l_p - softplus(l_p), without repeating x k times:
+            # sum_p x_p l_p is one matrix-vector product per image, so the logits are read twice instead of four
+            # times. softplus(l) < 2.1e-9 below l = -20, so clamping there moves an image's sum by < 1.7e-6 nats
+            # (under float32 resolution at these magnitudes) and keeps log1p off arguments whose polynomial terms
+            # are denormal floats (a trained decoder's background logits, -30 to -100; see benchmarks/README.md).
+            logits = logits.view(k, b, -1)
+            return torch.einsum("kbp,bp->kb", logits, x.flatten(1)) - F.softplus(logits.clamp_min(-20)).sum(-1)
+        return self.log_likelihood(logits, rep(x)).view(k, b)
+
+
+class GaussianEncoderMixin(GaussianProposalMixin):
+    """Shared by the Gaussian-posterior models (VAE, DVAE, CVAE): encode, the per-image ELBO parts, and q(z|x) as
+    the proposal of the importance weights."""
 
     def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
         mean, logvar = self.encoder(x, self.condition(labels)).chunk(2, dim=1)
@@ -63,35 +101,11 @@ class GaussianEncoderMixin:
         reconstruction, kl = self.elbo_terms(x, x, labels)
         return -(reconstruction + kl)
 
-    # Decoded samples per step of log_importance_weights: a (1024, 784) block of logits (3 MB) is still in cache
-    # for the likelihood passes that follow the decoder matmul. Same samples, same result for any value; the
-    # measurements that chose it are in benchmarks/README.md.
-    ROWS_PER_STEP = 1024
-
-    def log_importance_weights(self, x: Tensor, num_samples: int, labels: Tensor | None = None) -> Tensor:
-        """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), z_i ~ q(z|x); shape (num_samples, B)."""
+    def posterior_gaussian(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """q(z|x)'s own mean and log-variance."""
         enc = self.encode(x, labels)
-        b, d = enc.mean.shape
-        z = enc.mean + (0.5 * enc.logvar).exp() * torch.randn(num_samples, b, d, device=x.device)
-        steps = z.split(max(1, self.ROWS_PER_STEP // b))
-        log_px = torch.cat([self.sample_log_likelihood(x, part, labels) for part in steps])
-        return log_px + log_normal(z) - log_normal(z, enc.mean, enc.logvar)
+        return enc.mean, enc.logvar
 
-    def sample_log_likelihood(self, x: Tensor, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        """log p(x|z) for k latent samples of each of the B images: z (k, B, d) -> (k, B)."""
-        k, b, d = z.shape
-        rep = lambda t: None if t is None else t.repeat(k, *([1] * (t.dim() - 1)))  # noqa: E731
-        logits = self.decoder_logits(z.reshape(k * b, d), rep(labels))
-        if getattr(self.config, "likelihood", None) == "bernoulli" and (
-                type(self).log_likelihood is VAEFamilyModel.log_likelihood):
-            # The Bernoulli sum of pixel_log_likelihood, sum_p x_p l_p - softplus(l_p), without repeating x k times:
-            # sum_p x_p l_p is one matrix-vector product per image, so the logits are read twice instead of four
-            # times. softplus(l) < 2.1e-9 below l = -20, so clamping there moves an image's sum by < 1.7e-6 nats
-            # (under float32 resolution at these magnitudes) and keeps log1p off arguments whose polynomial terms
-            # are denormal floats (a trained decoder's background logits, -30 to -100; see benchmarks/README.md).
-            logits = logits.view(k, b, -1)
-            return torch.einsum("kbp,bp->kb", logits, x.flatten(1)) - F.softplus(logits.clamp_min(-20)).sum(-1)
-        return self.log_likelihood(logits, rep(x)).view(k, b)
 
 
 @register_model
