@@ -28,7 +28,6 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from train.recipe import RECIPES_DIR, RecipeError, read_recipe
 from vae_models import CheckpointError, ConfigError, checkpoints, load_model
 from vae_models.data import DataError, load_mnist
 from vae_models.metrics import importance_sampled_nll, prior_mmd
@@ -41,8 +40,8 @@ if TYPE_CHECKING:  # train.trainer (accelerate) is imported when a training star
 from .priors import _codes, render_scatter
 
 # What a visitor can train: the bundled checkpoints with a 2-D latent space (the scatter draws their codes), each
-# from its own recipe (recipes/<name>.json: model, model config, batch size, learning rate). The models declare them
-# (spec.checkpoints, vae_models/registry.py); this module names none.
+# from its own recipe (recipes/<name>.json: model, model config, batch size, learning rate). The catalogue declares
+# them (vae_models/catalogue.py); this module names none.
 # Learning rate for a ~1500-step run, measured at equal steps on this machine (benchmarks/README.md): a model trained
 # on its own bound gains from 3x the recipes' 1e-3 (2-D VAE: test NLL 146.0 vs 150.0 nats after 1488 steps); the
 # two-player models (spec.adversarial) do not (mixture AAE prior MMD 0.125 at 3e-3 vs 0.082 at 1e-3 after ~1400
@@ -61,19 +60,15 @@ class LiveModel:
 
 
 def live_models(recipes_dir: Path | None = None) -> dict[str, LiveModel]:
-    """The 2-D checkpoints of generative models that have a recipe, by checkpoint name, in registration order."""
+    """The catalogue's 2-D checkpoints of generative models (those of the recipes in `recipes_dir` instead, when
+    given), by checkpoint name, in the catalogue's order."""
     found = {}
-    for name, (checkpoint, spec) in checkpoints().items():
-        path = Path(recipes_dir or RECIPES_DIR) / f"{name}.json"
-        if not (checkpoint.latent_2d and spec.generative and path.is_file()):
+    for name, (checkpoint, spec) in checkpoints(recipes_dir).items():
+        if not (checkpoint.latent_2d and spec.generative):
             continue
-        try:
-            recipe = read_recipe(path)
-        except RecipeError:
-            continue  # a broken recipe is the reproduce tests' concern; the tab offers the others
-        train = recipe.get("train", {})
+        train = checkpoint.train
         lr = train.get("lr", 1e-3) * (1.0 if spec.adversarial else SHORT_RUN_LR_GAIN)
-        found[name] = LiveModel(name, checkpoint.title, recipe["model"], dict(recipe["model_config"]),
+        found[name] = LiveModel(name, checkpoint.title, checkpoint.model, dict(checkpoint.model_config),
                                 train.get("batch_size", BATCH_SIZE), lr)
     return found
 

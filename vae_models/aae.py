@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import LIKELIHOODS, ConfigError, Decoder, Encoder, ModelConfig, mlp, one_hot, reparameterize
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .registry import ModelSpec, Paper, register_model
 
 PRIORS = ("gaussian", "mixture10", "swiss_roll")
 POSTERIORS = ("deterministic", "gaussian", "universal")
@@ -151,16 +151,6 @@ class AAE(VAEFamilyModel):
         likelihood="none",
         prior_matched=True,
         needs_ais=True,
-        checkpoints=(
-            Checkpoint("aae", "AAE", "adversarial autoencoder"),
-            Checkpoint("aae-2d-gaussian", "AAE, Gaussian prior (2-D)", "AAE: adversarial on z, N(0, I)",
-                       latent_2d=True),
-            Checkpoint("aae-2d-mixture", "AAE, mixture prior (2-D)", "AAE: adversarial on z, 10-Gaussian mixture",
-                       latent_2d=True),
-            Checkpoint("aae-2d-supervised", "AAE, label-supervised mixture prior (2-D)",
-                       "AAE: adversarial on (z, label), mixture component c = digit c", latent_2d=True,
-                       anchors=(("Conditional accuracy", "target >= 0.95 (component c classified as c)"),)),
-        ),
     )
 
     def __init__(self, config: AAEConfig):

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import LIKELIHOODS, ConfigError, Decoder, Encoder, ModelConfig
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .registry import ModelSpec, Paper, register_model
 
 
 @dataclass
@@ -40,7 +40,6 @@ class AE(VAEFamilyModel):
                     venue="Science"),
         kind="generative",  # `sample` decodes N(0, I) codes: shown for contrast, there is no trained prior
         likelihood="none",
-        checkpoints=(Checkpoint("ae", "AE", "plain autoencoder", interpolation=True),),
     )
 
     def __init__(self, config: AEConfig):

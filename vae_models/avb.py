@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import ACTIVATIONS, LIKELIHOODS, NUM_PIXELS, ConfigError, Decoder, Encoder, ModelConfig, log_normal, mlp
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .registry import ModelSpec, Paper, register_model
 from .vae import GaussianProposalMixin
 
 ENCODERS = ("input_noise", "every_layer_noise", "noise_basis")
@@ -289,11 +289,6 @@ class AVB(GaussianProposalMixin, VAEFamilyModel):
         needs_ais=True,
         learned_kl=True,
         prior_matched=True,
-        checkpoints=(
-            Checkpoint("avb", "AVB", "adversarial variational Bayes", anchors=(
-                ("AIS-NLL", "80.2 (AVB paper, conv, AIS; its VAE: 81.9)"),)),
-            Checkpoint("avb-2d", "AVB (2-D)", "AVB: adversarial on (x, z), N(0, I)", latent_2d=True),
-        ),
     )
 
     def __init__(self, config: AVBConfig):

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .base import HubModel, LossOutput
 from .blocks import ACTIVATIONS, IMAGE_SHAPE, ConfigError, ModelConfig
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .registry import ModelSpec, Paper, register_model
 
 
 @dataclass
@@ -55,7 +55,6 @@ class MNISTClassifier(HubModel):
         paper=Paper("Gradient-Based Learning Applied to Document Recognition", "LeCun, Bottou, Bengio & Haffner", 1998),
         kind="classifier",
         default_binarize="none",  # it judges generated grey-level images, so it trains on grey levels
-        checkpoints=(Checkpoint("classifier", "MNIST classifier", anchors=(("Test accuracy", "target >= 0.990"),)),),
     )
 
     def __init__(self, config: ClassifierConfig):

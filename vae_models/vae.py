@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import LIKELIHOODS, ConfigError, Decoder, Encoder, ModelConfig, kl_standard_normal, log_normal, reparameterize
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .registry import ModelSpec, Paper, register_model
 
 
 @dataclass
@@ -119,12 +119,6 @@ class VAE(GaussianEncoderMixin, VAEFamilyModel):
         prior_matched=True,
         denoising=True,
         needs_ais=True,  # the plain-VAE baseline of the denoising comparison
-        checkpoints=(
-            Checkpoint("vae", "VAE", featured=True, interpolation=True, traversal=True, anchors=(
-                ("IS-NLL", "86.76 (IWAE paper, same 784-200-200-50 VAE, k=5000); 89.78 (Pythae's VAE); "
-                           "our target <= 88"),)),
-            Checkpoint("vae-2d", "VAE (2-D)", "VAE: KL to N(0, I)", latent_2d=True, featured=True),
-        ),
     )
 
     def __init__(self, config: VAEConfig):
