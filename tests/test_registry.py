@@ -18,7 +18,7 @@ import torch
 
 import vae_models
 from vae_models import ConfigError, LossOutput, ModelSpec, Paper, VAEFamilyModel, add_checkpoint, register_model
-from vae_models.blocks import Decoder, Encoder, ModelConfig
+from vae_models.blocks import Decoder, Encoder, PixelLikelihoodConfig
 from vae_models.export import (SCHEMA_VERSION, EvalResult, ExportError, TrainingRecord, read_eval_results,
                                read_training_record, training_dataset, write_eval_results, write_training_record)
 from vae_models.vae import GaussianEncoderMixin
@@ -31,9 +31,8 @@ ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TQ
 
 
 @dataclass
-class ToyConfig(ModelConfig):
+class ToyConfig(PixelLikelihoodConfig):  # the shared pixel likelihood, which the trainer's binarisation follows
     model_type: str = "toy"
-    likelihood: str = "bernoulli"  # read by the shared pixel likelihood and by the trainer's binarisation
 
 
 class Toy(GaussianEncoderMixin, VAEFamilyModel):

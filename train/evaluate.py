@@ -200,7 +200,7 @@ def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist"
     `dataset`. `classifier`: None skips the classifier-judged metrics."""
     grey, binary, labels = data
     spec = model.spec
-    binarised = getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
+    binarised = model.config.pixel_likelihood.binary
     scored = binary if binarised else grey
     data_note = f"test set binarised once (seed {args.seed})" if binarised else "grey-level test set"
     n = len(grey)

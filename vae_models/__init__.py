@@ -19,7 +19,7 @@ from .avb import AVB, AVBConfig
 from .aae import AAE, AAEConfig
 from .classifier import ClassifierConfig, MNISTClassifier
 from .base import CheckpointError, EncoderOutput, HubModel, LossOutput, VAEFamilyModel, read_config
-from .blocks import ConfigError, ModelConfig
+from .blocks import ConfigError, ModelConfig, PixelLikelihoodConfig
 from .corruption import CORRUPTIONS, corrupt
 from .data import DataError, MNISTDataset, load_mnist, make_loader
 from .errors import Unsupported

@@ -297,7 +297,7 @@ def simulate(model, n: int, labels: Tensor | None = None, generator: torch.Gener
              ) -> tuple[Tensor, Tensor]:
     """n pairs (z, x) from the model's joint p(z) p(x|z): x drawn from the decoder's Bernoulli pixels (binary, like
     the scored test digits). z is then an exact sample of p(z|x), what BDMC's reverse chain starts from."""
-    if getattr(model.config, "likelihood", "bernoulli") != "bernoulli":
+    if not model.config.pixel_likelihood.binary:
         raise ValueError("simulate draws binary images: it needs a model with the bernoulli likelihood")
     model.eval()
     z = model.prior_sample(n, generator, labels=labels)

@@ -149,7 +149,7 @@ class VAEFamilyModel(HubModel):
         raise NotImplementedError
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return pixel_mean(self.decoder_logits(z, labels), getattr(self.config, "likelihood", "bernoulli"))
+        return pixel_mean(self.decoder_logits(z, labels), self.config.pixel_likelihood.name)
 
     def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         out = self.encode(x, labels)
@@ -166,8 +166,9 @@ class VAEFamilyModel(HubModel):
         return self.decode(z, labels)
 
     def log_likelihood(self, logits: Tensor, x: Tensor) -> Tensor:
-        cfg = self.config
-        return pixel_log_likelihood(logits, x, getattr(cfg, "likelihood", "bernoulli"), getattr(cfg, "gaussian_std", 0.1))
+        """log p(x|z) summed over pixels, (B,), under the config's pixel likelihood (blocks.pixel_log_likelihood)."""
+        pixels = self.config.pixel_likelihood
+        return pixel_log_likelihood(logits, x, pixels.name, pixels.gaussian_std)
 
     def init_output_bias(self, pixel_means: Tensor) -> None:
         """Start the decoder's output bias at the logit of each pixel's mean over the training set, clipped to

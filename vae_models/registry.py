@@ -107,7 +107,7 @@ class ModelSpec:
 
     def binarize_for(self, config) -> str:
         """Binary data for Bernoulli pixels, grey levels for continuous likelihoods, unless the model says otherwise."""
-        if getattr(config, "likelihood", "bernoulli") != "bernoulli":
+        if not config.pixel_likelihood.binary:
             return "none"
         return self.default_binarize
 

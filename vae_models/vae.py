@@ -18,22 +18,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
-from .blocks import LIKELIHOODS, ConfigError, Decoder, Encoder, ModelConfig, kl_standard_normal, log_normal, reparameterize
+from .blocks import ConfigError, Decoder, Encoder, PixelLikelihoodConfig, kl_standard_normal, log_normal, reparameterize
 from .registry import ModelSpec, Paper, register_model
 
 
 @dataclass
-class VAEConfig(ModelConfig):
+class VAEConfig(PixelLikelihoodConfig):
     model_type: str = "vae"
-    likelihood: str = "bernoulli"  # bernoulli (binarised data), continuous_bernoulli or gaussian (grey levels)
-    gaussian_std: float = 0.1  # fixed pixel std of the gaussian likelihood; unused otherwise
     beta: float = 1.0  # weight of the KL term; 1.0 is the true ELBO
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check_choice("likelihood", LIKELIHOODS)
-        if self.gaussian_std <= 0 or self.beta < 0:
-            raise ConfigError("gaussian_std must be > 0 and beta >= 0")
+        if self.beta < 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}")
 
 
 class GaussianProposalMixin:
@@ -62,8 +59,7 @@ class GaussianProposalMixin:
         k, b, d = z.shape
         rep = lambda t: None if t is None else t.repeat(k, *([1] * (t.dim() - 1)))  # noqa: E731
         logits = self.decoder_logits(z.reshape(k * b, d), rep(labels))
-        if getattr(self.config, "likelihood", None) == "bernoulli" and (
-                type(self).log_likelihood is VAEFamilyModel.log_likelihood):
+        if self.config.pixel_likelihood.binary and type(self).log_likelihood is VAEFamilyModel.log_likelihood:
             # The Bernoulli sum of pixel_log_likelihood, sum_p x_p l_p - softplus(l_p), without repeating x k times:
             # sum_p x_p l_p is one matrix-vector product per image, so the logits are read twice instead of four
             # times. softplus(l) < 2.1e-9 below l = -20, so clamping there moves an image's sum by < 1.7e-6 nats
@@ -105,7 +101,6 @@ class GaussianEncoderMixin(GaussianProposalMixin):
         """q(z|x)'s own mean and log-variance."""
         enc = self.encode(x, labels)
         return enc.mean, enc.logvar
-
 
 
 @register_model
