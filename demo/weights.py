@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vae_models import Checkpoint, ConfigError, ModelSpec, Unsupported, checkpoints
+from vae_models.data import environment_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS_DIR = REPO_ROOT / "pretrained"
@@ -34,7 +35,6 @@ HUB_ORG = "vae-family"
 # any entry with VAE_FAMILY_HUB_REVISIONS: a JSON file path or inline JSON {name: {"repo_id": ..., "revision": ...}}.
 REVISIONS_FILE = Path(__file__).resolve().parent / "hub_revisions.json"
 HUB_ENV, REVISIONS_ENV, WEIGHTS_ENV = "VAE_FAMILY_HUB", "VAE_FAMILY_HUB_REVISIONS", "VAE_FAMILY_WEIGHTS"
-DATA_ENV = "VAE_FAMILY_DATA_DIR"  # MNIST folder for the latent scatters (else the standard cache / the bundled digits)
 ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.md", "*.png"]
 
 
@@ -180,7 +180,8 @@ class ModelStore:
     def __init__(self, weights_dir: str | Path | None = None, hub: bool | None = None,
                  revisions: dict | str | None = None, data_dir: str | None = None):
         self.weights_dir = Path(weights_dir or os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_DIR)
-        self.data_dir = data_dir or os.environ.get(DATA_ENV)
+        # MNIST folder for the latent scatters and live training (else the standard cache / the bundled digits)
+        self.data_dir = data_dir or environment_options()["data_dir"]
         self.hub = hub_requested(hub)
         self.notice = ""
         self._lock = threading.Lock()
