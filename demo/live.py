@@ -28,7 +28,7 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from vae_models import CheckpointError, ConfigError, checkpoints, load_model
+from vae_models import CheckpointError, ConfigError, checkpoints, evaluating, load_model
 from vae_models.data import DataError, load_mnist
 from vae_models.metrics import importance_sampled_nll, prior_mmd
 from vae_models.typicality import has_likelihood
@@ -216,28 +216,21 @@ class LiveTraining:
     @torch.no_grad()
     def scatter(self, trainer: "Trainer", title: str, x, y, step: int):
         model = trainer.model
-        was_training = model.training
-        model.eval()
-        try:
+        with evaluating(model):
             prior = model.prior_sample(20_000, generator(0)).cpu()
             return render_scatter(_codes(model, x), y, prior, f"{title}, step {step}")
-        finally:
-            model.train(was_training)
 
     @torch.no_grad()
     def evaluate(self, trainer: "Trainer", x) -> str:
-        """Quick numbers on held-out digits: prior MMD of the codes, and an IS-NLL estimate where there is one."""
+        """Quick numbers on held-out digits: prior MMD of the codes, and an IS-NLL estimate where there is one (both
+        measured in eval mode; the model is left training)."""
         model = trainer.model
-        was_training = model.training
-        try:
-            parts = [f"Prior MMD of {len(x)} test codes: {prior_mmd(model, x, n=len(x), generator=generator(1)):.4f}."]
-            if has_likelihood(model):
-                binary = torch.bernoulli(x[:EVAL_POINTS], generator=generator(0))
-                nll = importance_sampled_nll(model, binary, num_samples=EVAL_K).mean()
-                parts.append(f"Test NLL ≈ {float(nll):.1f} nats (k = {EVAL_K}, {len(binary)} digits; quick estimate).")
-            return " ".join(parts)
-        finally:
-            model.train(was_training)
+        parts = [f"Prior MMD of {len(x)} test codes: {prior_mmd(model, x, n=len(x), generator=generator(1)):.4f}."]
+        if has_likelihood(model):
+            binary = torch.bernoulli(x[:EVAL_POINTS], generator=generator(0))
+            nll = importance_sampled_nll(model, binary, num_samples=EVAL_K).mean()
+            parts.append(f"Test NLL ≈ {float(nll):.1f} nats (k = {EVAL_K}, {len(binary)} digits; quick estimate).")
+        return " ".join(parts)
 
     def export(self, trainer: "Trainer", step: int) -> Path:
         """The trainer's export (model.safetensors, config.json, card, samples, training_args.json) as a zip whose

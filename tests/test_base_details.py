@@ -12,7 +12,7 @@ import pytest
 
 import vae_models
 from vae_models import ConfigError, build_model
-from vae_models.base import VAEFamilyModel
+from vae_models.base import VAEFamilyModel, evaluating
 from vae_models.blocks import ModelConfig, PixelLikelihood, PixelLikelihoodConfig, pixel_log_likelihood, pixel_mean
 
 G = torch.Generator().manual_seed(0)
@@ -104,6 +104,58 @@ def test_the_default_elbo_is_the_first_importance_weight_with_the_labels_passed_
     model = model_with(NoLikelihoodConfig)
     torch.testing.assert_close(model.elbo(X, torch.tensor([3, 1, 4, 1])), torch.tensor([3.0, 1, 4, 1]))
     torch.testing.assert_close(model.elbo(X), torch.zeros(4))
+
+
+def test_evaluating_runs_the_block_in_eval_mode_and_restores_the_mode_it_found():
+    model = build_model("vae", hidden_dims=[8], latent_dim=2)
+    for mode in (True, False):
+        model.train(mode)
+        with evaluating(model) as inside:
+            assert inside is model and not model.training and not model.encoder.training
+        assert model.training is mode and model.decoder.training is mode
+
+
+def test_evaluating_restores_the_training_mode_when_the_block_raises():
+    model = build_model("vae", hidden_dims=[8], latent_dim=2).train()
+    with pytest.raises(ZeroDivisionError):
+        with evaluating(model):
+            1 / 0
+    assert model.training and model.encoder.training
+
+
+def test_the_metrics_measure_in_eval_mode_and_leave_a_training_model_training():
+    from vae_models import ais, latent, metrics
+
+    model, cvae, socvae = (build_model(name, hidden_dims=[8], latent_dim=2).train() for name in ("vae", "cvae", "socvae"))
+    classifier = build_model("classifier", hidden_dims=[4], latent_dim=8).train()
+    seen = []  # the mode of each network a metric runs
+    for module in (model.encoder, model.decoder, cvae.decoder, socvae.prior_net, classifier.conv):
+        module.register_forward_pre_hook(lambda m, args: seen.append(m.training))
+    x = X.bernoulli(generator=G)
+    calls = [lambda: metrics.importance_sampled_nll(model, x, num_samples=2),
+             lambda: metrics.elbo(model, x),
+             lambda: metrics.prior_mmd(model, x, n=4),
+             lambda: latent.latent_statistics(model, x),
+             lambda: ais.simulate(model, 2),
+             lambda: ais.ais_log_likelihood(model, x[:2], num_steps=2, num_chains=2, leapfrog_steps=1),
+             lambda: metrics.conditional_accuracy(classifier, cvae, n_per_digit=1),
+             lambda: metrics.conditional_nll_quadrants(socvae, x, 2, num_samples=2),
+             lambda: classifier.predict(x),
+             lambda: metrics.classifier_frechet_distance(classifier, x, x)]
+    for call in calls:
+        seen.clear()
+        call()
+        assert all(m.training for m in (model, cvae, socvae, classifier))
+        assert seen and not any(seen)  # every forward pass ran in eval mode
+
+
+def test_the_generator_trains_every_parameter_but_the_discriminators_in_module_order():
+    ids = lambda params: [id(p) for p in params]  # noqa: E731
+    vae = build_model("vae", hidden_dims=[8], latent_dim=2)
+    assert ids(vae.generator_parameters()) == ids(vae.parameters())
+    for model_type in ("aae", "avb"):
+        model = build_model(model_type, hidden_dims=[8], latent_dim=2)
+        assert ids(model.generator_parameters()) == ids([*model.encoder.parameters(), *model.decoder.parameters()])
 
 
 def test_a_one_player_model_has_no_discriminator_parameters():

@@ -18,7 +18,7 @@ from .dvae import DVAE, DVAEConfig
 from .avb import AVB, AVBConfig
 from .aae import AAE, AAEConfig
 from .classifier import ClassifierConfig, MNISTClassifier
-from .base import CheckpointError, EncoderOutput, HubModel, LossOutput, VAEFamilyModel, read_config
+from .base import CheckpointError, EncoderOutput, HubModel, LossOutput, VAEFamilyModel, evaluating, read_config
 from .blocks import ConfigError, ModelConfig, PixelLikelihoodConfig
 from .corruption import CORRUPTIONS, corrupt
 from .data import DataError, MNISTDataset, load_mnist, make_loader

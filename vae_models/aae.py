@@ -257,9 +257,5 @@ class AAE(VAEFamilyModel):
         loss = reconstruction + self.config.adversarial_weight * adversarial
         return LossOutput(loss, {"reconstruction": reconstruction, "adversarial": adversarial})
 
-    def generator_parameters(self) -> Iterator[nn.Parameter]:
-        yield from self.encoder.parameters()
-        yield from self.decoder.parameters()
-
     def discriminator_parameters(self) -> Iterator[nn.Parameter]:
         return self.discriminator.parameters()

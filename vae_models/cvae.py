@@ -83,9 +83,7 @@ class CVAE(GaussianEncoderMixin, VAEFamilyModel):
 
     def loss(self, batch) -> LossOutput:
         x, labels = batch
-        reconstruction, kl = self.elbo_terms(x, x, labels)
-        reconstruction, kl = reconstruction.mean(), kl.mean()
-        return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})
+        return self.negative_elbo(x, x, labels)
 
     @torch.no_grad()
     def sample(self, n: int, labels=None, temperature: float = 1.0,

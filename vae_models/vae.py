@@ -71,8 +71,8 @@ class GaussianProposalMixin:
 
 
 class GaussianEncoderMixin(GaussianProposalMixin):
-    """Shared by the Gaussian-posterior models (VAE, DVAE, CVAE): encode, the per-image ELBO parts, and q(z|x) as
-    the proposal of the importance weights."""
+    """Shared by the Gaussian-posterior models (VAE, DVAE, CVAE): encode, the per-image ELBO parts, the training loss
+    on the bound, and q(z|x) as the proposal of the importance weights."""
 
     def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
         mean, logvar = self.encoder(x, self.condition(labels)).chunk(2, dim=1)
@@ -96,6 +96,14 @@ class GaussianEncoderMixin(GaussianProposalMixin):
         eq. 10 and Appendix B), one reparameterised z; (B,) in nats."""
         reconstruction, kl = self.elbo_terms(x, x, labels)
         return -(reconstruction + kl)
+
+    def negative_elbo(self, encoder_input: Tensor, target: Tensor, labels: Tensor | None = None) -> LossOutput:
+        """The training loss: batch mean of -log p(target|z) + beta KL(q(z|encoder_input) || p(z)), the negated
+        bound of Kingma & Welling 2013, eq. 10 (beta = 1; Higgins et al. 2017's beta-VAE otherwise). The VAE scores
+        x from x, the DVAE x from its corruption, the CVAE x given its label (Sohn et al. 2015, eq. 4)."""
+        reconstruction, kl = self.elbo_terms(encoder_input, target, labels)
+        reconstruction, kl = reconstruction.mean(), kl.mean()
+        return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})
 
     def posterior_gaussian(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z|x)'s own mean and log-variance."""
@@ -124,9 +132,3 @@ class VAE(GaussianEncoderMixin, VAEFamilyModel):
     def loss(self, batch) -> LossOutput:
         x, _ = batch
         return self.negative_elbo(x, x)
-
-    def negative_elbo(self, encoder_input: Tensor, target: Tensor) -> LossOutput:
-        """Batch mean of -log p(target|z) + beta KL(q(z|encoder_input) || p(z)); the DVAE reuses it."""
-        reconstruction, kl = self.elbo_terms(encoder_input, target, None)
-        reconstruction, kl = reconstruction.mean(), kl.mean()
-        return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})
