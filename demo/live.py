@@ -28,8 +28,7 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from train.recipe import RECIPES_DIR, RecipeError, read_recipe
-from vae_models import CheckpointError, ConfigError, checkpoints, load_model
+from vae_models import CheckpointError, ConfigError, checkpoints, evaluating, load_model
 from vae_models.data import DataError, load_mnist
 from vae_models.metrics import importance_sampled_nll, prior_mmd
 from vae_models.typicality import has_likelihood
@@ -41,8 +40,8 @@ if TYPE_CHECKING:  # train.trainer (accelerate) is imported when a training star
 from .priors import _codes, render_scatter
 
 # What a visitor can train: the bundled checkpoints with a 2-D latent space (the scatter draws their codes), each
-# from its own recipe (recipes/<name>.json: model, model config, batch size, learning rate). The models declare them
-# (spec.checkpoints, vae_models/registry.py); this module names none.
+# from its own recipe (recipes/<name>.json: model, model config, batch size, learning rate). The catalogue declares
+# them (vae_models/catalogue.py); this module names none.
 # Learning rate for a ~1500-step run, measured at equal steps on this machine (benchmarks/README.md): a model trained
 # on its own bound gains from 3x the recipes' 1e-3 (2-D VAE: test NLL 146.0 vs 150.0 nats after 1488 steps); the
 # two-player models (spec.adversarial) do not (mixture AAE prior MMD 0.125 at 3e-3 vs 0.082 at 1e-3 after ~1400
@@ -61,19 +60,15 @@ class LiveModel:
 
 
 def live_models(recipes_dir: Path | None = None) -> dict[str, LiveModel]:
-    """The 2-D checkpoints of generative models that have a recipe, by checkpoint name, in registration order."""
+    """The catalogue's 2-D checkpoints of generative models (those of the recipes in `recipes_dir` instead, when
+    given), by checkpoint name, in the catalogue's order."""
     found = {}
-    for name, (checkpoint, spec) in checkpoints().items():
-        path = Path(recipes_dir or RECIPES_DIR) / f"{name}.json"
-        if not (checkpoint.latent_2d and spec.generative and path.is_file()):
+    for name, (checkpoint, spec) in checkpoints(recipes_dir).items():
+        if not (checkpoint.latent_2d and spec.generative):
             continue
-        try:
-            recipe = read_recipe(path)
-        except RecipeError:
-            continue  # a broken recipe is the reproduce tests' concern; the tab offers the others
-        train = recipe.get("train", {})
+        train = checkpoint.train
         lr = train.get("lr", 1e-3) * (1.0 if spec.adversarial else SHORT_RUN_LR_GAIN)
-        found[name] = LiveModel(name, checkpoint.title, recipe["model"], dict(recipe["model_config"]),
+        found[name] = LiveModel(name, checkpoint.title, checkpoint.model, dict(checkpoint.model_config),
                                 train.get("batch_size", BATCH_SIZE), lr)
     return found
 
@@ -221,28 +216,21 @@ class LiveTraining:
     @torch.no_grad()
     def scatter(self, trainer: "Trainer", title: str, x, y, step: int):
         model = trainer.model
-        was_training = model.training
-        model.eval()
-        try:
+        with evaluating(model):
             prior = model.prior_sample(20_000, generator(0)).cpu()
             return render_scatter(_codes(model, x), y, prior, f"{title}, step {step}")
-        finally:
-            model.train(was_training)
 
     @torch.no_grad()
     def evaluate(self, trainer: "Trainer", x) -> str:
-        """Quick numbers on held-out digits: prior MMD of the codes, and an IS-NLL estimate where there is one."""
+        """Quick numbers on held-out digits: prior MMD of the codes, and an IS-NLL estimate where there is one (both
+        measured in eval mode; the model is left training)."""
         model = trainer.model
-        was_training = model.training
-        try:
-            parts = [f"Prior MMD of {len(x)} test codes: {prior_mmd(model, x, n=len(x), generator=generator(1)):.4f}."]
-            if has_likelihood(model):
-                binary = torch.bernoulli(x[:EVAL_POINTS], generator=generator(0))
-                nll = importance_sampled_nll(model, binary, num_samples=EVAL_K).mean()
-                parts.append(f"Test NLL ≈ {float(nll):.1f} nats (k = {EVAL_K}, {len(binary)} digits; quick estimate).")
-            return " ".join(parts)
-        finally:
-            model.train(was_training)
+        parts = [f"Prior MMD of {len(x)} test codes: {prior_mmd(model, x, n=len(x), generator=generator(1)):.4f}."]
+        if has_likelihood(model):
+            binary = torch.bernoulli(x[:EVAL_POINTS], generator=generator(0))
+            nll = importance_sampled_nll(model, binary, num_samples=EVAL_K).mean()
+            parts.append(f"Test NLL ≈ {float(nll):.1f} nats (k = {EVAL_K}, {len(binary)} digits; quick estimate).")
+        return " ".join(parts)
 
     def export(self, trainer: "Trainer", step: int) -> Path:
         """The trainer's export (model.safetensors, config.json, card, samples, training_args.json) as a zip whose

@@ -1,5 +1,6 @@
 """Tab 1, Sampling: prior samples of each model, latent interpolation (AE vs VAE), the 2-D latent manifold.
-Which models each view shows is what the models declare (vae_models/registry.py): this module names none."""
+Which models each view shows is what the models and their checkpoints declare (vae_models/registry.py and
+catalogue.py): this module names none."""
 
 from __future__ import annotations
 

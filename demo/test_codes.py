@@ -91,11 +91,13 @@ def is_two_dimensional(folder: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m demo.test_codes", description=__doc__.splitlines()[0])
     p.add_argument("root", help="folder of export folders (e.g. pretrained)")
-    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: the download cache)")
-    args = p.parse_args(argv)
-    from vae_models.data import load_mnist
+    from vae_models.data import environment_options, load_mnist
 
-    images, labels = load_mnist("test", data_dir=args.data_dir)
+    data = environment_options()
+    p.add_argument("--data-dir", default=data["data_dir"], help="folder with the MNIST IDX files (default: "
+                   "$VAE_FAMILY_DATA_DIR, else the download cache)")
+    args = p.parse_args(argv)
+    images, labels = load_mnist("test", data_dir=args.data_dir, source=data["source"])
     folders = [f for f in sorted(Path(args.root).iterdir()) if f.is_dir() and (f / WEIGHTS).is_file()
                and is_two_dimensional(f)]
     if not folders:

@@ -1,7 +1,7 @@
-"""Tiny random-weight checkpoints of every checkpoint the registered models declare, written with save_pretrained:
-the app's tests and its latency benchmark run on them, and they let the app start where no trained weights exist.
-Each is its recipe's model (recipes/<name>.json: the AAE's mixture prior, the DVAE's corruption, ...) at a tiny size,
-so a newly registered model gets one too, without an edit here."""
+"""Tiny random-weight checkpoints of every checkpoint in the catalogue, written with save_pretrained: the app's
+tests and its latency benchmark run on them, and they let the app start where no trained weights exist. Each is its
+recipe's model (recipes/<name>.json: the AAE's mixture prior, the DVAE's corruption, ...) at a tiny size, so a new
+checkpoint gets one too, without an edit here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 import vae_models
-from train.recipe import RECIPES_DIR, read_recipe
 from vae_models.export import EvalResult, write_eval_results
 
 from .weights import featured, latent_2d_checkpoints
@@ -30,21 +29,20 @@ EVAL_RESULTS = [
 
 
 def tiny_configs() -> dict[str, tuple[str, dict]]:
-    """checkpoint name -> (model_type, config fields) for every declared checkpoint, in registration order: the
-    recipe's model config (none for a model without a recipe) with the tiny sizes over it."""
+    """checkpoint name -> (model_type, config fields) for every checkpoint in the catalogue, in its order: the
+    recipe's model config with the tiny sizes over it."""
     configs = {}
-    for name, (_, spec) in vae_models.checkpoints().items():
-        recipe = RECIPES_DIR / f"{name}.json"
-        fields = dict(read_recipe(recipe)["model_config"]) if recipe.is_file() else {}
+    for name, (checkpoint, spec) in vae_models.checkpoints().items():
         has = vae_models.get_model_class(spec.name).config_class.__dataclass_fields__
         sizes = TINY_CLASSIFIER if spec.classifies else {key: value for key, value in TINY.items() if key in has}
-        configs[name] = (spec.name, {**fields, **sizes})
+        configs[name] = (spec.name, {**checkpoint.model_config, **sizes})
     return configs
 
 
 def make_tiny_weights(root: Path, skip: tuple[str, ...] = (), seed: int = 0) -> Path:
-    """Write every declared checkpoint (minus `skip`) under root/<name>/, random weights from `seed` and the
-    checkpoint's place in registration order (a model registered later changes no earlier one's); returns root."""
+    """Write every checkpoint in the catalogue (minus `skip`) under root/<name>/, random weights from `seed` and the
+    checkpoint's place in the catalogue's order (one of a model registered later changes no earlier one's); returns
+    root."""
     root = Path(root)
     measured = featured(latent_2d_checkpoints(), "a checkpoint with latent_2d=True")
     for i, (name, (model_type, fields)) in enumerate(tiny_configs().items()):

@@ -9,8 +9,8 @@ or revision is missing, the bundled weights are used instead and `ModelStore.not
 as a banner). A model that is missing or does not match its config disables only the features that need it:
 `ModelStore.get` raises `ModelUnavailable` with the reason, and each tab lists what it cannot do.
 
-Which checkpoints exist is declared by the models themselves (`spec.checkpoints`, vae_models/registry.py): the
-store holds every checkpoint of every registered model, and the tabs pick theirs by what the declarations say.
+Which checkpoints exist is declared by their recipes (the catalogue, vae_models/catalogue.py): the store holds
+every checkpoint of every registered model, and the tabs pick theirs by what the declarations say.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from vae_models import MODELS, Checkpoint, ConfigError, ModelSpec, Unsupported, checkpoints, get_spec
+from vae_models import Checkpoint, ConfigError, ModelSpec, Unsupported, checkpoints
+from vae_models.data import environment_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS_DIR = REPO_ROOT / "pretrained"
@@ -34,7 +35,6 @@ HUB_ORG = "vae-family"
 # any entry with VAE_FAMILY_HUB_REVISIONS: a JSON file path or inline JSON {name: {"repo_id": ..., "revision": ...}}.
 REVISIONS_FILE = Path(__file__).resolve().parent / "hub_revisions.json"
 HUB_ENV, REVISIONS_ENV, WEIGHTS_ENV = "VAE_FAMILY_HUB", "VAE_FAMILY_HUB_REVISIONS", "VAE_FAMILY_WEIGHTS"
-DATA_ENV = "VAE_FAMILY_DATA_DIR"  # MNIST folder for the latent scatters (else the standard cache / the bundled digits)
 ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.md", "*.png"]
 
 
@@ -43,7 +43,7 @@ class ModelUnavailable(RuntimeError):
 
 
 def checkpoint_names() -> list[str]:
-    """Every checkpoint the registered models declare, in registration order."""
+    """Every checkpoint in the catalogue, in its order (the registration order of the models)."""
     return list(checkpoints())
 
 
@@ -93,11 +93,11 @@ def conditional_sampler() -> str:
 
 def baseline_of(spec: ModelSpec) -> str:
     """The default checkpoint of the model `spec` declares as its baseline, or ConfigError saying what is wrong."""
-    baseline = get_spec(spec.baseline).default_checkpoint if spec.baseline in MODELS else None
-    if baseline is None:
+    declared = checkpoints().get(spec.baseline)
+    if declared is None or declared[0].model != spec.baseline:
         raise ConfigError(f"{spec.name} declares baseline={spec.baseline!r}, which is not a registered model with a "
                           "default checkpoint")
-    return baseline.name
+    return spec.baseline
 
 
 def _with_baseline(qualifies, what: str) -> tuple[str, str]:
@@ -180,7 +180,8 @@ class ModelStore:
     def __init__(self, weights_dir: str | Path | None = None, hub: bool | None = None,
                  revisions: dict | str | None = None, data_dir: str | None = None):
         self.weights_dir = Path(weights_dir or os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_DIR)
-        self.data_dir = data_dir or os.environ.get(DATA_ENV)
+        # MNIST folder for the latent scatters and live training (else the standard cache / the bundled digits)
+        self.data_dir = data_dir or environment_options()["data_dir"]
         self.hub = hub_requested(hub)
         self.notice = ""
         self._lock = threading.Lock()

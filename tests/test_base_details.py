@@ -1,15 +1,19 @@
 """The defaults every model inherits from `vae_models.base` (found untested by the mutation run): the pixel likelihood
-and decoder mean named by the config (and their fallbacks for a config that names none), the standard-normal prior
-density, the one-sample ELBO passing the labels on, and a one-player model's empty discriminator."""
+and decoder mean the config chooses (the one shared PixelLikelihoodConfig; Bernoulli for a config without it), the
+standard-normal prior density, the one-sample ELBO passing the labels on, and a one-player model's empty
+discriminator."""
 
 import math
 from dataclasses import dataclass
 
 import torch
 
-from vae_models import build_model
-from vae_models.base import VAEFamilyModel
-from vae_models.blocks import ModelConfig, pixel_log_likelihood, pixel_mean
+import pytest
+
+import vae_models
+from vae_models import ConfigError, build_model
+from vae_models.base import VAEFamilyModel, evaluating
+from vae_models.blocks import ModelConfig, PixelLikelihood, PixelLikelihoodConfig, pixel_log_likelihood, pixel_mean
 
 G = torch.Generator().manual_seed(0)
 LOGITS = 3 * torch.randn(4, 1, 28, 28, generator=G)
@@ -22,9 +26,9 @@ class NoLikelihoodConfig(ModelConfig):
 
 
 @dataclass
-class GaussianNoStdConfig(ModelConfig):
-    model_type: str = "gaussian-no-std"
-    likelihood: str = "gaussian"  # names the likelihood but not its pixel std
+class GaussianConfig(PixelLikelihoodConfig):
+    model_type: str = "gaussian"  # a user's model that takes the shared pixel-likelihood fields
+    likelihood: str = "gaussian"  # and chooses its default, but not its pixel std
 
 
 class Decoded(VAEFamilyModel):
@@ -48,14 +52,33 @@ def model_with(config_class) -> Decoded:
 
 def test_a_config_without_a_likelihood_means_bernoulli_pixels():
     model = model_with(NoLikelihoodConfig)
+    assert model.config.pixel_likelihood == PixelLikelihood("bernoulli") and model.config.pixel_likelihood.binary
     torch.testing.assert_close(model.log_likelihood(LOGITS, X), pixel_log_likelihood(LOGITS, X, "bernoulli"))
     torch.testing.assert_close(model.decode(torch.zeros(4, 2)), torch.sigmoid(LOGITS))
 
 
-def test_a_gaussian_config_without_a_std_uses_a_pixel_std_of_one_tenth():
-    model = model_with(GaussianNoStdConfig)
+def test_the_shared_gaussian_likelihood_has_a_pixel_std_of_one_tenth_by_default():
+    model = model_with(GaussianConfig)
+    assert model.config.pixel_likelihood == PixelLikelihood("gaussian", 0.1) and not model.config.pixel_likelihood.binary
     expected = torch.distributions.Normal(torch.sigmoid(LOGITS), 0.1).log_prob(X).flatten(1).sum(1)
     torch.testing.assert_close(model.log_likelihood(LOGITS, X), expected)
+
+
+def test_every_model_that_chooses_a_pixel_likelihood_shares_one_config_and_its_checks():
+    """The AE, the VAEs, AVB and the AAE declare the two fields once (PixelLikelihoodConfig): same keys in the
+    config.json files, same refusals, and the choice is what the model binarises for."""
+    chooses = {name for name, cls in vae_models.MODELS.items() if issubclass(cls.config_class, PixelLikelihoodConfig)}
+    assert chooses == {"ae", "vae", "cvae", "dvae", "avb", "aae"}
+    for name in sorted(chooses):
+        config = build_model(name, hidden_dims=[8], latent_dim=2).config
+        assert (config.likelihood, config.gaussian_std, config.pixel_likelihood.binary) == ("bernoulli", 0.1, True)
+        grey = build_model(name, hidden_dims=[8], latent_dim=2, likelihood="gaussian", gaussian_std=0.3).config
+        assert grey.pixel_likelihood == PixelLikelihood("gaussian", 0.3)
+        assert vae_models.get_spec(name).binarize_for(grey) == "none" != vae_models.get_spec(name).binarize_for(config)
+        with pytest.raises(ConfigError, match="gaussian_std must be > 0, got 0.0"):
+            build_model(name, hidden_dims=[8], latent_dim=2, gaussian_std=0.0)
+        with pytest.raises(ConfigError, match="likelihood must be one of"):
+            build_model(name, hidden_dims=[8], latent_dim=2, likelihood="poisson")
 
 
 def test_the_likelihood_and_the_decoded_mean_are_the_ones_the_config_names():
@@ -81,6 +104,58 @@ def test_the_default_elbo_is_the_first_importance_weight_with_the_labels_passed_
     model = model_with(NoLikelihoodConfig)
     torch.testing.assert_close(model.elbo(X, torch.tensor([3, 1, 4, 1])), torch.tensor([3.0, 1, 4, 1]))
     torch.testing.assert_close(model.elbo(X), torch.zeros(4))
+
+
+def test_evaluating_runs_the_block_in_eval_mode_and_restores_the_mode_it_found():
+    model = build_model("vae", hidden_dims=[8], latent_dim=2)
+    for mode in (True, False):
+        model.train(mode)
+        with evaluating(model) as inside:
+            assert inside is model and not model.training and not model.encoder.training
+        assert model.training is mode and model.decoder.training is mode
+
+
+def test_evaluating_restores_the_training_mode_when_the_block_raises():
+    model = build_model("vae", hidden_dims=[8], latent_dim=2).train()
+    with pytest.raises(ZeroDivisionError):
+        with evaluating(model):
+            1 / 0
+    assert model.training and model.encoder.training
+
+
+def test_the_metrics_measure_in_eval_mode_and_leave_a_training_model_training():
+    from vae_models import ais, latent, metrics
+
+    model, cvae, socvae = (build_model(name, hidden_dims=[8], latent_dim=2).train() for name in ("vae", "cvae", "socvae"))
+    classifier = build_model("classifier", hidden_dims=[4], latent_dim=8).train()
+    seen = []  # the mode of each network a metric runs
+    for module in (model.encoder, model.decoder, cvae.decoder, socvae.prior_net, classifier.conv):
+        module.register_forward_pre_hook(lambda m, args: seen.append(m.training))
+    x = X.bernoulli(generator=G)
+    calls = [lambda: metrics.importance_sampled_nll(model, x, num_samples=2),
+             lambda: metrics.elbo(model, x),
+             lambda: metrics.prior_mmd(model, x, n=4),
+             lambda: latent.latent_statistics(model, x),
+             lambda: ais.simulate(model, 2),
+             lambda: ais.ais_log_likelihood(model, x[:2], num_steps=2, num_chains=2, leapfrog_steps=1),
+             lambda: metrics.conditional_accuracy(classifier, cvae, n_per_digit=1),
+             lambda: metrics.conditional_nll_quadrants(socvae, x, 2, num_samples=2),
+             lambda: classifier.predict(x),
+             lambda: metrics.classifier_frechet_distance(classifier, x, x)]
+    for call in calls:
+        seen.clear()
+        call()
+        assert all(m.training for m in (model, cvae, socvae, classifier))
+        assert seen and not any(seen)  # every forward pass ran in eval mode
+
+
+def test_the_generator_trains_every_parameter_but_the_discriminators_in_module_order():
+    ids = lambda params: [id(p) for p in params]  # noqa: E731
+    vae = build_model("vae", hidden_dims=[8], latent_dim=2)
+    assert ids(vae.generator_parameters()) == ids(vae.parameters())
+    for model_type in ("aae", "avb"):
+        model = build_model(model_type, hidden_dims=[8], latent_dim=2)
+        assert ids(model.generator_parameters()) == ids([*model.encoder.parameters(), *model.decoder.parameters()])
 
 
 def test_a_one_player_model_has_no_discriminator_parameters():

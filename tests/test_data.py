@@ -22,6 +22,7 @@ from vae_models.data import (
     DataError,
     MNISTDataset,
     default_cache_dir,
+    environment_options,
     load_mnist,
     make_loader,
     read_idx_pair,
@@ -35,7 +36,7 @@ TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path):
     # The team's shells may point these at real folders; every test states its own sources.
-    for name in ("VAE_FAMILY_DATA_DIR", "VAE_FAMILY_MIRRORS"):
+    for name in ("VAE_FAMILY_DATA_DIR", "VAE_FAMILY_DATA_SOURCE", "VAE_FAMILY_MIRRORS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("VAE_FAMILY_CACHE", str(tmp_path / "default-cache"))
 
@@ -84,13 +85,29 @@ def test_fashion_mnist_loads_from_data_dir():
         load_mnist("test", data_dir=FASHION_DIR, dataset="mnist")
 
 
-def test_env_data_dir_and_uncompressed_copies(tmp_path, monkeypatch, mnist_test):
+def test_uncompressed_copies_in_the_unzip_tools_spelling_are_read(tmp_path, mnist_test):
     for name in TEST_FILES:  # the form users get after unzipping, with the unzip tools' dotted spelling
         raw = gzip.decompress((MNIST_DIR / name).read_bytes())
         (tmp_path / name.removesuffix(".gz").replace("-idx", ".idx")).write_bytes(raw)
-    monkeypatch.setenv("VAE_FAMILY_DATA_DIR", str(tmp_path))
-    images, labels = load_mnist("test")
+    images, labels = load_mnist("test", data_dir=tmp_path)
     assert torch.equal(images, mnist_test[0]) and torch.equal(labels, mnist_test[1])
+
+
+def test_the_environment_gives_the_commands_data_options_and_load_mnist_reads_none(tmp_path, monkeypatch):
+    assert environment_options({}) == {"data_dir": None, "source": "idx"}
+    assert environment_options({"VAE_FAMILY_DATA_DIR": "", "VAE_FAMILY_DATA_SOURCE": ""}) == {"data_dir": None,
+                                                                                               "source": "idx"}
+    monkeypatch.setenv("VAE_FAMILY_DATA_DIR", str(MNIST_DIR))
+    monkeypatch.setenv("VAE_FAMILY_DATA_SOURCE", "hub")
+    assert environment_options() == {"data_dir": str(MNIST_DIR), "source": "hub"}
+    from train.evaluate import parse_args
+
+    args = parse_args(["pretrained/vae"])  # a command reads them where it starts, as its options' defaults
+    assert (args.data_dir, args.data_source) == (str(MNIST_DIR), "hub")
+    # The library call reads neither: not the folder, not the Hub, but the (empty) download cache.
+    with pytest.raises(DataError, match="default-cache/mnist has no t10k-images-idx3-ubyte.gz or t10k-images-idx3-ubyte "
+                                        "and download=False"):
+        load_mnist("test", download=False)
 
 
 def test_private_copy_with_other_checksum_is_used_with_a_warning(tmp_path, mnist_test):

@@ -43,7 +43,7 @@ def test_split():
 
 LOAD = """
 import json, os, torch
-from vae_models.data import DataError, load_mnist
+from vae_models.data import DataError, environment_options, load_mnist
 reference = load_mnist("test", data_dir=os.environ["MNIST_DIR"])
 answers = {}
 for revision in (os.environ["GOOD"], os.environ["BAD"], None):
@@ -55,7 +55,7 @@ for revision in (os.environ["GOOD"], os.environ["BAD"], None):
         answers[str(revision)] = {"error": str(exc)}
 os.environ["VAE_FAMILY_DATA_SOURCE"] = "hub"  # the option as an environment variable: the train split is absent
 try:
-    load_mnist("train")
+    load_mnist("train", **environment_options())
 except DataError as exc:
     answers["train"] = {"error": str(exc)}
 print(json.dumps(answers))

@@ -21,8 +21,9 @@ assert all(m.__file__.startswith(sys.argv[1]) for m in (vae_models, train.traine
 model = vae_models.load_model(sys.argv[2])
 images, labels = demo.common.test_digits()
 print(type(model).__name__, tuple(images.shape), sorted(vae_models.MODELS)[:2])
-import train.recipe, demo.live  # the live-training tab trains the recipes the wheel carries
+import train.recipe, demo.live  # the catalogue and the live-training tab read the recipes the wheel carries
 assert train.recipe.RECIPES_DIR.is_relative_to(sys.argv[1]), train.recipe.RECIPES_DIR
+assert vae_models.checkpoints()["vae"][0].title == "VAE"
 print(list(demo.live.live_models()))
 """
 
@@ -42,7 +43,7 @@ def test_wheel_holds_the_three_packages_and_works_outside_the_repository(tmp_pat
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.startswith("vae_family-")} == set(PACKAGES)
     assert {"demo/assets/test_digits.png", "demo/assets/test_digits.json", "vae_models/registry.py",
-            "train/reproduce.py", "train/recipes/vae.json"} <= set(names)
+            "train/reproduce.py", "vae_models/recipes/vae.json"} <= set(names)
 
     site = tmp_path / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),

@@ -31,9 +31,8 @@ EARLIER = {"optimizer": "adam", "init_from": None, "lr_decay_to": None, "data_so
            "ema_decay": None, "init_output_bias": False, "sync_every": 50}
 
 
-def test_every_declared_checkpoint_has_exactly_one_recipe():
-    assert sorted(p.stem for p in RECIPES.glob("*.json")) == sorted(vae_models.checkpoints())
-    assert recipe_names(RECIPES)[0] == "classifier"  # the judge of the others' evaluation comes first
+def test_reproduce_rebuilds_the_judge_of_the_others_evaluation_first():
+    assert recipe_names(RECIPES) == ["classifier", *(name for name in vae_models.checkpoints() if name != "classifier")]
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in RECIPES.glob("*.json")))
@@ -60,6 +59,7 @@ def test_command_line_options_override_the_recipe_and_bad_recipes_are_refused(tm
         ({"model": "vae", "model_config": {}, "train": {"epochz": 3}}, "unknown trainer settings ['epochz']"),
         ({"model": "vae", "model_config": {}, "evaluate": "--limit 10"}, "list of command-line arguments"),
         ({"model": "vae", "model_config": [], "train": {}}, "must be objects"),
+        ({"model": "vae", "model_config": {}, "checkpoint": {"titel": "VAE"}}, "unknown checkpoint keys ['titel']"),
     ]:
         bad.write_text(json.dumps(content))
         with pytest.raises(TrainError, match=needle.replace("[", r"\[").replace("]", r"\]")):

@@ -1,6 +1,7 @@
-"""A model is one declaration: a toy model defined and registered here, in the test module, is trained by
-`python -m train`, evaluated, carded, reported and offered by the app without any edit to train/ or demo/.
-Also: what the registry refuses, and the export records (vae_models/export.py)."""
+"""A model is one declaration and a checkpoint one recipe: a toy model defined and registered here, in the test
+module, with its checkpoints declared as catalogue entries, is trained by `python -m train`, evaluated, carded,
+reported and offered by the app without any edit to train/ or demo/. Also: what the registry refuses, and the export
+records (vae_models/export.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 import torch
 
 import vae_models
-from vae_models import Checkpoint, ConfigError, LossOutput, ModelSpec, Paper, VAEFamilyModel, register_model
-from vae_models.blocks import Decoder, Encoder, ModelConfig
+from vae_models import ConfigError, LossOutput, ModelSpec, Paper, VAEFamilyModel, add_checkpoint, register_model
+from vae_models.blocks import Decoder, Encoder, PixelLikelihoodConfig
 from vae_models.export import (SCHEMA_VERSION, EvalResult, ExportError, TrainingRecord, read_eval_results,
                                read_training_record, training_dataset, write_eval_results, write_training_record)
 from vae_models.vae import GaussianEncoderMixin
@@ -30,9 +31,8 @@ ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TQ
 
 
 @dataclass
-class ToyConfig(ModelConfig):
+class ToyConfig(PixelLikelihoodConfig):  # the shared pixel likelihood, which the trainer's binarisation follows
     model_type: str = "toy"
-    likelihood: str = "bernoulli"  # read by the shared pixel likelihood and by the trainer's binarisation
 
 
 class Toy(GaussianEncoderMixin, VAEFamilyModel):
@@ -45,8 +45,6 @@ class Toy(GaussianEncoderMixin, VAEFamilyModel):
         paper=Paper("A Toy for Registries", "Tester & Tester", 2026, arxiv="2611.00001"),
         likelihood="bound",
         prior_matched=True,
-        checkpoints=(Checkpoint("toy", "Toy VAE", anchors=(("IS-NLL", "42 (the toy paper)"),)),
-                     Checkpoint("toy-2d", "Toy (2-D)", "Toy: KL to N(0, I)", latent_2d=True)),
     )
 
     def __init__(self, config: ToyConfig):
@@ -59,11 +57,37 @@ class Toy(GaussianEncoderMixin, VAEFamilyModel):
         return LossOutput(reconstruction + kl, {"reconstruction": reconstruction, "kl": kl})
 
 
+# The toys' checkpoints, declared as a recipe file in recipes/ declares a bundled one (vae_models/catalogue.py).
+TOY_RECIPES = {
+    "toy": {"model": "toy", "checkpoint": {"title": "Toy VAE", "anchors": {"IS-NLL": "42 (the toy paper)"}},
+            "model_config": {"hidden_dims": [16]}},
+    "toy-2d": {"model": "toy", "checkpoint": {"title": "Toy (2-D)", "caption": "Toy: KL to N(0, I)"},
+               "model_config": {"hidden_dims": [16], "latent_dim": 2}, "train": {"batch_size": 32}},
+    "toycvae": {"model": "toycvae", "checkpoint": {"title": "Toy CVAE", "featured": True, "traversal": True},
+                "model_config": {"hidden_dims": [16]}},
+    "toydvae": {"model": "toydvae", "checkpoint": {"title": "Toy DVAE", "featured": True, "interpolation": True},
+                "model_config": {"hidden_dims": [16]}},
+}
+
+
+def declared(*classes):
+    """Register the toy model classes and add their checkpoints to the catalogue; both go again afterwards."""
+    names = [cls.spec.name for cls in classes]
+    recipes = [name for name, recipe in TOY_RECIPES.items() if recipe["model"] in names]
+    for cls in classes:
+        register_model(cls)
+    for name in recipes:
+        add_checkpoint(name, TOY_RECIPES[name])
+    yield
+    for name in recipes:
+        vae_models.remove_checkpoint(name)
+    for name in names:
+        vae_models.unregister_model(name)
+
+
 @pytest.fixture
 def toy():
-    register_model(Toy)
-    yield Toy
-    vae_models.unregister_model("toy")
+    yield from declared(Toy)
 
 
 # Runs `python -m train`'s own entry point in a fresh interpreter that has registered the toy model first, as a
@@ -125,11 +149,11 @@ def test_a_registered_toy_model_is_trained_evaluated_carded_reported_and_offered
     assert sampling.manifold(app.store, "toy-2d", 3).size[0] > 0
     assert "| Toy: KL to N(0, I) | " in priors.metrics_table(app.store)
 
-    # With a recipe for its 2-D checkpoint, the live-training tab offers it and trains it from that recipe.
+    # Given a folder of recipes (the toy's 2-D checkpoint alone), the live-training tab offers and trains what it
+    # declares, from that recipe.
     recipes = tmp_path / "recipes"
     recipes.mkdir()
-    recipe = {"model": "toy", "model_config": {"hidden_dims": [16], "latent_dim": 2}, "train": {"batch_size": 32}}
-    (recipes / "toy-2d.json").write_text(json.dumps(recipe))
+    (recipes / "toy-2d.json").write_text(json.dumps(TOY_RECIPES["toy-2d"]))
     training = live.LiveTraining(str(MNIST_DIR), tmp_path / "live", recipes_dir=recipes)
     assert list(training.models) == ["toy-2d"] and training.models["toy-2d"].title == "Toy (2-D)"
     *_, status, zipped = list(training.train("toy-2d", 1, 0, "visitor"))[-1]
@@ -148,8 +172,7 @@ class ToyCVAE(vae_models.CVAE):
     """A label-conditional toy that asks for the conditional views: the CVAE's network under another declaration."""
 
     config_class = ToyCVAEConfig
-    spec = ModelSpec(name="toycvae", description="a toy conditional VAE", label_conditional=True, likelihood="bound",
-                     checkpoints=(Checkpoint("toycvae", "Toy CVAE", featured=True, traversal=True),))
+    spec = ModelSpec(name="toycvae", description="a toy conditional VAE", label_conditional=True, likelihood="bound")
 
 
 @dataclass
@@ -162,17 +185,12 @@ class ToyDVAE(vae_models.DVAE):
 
     config_class = ToyDVAEConfig
     spec = ModelSpec(name="toydvae", description="a toy denoising VAE", likelihood="bound", denoising=True,
-                     baseline="toy",
-                     checkpoints=(Checkpoint("toydvae", "Toy DVAE", featured=True, interpolation=True),))
+                     baseline="toy")
 
 
 @pytest.fixture
 def view_toys():
-    for cls in (Toy, ToyCVAE, ToyDVAE):
-        register_model(cls)
-    yield
-    for name in ("toy", "toycvae", "toydvae"):
-        vae_models.unregister_model(name)
+    yield from declared(Toy, ToyCVAE, ToyDVAE)
 
 
 def test_the_bundled_declarations_pick_the_models_each_view_is_built_around():
@@ -188,9 +206,10 @@ def test_the_bundled_declarations_pick_the_models_each_view_is_built_around():
 
 
 def test_toy_models_declaring_view_capabilities_are_offered_by_those_views(view_toys, tmp_path):
-    """Declaring label_conditional / traversal / denoising with a baseline / interpolation (and `featured`, where a
-    view shows one model) is all it takes: the conditional, denoising, traversal and interpolation views use the toys,
-    although no bundled weight of the models they replace is present."""
+    """Declaring label_conditional / denoising with a baseline on the model, and traversal / interpolation (and
+    `featured`, where a view shows one model) on its checkpoint's catalogue entry, is all it takes: the conditional,
+    denoising, traversal and interpolation views use the toys, although no bundled weight of the models they replace
+    is present."""
     from demo import build_app, conditional, denoising, explore, sampling
     from demo.common import example_choices
 
@@ -222,7 +241,7 @@ def test_toy_models_declaring_view_capabilities_are_offered_by_those_views(view_
     assert denoised is not None and plain is not None
     assert "| Toy DVAE | " in table and "| plain Toy VAE | " in table and "unavailable" not in table
 
-    # Interpolation: one row per declared checkpoint; the AE and the VAE have no weights here, the toy does.
+    # Interpolation: one row per checkpoint that declares it; the AE and the VAE have no weights here, the toy does.
     assert labels["interp-toydvae"] == "Toy DVAE: decoded path"
     _, ae_row, vae_row, toy_row, i_note = sampling.interpolate(store, None, None, zero, None, None, zero, 3)
     assert ae_row is None and vae_row is None and toy_row is not None and "'ae' is unavailable" in i_note
@@ -266,39 +285,27 @@ def test_registry_refuses_undeclared_misnamed_and_clashing_models():
     with pytest.raises(TypeError, match="differs from its config's model_type"):
         register_model(Misnamed)
 
-    @dataclass
-    class ClashConfig(ToyConfig):
-        model_type: str = "clash"
-
-    class Clash(Toy):
-        config_class = ClashConfig
-        spec = ModelSpec(name="clash", description="d", checkpoints=(Checkpoint("vae-2d", "taken"),))
-
-    with pytest.raises(TypeError, match="already declared"):
-        register_model(Clash)
-
     class Impostor(Toy):
         config_class = vae_models.VAEConfig
         spec = ModelSpec(name="vae", description="d")
 
     with pytest.raises(TypeError, match="already registered"):
         register_model(Impostor)
-    assert "clash" not in vae_models.MODELS and vae_models.MODELS["vae"] is vae_models.VAE
+    assert vae_models.MODELS["vae"] is vae_models.VAE
     with pytest.raises(ConfigError, match="unknown model 'toy'"):
         vae_models.build_model("toy")  # not registered outside the fixture
     with pytest.raises(ConfigError, match="likelihood must be one of"):
         ModelSpec(name="x", description="d", likelihood="ais")
 
 
-def test_every_bundled_checkpoint_is_declared_once_with_its_model():
-    declared = vae_models.checkpoints()
+def test_every_bundled_export_is_a_catalogue_entry_of_its_model():
+    catalogue = vae_models.checkpoints()
     bundled = sorted(p.name for p in (REPO / "pretrained").iterdir() if (p / "config.json").is_file())
-    assert sorted(declared) == bundled
-    for name, (checkpoint, spec) in declared.items():
+    assert sorted(catalogue) == bundled
+    for name, (checkpoint, spec) in catalogue.items():
         config = json.loads((REPO / "pretrained" / name / "config.json").read_text())
         assert config["model_type"] == spec.name, name
-        assert checkpoint.latent_2d == ("2d" in name), name
-        assert not checkpoint.latent_2d or config["latent_dim"] == 2, name
+        assert checkpoint.latent_2d == ("2d" in name) == (config["latent_dim"] == 2), name
 
 
 # ------------------------------------------------------------------------------------------- export records

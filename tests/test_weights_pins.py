@@ -97,7 +97,8 @@ def test_a_baseline_that_is_not_a_registered_model_is_a_config_error():
 
 
 def test_the_store_reads_its_folders_from_the_arguments_else_the_environment_else_the_defaults(monkeypatch, tmp_path):
-    from demo.weights import DATA_ENV, DEFAULT_WEIGHTS_DIR, WEIGHTS_ENV, ModelStore
+    from demo.weights import DEFAULT_WEIGHTS_DIR, WEIGHTS_ENV, ModelStore
+    from vae_models.data import DATA_DIR_ENV as DATA_ENV
 
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     monkeypatch.delenv(DATA_ENV, raising=False)

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from vae_models import CheckpointError, ConfigError, judge_checkpoint, load_model
 from vae_models.corruption import corrupt
 from vae_models.ais import SCHEDULES, ais_log_likelihood, bdmc, simulate
-from vae_models.data import load_mnist
+from vae_models.data import environment_options, load_mnist
 from vae_models.export import EvalResult, ExportError, read_eval_results, training_dataset, write_eval_results
 from vae_models.metrics import (
     classifier_frechet_distance,
@@ -74,8 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="*", help="exported model folders (config.json + model.safetensors)")
     p.add_argument("--all", metavar="DIR", help="evaluate every model folder directly inside DIR")
-    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: the download cache)")
-    p.add_argument("--data-source", default="idx", choices=["idx", "hub"],
+    p.add_argument("--data-dir", default=environment_options()["data_dir"], help="folder with the MNIST IDX files "
+                   "(default: $VAE_FAMILY_DATA_DIR, else the download cache)")
+    p.add_argument("--data-source", default=environment_options()["source"], choices=["idx", "hub"],
                    help="idx: IDX files (--data-dir or the download cache); hub: the Hub's parquet dataset repo")
     p.add_argument("--num-samples", type=int, default=5000, help="importance samples k per test image (IS-NLL)")
     p.add_argument("--cll-samples", type=int, default=100, help="importance samples per image for the quadrant CLL")
@@ -200,7 +201,7 @@ def evaluate(model, data, args, classifier, command: str, dataset: str = "mnist"
     `dataset`. `classifier`: None skips the classifier-judged metrics."""
     grey, binary, labels = data
     spec = model.spec
-    binarised = getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
+    binarised = model.config.pixel_likelihood.binary
     scored = binary if binarised else grey
     data_note = f"test set binarised once (seed {args.seed})" if binarised else "grey-level test set"
     n = len(grey)

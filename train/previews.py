@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vae_models.base import evaluating
 from vae_models.images import grid_image
 
 PREVIEW_COUNT = 64  # images in each sample grid (8 x 8)
@@ -24,15 +25,10 @@ def preview_images(model, images: torch.Tensor, labels: torch.Tensor, seed: int)
     generator = torch.Generator().manual_seed(seed)  # own RNG: previews never perturb training randomness
     x = images[:PREVIEW_COUNT].to(model.device)
     cond = (torch.arange(PREVIEW_COUNT, device=model.device) % 10) if spec.label_conditional else None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if spec.completes_quadrants:
-                return model.complete(x, model.default_num_given, 1, generator=generator)[0].float().cpu()
-            return model.sample(PREVIEW_COUNT, labels=cond, generator=generator).float().cpu()
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad():
+        if spec.completes_quadrants:
+            return model.complete(x, model.default_num_given, 1, generator=generator)[0].float().cpu()
+        return model.sample(PREVIEW_COUNT, labels=cond, generator=generator).float().cpu()
 
 
 def save_preview(images: torch.Tensor, path: Path, scale: int = 1) -> Image.Image:

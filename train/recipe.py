@@ -1,6 +1,7 @@
 """Recipes: one JSON file per bundled weight in recipes/, everything `python -m train --config` needs to rebuild it.
 
     {"model": "vae",                                      the registry name
+     "checkpoint": {"title": "VAE", ...},                 how a bundled checkpoint is shown (vae_models/catalogue.py)
      "model_config": {"hidden_dims": [200, 200], ...},    model config fields (the rest keep their defaults)
      "train": {"epochs": 200, "optimizer": "adam", ...},  trainer settings: TrainConfig fields / `--` options
      "evaluate": ["--num-samples", "1000"]}               extra `python -m train.evaluate` arguments (reproduce)
@@ -13,14 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-KEYS = {"model", "model_config", "train", "evaluate"}
-# recipes/ beside the packages (the repository, the Space); an installed wheel holds them as train/recipes/.
-_HERE = Path(__file__).resolve().parent
-RECIPES_DIR = _HERE / "recipes" if (_HERE / "recipes").is_dir() else _HERE.parent / "recipes"
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be read or is not shaped like one; one line for users."""
+from vae_models.catalogue import KEYS, RECIPES_DIR, RecipeError, check_checkpoint  # noqa: F401 (RECIPES_DIR)
 
 
 def is_recipe(data) -> bool:
@@ -31,10 +25,12 @@ def is_recipe(data) -> bool:
 def check_recipe(data, source: str) -> dict:
     if not is_recipe(data) or "model" not in data or set(data) - KEYS:
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise RecipeError(f"recipe {source} must have 'model' and 'model_config', and optionally 'train' and "
-                          f"'evaluate'; got {keys}")
+        raise RecipeError(f"recipe {source} must have 'model' and 'model_config', and optionally 'checkpoint', "
+                          f"'train' and 'evaluate'; got {keys}")
     if not isinstance(data["model_config"], dict) or not isinstance(data.get("train", {}), dict):
         raise RecipeError(f"recipe {source}: 'model_config' and 'train' must be objects")
+    if "checkpoint" in data:
+        check_checkpoint(data["checkpoint"], source)
     evaluate = data.get("evaluate", [])
     if not isinstance(evaluate, list) or not all(isinstance(a, str) for a in evaluate):
         raise RecipeError(f"recipe {source}: 'evaluate' must be a list of command-line arguments (strings)")

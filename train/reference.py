@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vae_models import CheckpointError, ConfigError, load_model
-from vae_models.data import DataError, load_mnist
+from vae_models.data import DataError, environment_options, load_mnist
 from vae_models.typicality import (COMPLEXITY_FILE, NUM_QUANTILES, NUM_SAMPLES, REFERENCE_FILE, build_references,
                                    file_sha256, has_likelihood, save_reference)
 
@@ -35,14 +35,16 @@ def write_reference(folder: Path, images: torch.Tensor, dataset: str, num_sample
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.reference", description=__doc__.split("\n\n")[0])
     p.add_argument("exports", nargs="+", type=Path, help="export folders (model.safetensors + config.json)")
-    p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (else the download cache)")
+    data = environment_options()
+    p.add_argument("--data-dir", default=data["data_dir"], help="folder with the MNIST IDX files (default: "
+                   "$VAE_FAMILY_DATA_DIR, else the download cache)")
     p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion_mnist"))
     p.add_argument("--num-samples", type=int, default=NUM_SAMPLES, help="k of the importance-sampled estimate")
     p.add_argument("--limit", type=int, default=None, help="use only the first N test digits (quick checks)")
     args = p.parse_args(argv)
     torch.set_flush_denormal(True)  # trained decoders' background logits underflow into slow subnormals
     try:
-        images, _ = load_mnist("test", data_dir=args.data_dir, dataset=args.dataset)
+        images, _ = load_mnist("test", data_dir=args.data_dir, dataset=args.dataset, source=data["source"])
         images = images[:args.limit].unsqueeze(1).float() / 255.0
         for folder in args.exports:
             start = time.perf_counter()

@@ -1,8 +1,8 @@
 """The README's results table from the exports' eval_results.json files, each row beside the paper's anchor:
 `python -m train.report pretrained`. Numbers come only from the evaluation files (written by `train.evaluate`); the
-anchors are declared with each bundled checkpoint (`Checkpoint.anchors` in the model's spec). The README's Results
-table is this output verbatim (tests/test_bundled_weights.py checks it), so regenerate it with this command after
-re-evaluating."""
+anchors are declared with each bundled checkpoint (the "anchors" of its recipe, vae_models/catalogue.py). The
+README's Results table is this output verbatim (tests/test_bundled_weights.py checks it), so regenerate it with this
+command after re-evaluating."""
 
 from __future__ import annotations
 

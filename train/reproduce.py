@@ -6,8 +6,8 @@
     python -m train.reproduce --all --output-root pretrained --overwrite     # replace the bundled weights
     python -m train.reproduce vae --runs-root resume --resume               # continue a run committed in resume/vae
 
-One recipe per bundled weight, `recipes/<name>.json` (the checkpoint names the models declare, `spec.checkpoints`):
-{"model", "model_config", "train": {trainer arguments}, "evaluate": [extra `train.evaluate` arguments]}. Each name
+One recipe per bundled weight, `recipes/<name>.json` (the checkpoint catalogue, vae_models/catalogue.py): {"model",
+"checkpoint", "model_config", "train": {trainer arguments}, "evaluate": [extra `train.evaluate` arguments]}. Each name
 runs `python -m train --config recipes/<name>.json ...`, then `python -m train.evaluate` on the export (with the
 classifier of this run when it was rebuilt too, else the bundled one), then rewrites the model card. Exports go to
 `--output-root/<name>` and run folders to `--runs-root/<name>`; an existing export is never replaced unless

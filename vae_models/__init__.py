@@ -1,7 +1,8 @@
 """The VAE family on MNIST: AE, VAE, CVAE, DVAE, AVB and AAE behind one interface (see `base.py`).
 
 Each model class declares what it is and can do (`spec`, registry.py) and registers itself; `MODELS` maps every
-registered name to its class, in the order of the imports below (the order the app lists them in).
+registered name to its class, in the order of the imports below (the order the app lists them in). Each bundled
+checkpoint is declared by its recipe, `recipes/<name>.json` (`checkpoints()`, catalogue.py).
 """
 
 import os
@@ -17,13 +18,13 @@ from .dvae import DVAE, DVAEConfig
 from .avb import AVB, AVBConfig
 from .aae import AAE, AAEConfig
 from .classifier import ClassifierConfig, MNISTClassifier
-from .base import CheckpointError, EncoderOutput, HubModel, LossOutput, VAEFamilyModel, read_config
-from .blocks import ConfigError, ModelConfig
+from .base import CheckpointError, EncoderOutput, HubModel, LossOutput, VAEFamilyModel, evaluating, read_config
+from .blocks import ConfigError, ModelConfig, PixelLikelihoodConfig
 from .corruption import CORRUPTIONS, corrupt
 from .data import DataError, MNISTDataset, load_mnist, make_loader
 from .errors import Unsupported
-from .registry import (MODELS, Checkpoint, ModelSpec, Paper, checkpoints, get_model_class, get_spec, judge_checkpoint,
-                       register_model, specs, unregister_model)
+from .registry import MODELS, ModelSpec, Paper, get_model_class, get_spec, register_model, specs, unregister_model
+from .catalogue import Checkpoint, RecipeError, add_checkpoint, checkpoints, judge_checkpoint, remove_checkpoint
 
 
 def build_model(model_type: str, **config_fields) -> HubModel:

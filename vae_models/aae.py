@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
-from .blocks import LIKELIHOODS, ConfigError, Decoder, Encoder, ModelConfig, mlp, one_hot, reparameterize
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .blocks import ConfigError, Decoder, Encoder, PixelLikelihoodConfig, mlp, one_hot, reparameterize
+from .registry import ModelSpec, Paper, register_model
 
 PRIORS = ("gaussian", "mixture10", "swiss_roll")
 POSTERIORS = ("deterministic", "gaussian", "universal")
@@ -47,10 +47,8 @@ SWISS_ROLL_STD = 0.05  # isotropic noise around the spiral curve
 
 
 @dataclass
-class AAEConfig(ModelConfig):
+class AAEConfig(PixelLikelihoodConfig):
     model_type: str = "aae"
-    likelihood: str = "bernoulli"  # bernoulli (binarised data), continuous_bernoulli or gaussian (grey levels)
-    gaussian_std: float = 0.1  # fixed pixel std of the gaussian likelihood; unused otherwise
     prior: str = "gaussian"  # gaussian (N(0, I)), mixture10 or swiss_roll (both 2-D: latent_dim must be 2)
     posterior: str = "deterministic"  # deterministic, gaussian or universal (noise fed to the encoder, Sec. 2.1)
     noise_dim: int = 8  # dimension of the universal posterior's input noise; unused otherwise
@@ -60,15 +58,14 @@ class AAEConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check_choice("likelihood", LIKELIHOODS)
         self.check_choice("prior", PRIORS)
         self.check_choice("posterior", POSTERIORS)
         if self.prior != "gaussian" and self.latent_dim != 2:
             raise ConfigError(f"prior {self.prior!r} is 2-D: it needs latent_dim=2, got latent_dim={self.latent_dim}")
         if self.supervised_prior and self.prior == "gaussian":
             raise ConfigError("supervised_prior needs a prior with one part per digit: mixture10 or swiss_roll")
-        if self.gaussian_std <= 0 or self.adversarial_weight < 0 or self.noise_dim < 1:
-            raise ConfigError("gaussian_std must be > 0, adversarial_weight >= 0 and noise_dim >= 1")
+        if self.adversarial_weight < 0 or self.noise_dim < 1:
+            raise ConfigError("adversarial_weight must be >= 0 and noise_dim >= 1")
         if not self.discriminator_hidden_dims or min(self.discriminator_hidden_dims) < 1:
             raise ConfigError(f"discriminator_hidden_dims must be positive, got {self.discriminator_hidden_dims}")
 
@@ -151,16 +148,6 @@ class AAE(VAEFamilyModel):
         likelihood="none",
         prior_matched=True,
         needs_ais=True,
-        checkpoints=(
-            Checkpoint("aae", "AAE", "adversarial autoencoder"),
-            Checkpoint("aae-2d-gaussian", "AAE, Gaussian prior (2-D)", "AAE: adversarial on z, N(0, I)",
-                       latent_2d=True),
-            Checkpoint("aae-2d-mixture", "AAE, mixture prior (2-D)", "AAE: adversarial on z, 10-Gaussian mixture",
-                       latent_2d=True),
-            Checkpoint("aae-2d-supervised", "AAE, label-supervised mixture prior (2-D)",
-                       "AAE: adversarial on (z, label), mixture component c = digit c", latent_2d=True,
-                       anchors=(("Conditional accuracy", "target >= 0.95 (component c classified as c)"),)),
-        ),
     )
 
     def __init__(self, config: AAEConfig):
@@ -269,10 +256,6 @@ class AAE(VAEFamilyModel):
         adversarial = F.softplus(-self.critic(z, labels)).mean()  # -log D(z_q): the non-saturating form
         loss = reconstruction + self.config.adversarial_weight * adversarial
         return LossOutput(loss, {"reconstruction": reconstruction, "adversarial": adversarial})
-
-    def generator_parameters(self) -> Iterator[nn.Parameter]:
-        yield from self.encoder.parameters()
-        yield from self.decoder.parameters()
 
     def discriminator_parameters(self) -> Iterator[nn.Parameter]:
         return self.discriminator.parameters()

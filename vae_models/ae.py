@@ -13,21 +13,13 @@ import torch
 from torch import Tensor
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
-from .blocks import LIKELIHOODS, ConfigError, Decoder, Encoder, ModelConfig
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .blocks import Decoder, Encoder, PixelLikelihoodConfig
+from .registry import ModelSpec, Paper, register_model
 
 
 @dataclass
-class AEConfig(ModelConfig):
+class AEConfig(PixelLikelihoodConfig):  # its pixel likelihood is the reconstruction loss
     model_type: str = "ae"
-    likelihood: str = "bernoulli"  # pixel likelihood used as reconstruction loss
-    gaussian_std: float = 0.1  # fixed pixel std of the gaussian likelihood; unused otherwise
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_choice("likelihood", LIKELIHOODS)
-        if self.gaussian_std <= 0:
-            raise ConfigError("gaussian_std must be > 0")
 
 
 @register_model
@@ -40,7 +32,6 @@ class AE(VAEFamilyModel):
                     venue="Science"),
         kind="generative",  # `sample` decodes N(0, I) codes: shown for contrast, there is no trained prior
         likelihood="none",
-        checkpoints=(Checkpoint("ae", "AE", "plain autoencoder", interpolation=True),),
     )
 
     def __init__(self, config: AEConfig):

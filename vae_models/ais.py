@@ -45,11 +45,13 @@ so here a few pilot chains per digit do the adapting and the measured chains reu
 from __future__ import annotations
 
 import math
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from .base import evaluating
 from .blocks import log_normal
 
 SCHEDULES = ("sigmoid", "geometric", "linear")
@@ -242,8 +244,6 @@ def ais_log_likelihood(model, images: Tensor, labels: Tensor | None = None, *, n
     betas = annealing_schedule(num_steps, schedule)
     if reverse:
         betas = betas.flip(0)
-    was_training = model.training
-    model.eval()
     device = model.device
     log_weights, acceptance, used = [], [], []
     from tqdm.auto import tqdm
@@ -251,7 +251,7 @@ def ais_log_likelihood(model, images: Tensor, labels: Tensor | None = None, *, n
     runs_per_batch = 1 if step_sizes is not None else 2
     bar = tqdm(total=runs_per_batch * num_steps * math.ceil(len(images) / batch_size), disable=not progress,
                leave=False, unit="step", desc=f"{'reverse ' if reverse else ''}AIS T={num_steps} x{num_chains}")
-    try:
+    with evaluating(model), closing(bar):
         for first in range(0, len(images), batch_size):
             x = images[first:first + batch_size].to(device)
             y = None if labels is None else labels[first:first + batch_size].to(device)
@@ -280,9 +280,6 @@ def ais_log_likelihood(model, images: Tensor, labels: Tensor | None = None, *, n
             log_weights.append(log_w.view(n, num_chains).T.cpu())
             acceptance.append(acc.view(n, num_chains).mean(1).cpu())
             used.append(eps.cpu())
-    finally:
-        bar.close()
-        model.train(was_training)
     log_weights = torch.cat(log_weights, dim=1)
     # Reverse weights estimate 1/p(x): the upper bound is minus their log-mean-exp.
     log_mean = torch.logsumexp(log_weights, 0) - math.log(num_chains)
@@ -297,11 +294,11 @@ def simulate(model, n: int, labels: Tensor | None = None, generator: torch.Gener
              ) -> tuple[Tensor, Tensor]:
     """n pairs (z, x) from the model's joint p(z) p(x|z): x drawn from the decoder's Bernoulli pixels (binary, like
     the scored test digits). z is then an exact sample of p(z|x), what BDMC's reverse chain starts from."""
-    if getattr(model.config, "likelihood", "bernoulli") != "bernoulli":
+    if not model.config.pixel_likelihood.binary:
         raise ValueError("simulate draws binary images: it needs a model with the bernoulli likelihood")
-    model.eval()
-    z = model.prior_sample(n, generator, labels=labels)
-    probs = torch.sigmoid(model.decoder_logits(z, labels))
+    with evaluating(model):
+        z = model.prior_sample(n, generator, labels=labels)
+        probs = torch.sigmoid(model.decoder_logits(z, labels))
     x = torch.bernoulli(probs.cpu(), generator=generator).to(probs.device)
     return z, x
 

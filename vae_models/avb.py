@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
-from .blocks import ACTIVATIONS, LIKELIHOODS, NUM_PIXELS, ConfigError, Decoder, Encoder, ModelConfig, log_normal, mlp
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .blocks import ACTIVATIONS, NUM_PIXELS, ConfigError, Decoder, Encoder, PixelLikelihoodConfig, log_normal, mlp
+from .registry import ModelSpec, Paper, register_model
 from .vae import GaussianProposalMixin
 
 ENCODERS = ("input_noise", "every_layer_noise", "noise_basis")
@@ -56,10 +56,8 @@ VARIANCE_FLOOR = 1e-6  # added to Var[z|x] before the square root: r_alpha's std
 
 
 @dataclass
-class AVBConfig(ModelConfig):
+class AVBConfig(PixelLikelihoodConfig):
     model_type: str = "avb"
-    likelihood: str = "bernoulli"  # bernoulli (binarised data), continuous_bernoulli or gaussian (grey levels)
-    gaussian_std: float = 0.1  # fixed pixel std of the gaussian likelihood; unused otherwise
     noise_dim: int = 16  # dimension of the noise eps fed to the encoder beside x (what makes q(z|x) implicit)
     discriminator_hidden_dims: tuple[int, ...] = (512, 256)  # widths of T(x, z)'s MLP over [flattened x, z]
     adaptive_contrast: bool = False  # compare q(z|x) with a moment-matched Gaussian r_alpha (Sec. 4), not p(z)
@@ -91,9 +89,6 @@ class AVBConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check_choice("likelihood", LIKELIHOODS)
-        if self.gaussian_std <= 0:
-            raise ConfigError(f"gaussian_std must be > 0, got {self.gaussian_std}")
         if self.noise_dim < 1:
             raise ConfigError(f"noise_dim must be >= 1, got {self.noise_dim}")
         if not self.discriminator_hidden_dims or min(self.discriminator_hidden_dims) < 1:
@@ -289,11 +284,6 @@ class AVB(GaussianProposalMixin, VAEFamilyModel):
         needs_ais=True,
         learned_kl=True,
         prior_matched=True,
-        checkpoints=(
-            Checkpoint("avb", "AVB", "adversarial variational Bayes", anchors=(
-                ("AIS-NLL", "80.2 (AVB paper, conv, AIS; its VAE: 81.9)"),)),
-            Checkpoint("avb-2d", "AVB (2-D)", "AVB: adversarial on (x, z), N(0, I)", latent_2d=True),
-        ),
     )
 
     def __init__(self, config: AVBConfig):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterator
 
@@ -57,6 +58,18 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, incomplete, or does not match its config."""
 
 
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """`with evaluating(model):` runs the block in eval mode (no dropout), then puts back the mode the module was in,
+    also when the block raises: measuring a model in the middle of its training leaves it training."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 class HubModel(
     nn.Module,
     PyTorchModelHubMixin,
@@ -84,8 +97,10 @@ class HubModel(
         raise NotImplementedError
 
     def generator_parameters(self) -> Iterator[nn.Parameter]:
-        """What `loss` trains: everything, except a two-player model's discriminator."""
-        return self.parameters()
+        """What `loss` trains: every parameter but those of `discriminator_parameters()` (a two-player model's
+        discriminator), in the order of `parameters()`."""
+        theirs = {id(p) for p in self.discriminator_parameters()}
+        return (p for p in self.parameters() if id(p) not in theirs)
 
     def discriminator_parameters(self) -> Iterator[nn.Parameter]:
         """What `discriminator_loss` trains (two-player models, `spec.adversarial`); nothing otherwise."""
@@ -149,7 +164,7 @@ class VAEFamilyModel(HubModel):
         raise NotImplementedError
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return pixel_mean(self.decoder_logits(z, labels), getattr(self.config, "likelihood", "bernoulli"))
+        return pixel_mean(self.decoder_logits(z, labels), self.config.pixel_likelihood.name)
 
     def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         out = self.encode(x, labels)
@@ -166,8 +181,9 @@ class VAEFamilyModel(HubModel):
         return self.decode(z, labels)
 
     def log_likelihood(self, logits: Tensor, x: Tensor) -> Tensor:
-        cfg = self.config
-        return pixel_log_likelihood(logits, x, getattr(cfg, "likelihood", "bernoulli"), getattr(cfg, "gaussian_std", 0.1))
+        """log p(x|z) summed over pixels, (B,), under the config's pixel likelihood (blocks.pixel_log_likelihood)."""
+        pixels = self.config.pixel_likelihood
+        return pixel_log_likelihood(logits, x, pixels.name, pixels.gaussian_std)
 
     def init_output_bias(self, pixel_means: Tensor) -> None:
         """Start the decoder's output bias at the logit of each pixel's mean over the training set, clipped to

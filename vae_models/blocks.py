@@ -72,6 +72,12 @@ class ModelConfig:
         if getattr(self, name) not in choices:
             raise ConfigError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
 
+    @property
+    def pixel_likelihood(self) -> "PixelLikelihood":
+        """The likelihood the decoder puts on each pixel: Bernoulli, unless the config chooses one
+        (PixelLikelihoodConfig)."""
+        return PixelLikelihood("bernoulli")
+
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         """Strict constructor for configs read from disk: unknown keys are an error, not silently dropped."""
@@ -81,6 +87,38 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown config keys for {cls.__name__}: {unknown}")
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class PixelLikelihood:
+    """A decoder's likelihood of one pixel (pixel_log_likelihood): its name and the gaussian one's pixel std."""
+
+    name: str  # one of LIKELIHOODS
+    gaussian_std: float | None = None  # the gaussian likelihood's fixed pixel std (None: a config without one)
+
+    @property
+    def binary(self) -> bool:
+        """Bernoulli pixels are binary: the model trains and is scored on binarised digits, on grey levels otherwise."""
+        return self.name == "bernoulli"
+
+
+@dataclass
+class PixelLikelihoodConfig(ModelConfig):
+    """The config of a model that chooses its decoder's pixel likelihood (the AE, the VAEs, AVB, the AAE): the two
+    fields, declared once for all of them."""
+
+    likelihood: str = "bernoulli"  # bernoulli (binarised data), continuous_bernoulli or gaussian (grey levels)
+    gaussian_std: float = 0.1  # fixed pixel std of the gaussian likelihood; unused otherwise
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_choice("likelihood", LIKELIHOODS)
+        if self.gaussian_std <= 0:
+            raise ConfigError(f"gaussian_std must be > 0, got {self.gaussian_std}")
+
+    @property
+    def pixel_likelihood(self) -> PixelLikelihood:
+        return PixelLikelihood(self.likelihood, self.gaussian_std)
 
 
 def _is_int(value) -> bool:

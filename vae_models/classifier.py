@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import HubModel, LossOutput
+from .base import HubModel, LossOutput, evaluating
 from .blocks import ACTIVATIONS, IMAGE_SHAPE, ConfigError, ModelConfig
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .registry import ModelSpec, Paper, register_model
 
 
 @dataclass
@@ -55,7 +55,6 @@ class MNISTClassifier(HubModel):
         paper=Paper("Gradient-Based Learning Applied to Document Recognition", "LeCun, Bottou, Bengio & Haffner", 1998),
         kind="classifier",
         default_binarize="none",  # it judges generated grey-level images, so it trains on grey levels
-        checkpoints=(Checkpoint("classifier", "MNIST classifier", anchors=(("Test accuracy", "target >= 0.990"),)),),
     )
 
     def __init__(self, config: ClassifierConfig):
@@ -83,13 +82,9 @@ class MNISTClassifier(HubModel):
     @torch.no_grad()
     def predict(self, x: Tensor, batch_size: int = 1000) -> Tensor:
         """The most likely label of each image (B,), computed in eval mode (no dropout) and in batches."""
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return torch.cat([self(x[i:i + batch_size].to(self.device)).argmax(1).cpu()
                               for i in range(0, len(x), batch_size)]) if len(x) else torch.empty(0, dtype=torch.long)
-        finally:
-            self.train(was_training)
 
     def loss(self, batch) -> LossOutput:
         x, labels = batch

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .base import LossOutput, VAEFamilyModel
 from .blocks import ConfigError, Decoder, Encoder, one_hot
-from .registry import SOHN_2015, Checkpoint, ModelSpec, register_model
+from .registry import SOHN_2015, ModelSpec, register_model
 from .vae import GaussianEncoderMixin, VAEConfig
 
 
@@ -47,8 +47,6 @@ class CVAE(GaussianEncoderMixin, VAEFamilyModel):
         label_conditional=True,
         likelihood="bound",  # on log p(x|c)
         needs_ais=True,
-        checkpoints=(Checkpoint("cvae", "CVAE", "conditional VAE", traversal=True, anchors=(
-            ("Conditional accuracy", "target >= 0.95"),)),),
     )
 
     def __init__(self, config: CVAEConfig):
@@ -85,9 +83,7 @@ class CVAE(GaussianEncoderMixin, VAEFamilyModel):
 
     def loss(self, batch) -> LossOutput:
         x, labels = batch
-        reconstruction, kl = self.elbo_terms(x, x, labels)
-        reconstruction, kl = reconstruction.mean(), kl.mean()
-        return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})
+        return self.negative_elbo(x, x, labels)
 
     @torch.no_grad()
     def sample(self, n: int, labels=None, temperature: float = 1.0,

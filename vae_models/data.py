@@ -1,13 +1,15 @@
 """MNIST and Fashion-MNIST: a validating IDX reader, a checksummed downloader and a batched, binarising loader.
 
 Where the files come from, first match wins:
-1. `data_dir=` (the trainer's `--data-dir`): a folder holding the four IDX files, gzipped or not;
-2. the environment variable VAE_FAMILY_DATA_DIR, same layout;
-3. a per-dataset cache, `~/.cache/vae-family/<dataset>` (root overridable with VAE_FAMILY_CACHE or
+1. `data_dir=` (the commands' `--data-dir`): a folder holding the four IDX files, gzipped or not;
+2. a per-dataset cache, `~/.cache/vae-family/<dataset>` (root overridable with VAE_FAMILY_CACHE or
    `cache_dir=`), filled from the standard mirrors when files are missing (mirrors overridable with
    `mirrors=` or VAE_FAMILY_MIRRORS, comma separated base URLs).
-Or, with `source="hub"` (VAE_FAMILY_DATA_SOURCE=hub, the trainer's `--data-source hub`), the dataset repo on the
-Hugging Face Hub (ylecun/mnist's parquet files; see vae_models/hub_data.py), checked against the same digests.
+Or, with `source="hub"` (the commands' `--data-source hub`), the dataset repo on the Hugging Face Hub
+(ylecun/mnist's parquet files; see vae_models/hub_data.py), checked against the same digests.
+The commands (train, evaluate, the app, ...) default `--data-dir` and `--data-source` to the environment variables
+VAE_FAMILY_DATA_DIR and VAE_FAMILY_DATA_SOURCE (`environment_options`), read where each command starts;
+`load_mnist` itself reads neither.
 
 Checksums are SHA-256 digests of the *decompressed* IDX bytes, not of the .gz files: the same data is published
 in differently gzipped files (the Debian package of Fashion-MNIST strips the file name from the gzip header of the
@@ -39,7 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 
 DATASETS = ("mnist", "fashion_mnist")
 SOURCES = ("idx", "hub")  # IDX files (data_dir / cache / mirrors), or the Hub's parquet dataset repo
-SOURCE_ENV = "VAE_FAMILY_DATA_SOURCE"
+DATA_DIR_ENV, SOURCE_ENV = "VAE_FAMILY_DATA_DIR", "VAE_FAMILY_DATA_SOURCE"  # the commands' defaults (see above)
 SPLITS = ("train", "test")
 BINARIZE = ("dynamic", "fixed", "none")
 
@@ -90,6 +92,13 @@ DOWNLOAD_TIMEOUT = 60.0  # seconds without data before a mirror is given up
 
 class DataError(ValueError):
     """A data file that is missing, malformed, truncated, or fails its checksum, or a download that failed."""
+
+
+def environment_options(environ=os.environ) -> dict:
+    """The data options a command takes from the environment where its user gives none, as `load_mnist` keywords:
+    data_dir = $VAE_FAMILY_DATA_DIR (else None: the download cache), source = $VAE_FAMILY_DATA_SOURCE (else "idx").
+    The commands call it where they start, for the defaults of their --data-dir / --data-source."""
+    return {"data_dir": environ.get(DATA_DIR_ENV) or None, "source": environ.get(SOURCE_ENV) or SOURCES[0]}
 
 
 def default_cache_dir(dataset: str = "mnist") -> Path:
@@ -234,28 +243,26 @@ def load_mnist(
     download: bool = True,
     mirrors: list[str] | str | None = None,
     cache_dir: str | os.PathLike | None = None,
-    source: str | None = None,
+    source: str = "idx",
     revision: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load one split of MNIST or Fashion-MNIST -> (images uint8 (N,28,28), labels int64 (N,)).
 
-    `source` (else $VAE_FAMILY_DATA_SOURCE, else "idx"): "idx" reads the IDX files as described below; "hub" reads
-    the Hub's dataset repo at `revision` (vae_models.hub_data), checked against the official files' digests.
+    `source`: "idx" reads the IDX files as described below; "hub" reads the Hub's dataset repo at `revision`
+    (vae_models.hub_data), checked against the official files' digests.
 
-    `data_dir` (else $VAE_FAMILY_DATA_DIR) is used as is and never downloaded into; otherwise the files come
-    from the cache root `cache_dir` (else default_cache_dir's root) under a `<dataset>` folder, downloaded there
-    first when missing and `download` is true."""
+    `data_dir` is used as is and never downloaded into; otherwise (None) the files come from the cache root
+    `cache_dir` (else default_cache_dir's root) under a `<dataset>` folder, downloaded there first when missing and
+    `download` is true."""
     _check_choice("split", split, SPLITS)
     _check_choice("dataset", dataset, DATASETS)
-    source = source or os.environ.get(SOURCE_ENV) or "idx"
     _check_choice("source", source, SOURCES)
     if source == "hub":
         from .hub_data import load_from_hub
 
         return load_from_hub(split, dataset, revision=revision)
-    user_dir = data_dir if data_dir is not None else os.environ.get("VAE_FAMILY_DATA_DIR") or None
-    if user_dir is not None:
-        directory, from_user = Path(user_dir).expanduser(), True
+    if data_dir is not None:
+        directory, from_user = Path(data_dir).expanduser(), True
         if not directory.is_dir():
             raise DataError(f"data directory {directory} does not exist")
     else:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from .base import LossOutput
 from .blocks import ConfigError
 from .corruption import check_corruption, corrupt
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .registry import ModelSpec, Paper, register_model
 from .vae import VAE, VAEConfig
 
 
@@ -54,7 +54,6 @@ class DVAE(VAE):
         prior_matched=True,
         denoising=True,
         needs_ais=True,
-        checkpoints=(Checkpoint("dvae", "DVAE", "denoising VAE"),),
         baseline="vae",  # the same VAE trained on clean inputs: the app compares how the two clean a corrupted digit
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .base import evaluating
 from .blocks import kl_standard_normal
 
 ACTIVITY_THRESHOLD = 1e-2  # Burda et al. 2015, Sec. 5.2: a unit u is active if Cov_x(E_q[u]) > 10^-2
@@ -43,10 +44,8 @@ def latent_statistics(model: nn.Module, images: Tensor, labels: Tensor | None = 
     (the average KL(q(z_u|x) || N(0, 1)) of each dimension u (d,), in nats; the activity Cov_x(E_q[z_u]) = Var_x
     mu_u(x) of each dimension (d,), Burda et al. 2015, Sec. 5.2). Sorting by either picks the dimensions the
     model uses; `active_units` counts them."""
-    was_training = model.training
-    model.eval()
     kls, means = [], []
-    try:
+    with evaluating(model):
         for start in range(0, len(images), batch_size):
             x = images[start:start + batch_size].to(model.device)
             y = None if labels is None else labels[start:start + batch_size].to(model.device)
@@ -56,8 +55,6 @@ def latent_statistics(model: nn.Module, images: Tensor, labels: Tensor | None = 
             # kl_standard_normal sums over the last axis: a trailing axis of size 1 keeps each dimension apart.
             kls.append(kl_standard_normal(out.mean.unsqueeze(-1), out.logvar.unsqueeze(-1)).double().cpu())
             means.append(out.mean.double().cpu())
-    finally:
-        model.train(was_training)
     mu = torch.cat(means)
     activity = mu.var(dim=0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)
     return torch.cat(kls).mean(0), activity

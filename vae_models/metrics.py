@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .base import evaluating
 from .errors import Unsupported
 
 # torchmetrics is imported inside ssim / classifier_frechet_distance: importing it costs seconds (it pulls in
@@ -72,11 +73,9 @@ def importance_sampled_nll(model: nn.Module, images: Tensor, labels: Tensor | No
     if not model.spec.has_likelihood_bound:
         raise Unsupported(f"{type(model).__name__} has no importance-sampled likelihood (spec.likelihood = "
                           f"{model.spec.likelihood!r}, kind {model.spec.kind!r})")
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     out = []
-    try:
+    with evaluating(model):
         for start in _batches(len(images), batch_size, progress, f"IS-NLL k={num_samples}"):
             x = images[start:start + batch_size].to(device)
             y = None if labels is None else labels[start:start + batch_size].to(device)
@@ -89,8 +88,6 @@ def importance_sampled_nll(model: nn.Module, images: Tensor, labels: Tensor | No
                 # Streaming logsumexp: log(sum_old + sum_new) = logaddexp(old, logsumexp(new)), stable in float64.
                 total = torch.logaddexp(total, torch.logsumexp(w.double(), dim=0))
             out.append((math.log(num_samples) - total).cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 
@@ -102,17 +99,13 @@ def elbo(model: nn.Module, images: Tensor, labels: Tensor | None = None, batch_s
     _check_images(images, labels)
     if not model.spec.has_likelihood_bound:
         raise Unsupported(f"{type(model).__name__} has no likelihood bound (spec.likelihood = {model.spec.likelihood!r})")
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     out = []
-    try:
+    with evaluating(model):
         for start in range(0, len(images), batch_size):
             x = images[start:start + batch_size].to(device)
             y = None if labels is None else labels[start:start + batch_size].to(device)
             out.append(model.elbo(x, y).double().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 
@@ -128,15 +121,11 @@ def conditional_nll_quadrants(model: nn.Module, images: Tensor, num_given: int, 
         raise ValueError(f"num_given must be 1, 2 or 3 quadrants, got {num_given!r}")
     if not model.spec.completes_quadrants:
         raise Unsupported(f"{type(model).__name__} is not a quadrant-completion model")
-    was_training = model.training
-    model.eval()
     out = []
-    try:
+    with evaluating(model):
         for start in _batches(len(images), batch_size, progress, f"CLL {num_given} given"):
             x = images[start:start + batch_size].to(model.device)
             out.append(-model.conditional_log_likelihood(x, num_given, num_samples, generator=generator).double().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 
@@ -202,9 +191,7 @@ def classifier_frechet_distance(classifier: nn.Module, images_a: Tensor, images_
     it is NOT comparable with Inception FIDs. 0 for identical sets; grows as the sets drift apart."""
     if len(images_a) < 2 or len(images_b) < 2:
         raise ValueError("the Fréchet distance needs at least two images in each set")
-    was_training = classifier.training
-    classifier.eval()
-    try:
+    with evaluating(classifier):
         device = next(classifier.parameters(), torch.empty(0)).device
         num_features = classifier.features(images_a[:1].to(device)).shape[-1]
         from torchmetrics.image.fid import FrechetInceptionDistance
@@ -214,8 +201,6 @@ def classifier_frechet_distance(classifier: nn.Module, images_a: Tensor, images_
             for start in range(0, len(images), batch_size):
                 fd.update(images[start:start + batch_size].to(device), real=real)
         return float(fd.compute().clamp_min(0))  # tiny negatives are round-off of a zero distance
-    finally:
-        classifier.train(was_training)
 
 
 @torch.no_grad()
@@ -231,11 +216,11 @@ def conditional_accuracy(classifier: nn.Module, cvae: nn.Module, n_per_digit: in
         raise ValueError(f"n_per_digit must be >= 1, got {n_per_digit}")
     labels = torch.arange(10).repeat_interleave(n_per_digit)
     correct = 0
-    cvae.eval()
-    for start in range(0, len(labels), batch_size):
-        y = labels[start:start + batch_size]
-        images = cvae.sample(len(y), labels=y.to(cvae.device), generator=generator)
-        correct += int((classifier.predict(images).cpu() == y).sum())
+    with evaluating(cvae):
+        for start in range(0, len(labels), batch_size):
+            y = labels[start:start + batch_size]
+            images = cvae.sample(len(y), labels=y.to(cvae.device), generator=generator)
+            correct += int((classifier.predict(images).cpu() == y).sum())
     return correct / len(labels)
 
 
@@ -248,10 +233,10 @@ def prior_mmd(model: nn.Module, images: Tensor, labels: Tensor | None = None, n:
     _check_images(images, labels)
     if n < 2:
         raise ValueError(f"prior_mmd needs n >= 2, got {n}")
-    model.eval()
     x = images[:n].to(model.device)
     y = None if labels is None else labels[:n].to(model.device)
-    codes = model.encode(x, y).z
-    prior = model.prior_sample(len(x), generator)
+    with evaluating(model):
+        codes = model.encode(x, y).z
+        prior = model.prior_sample(len(x), generator)
     return float(mmd_rbf(codes.cpu(), prior.cpu()))
 

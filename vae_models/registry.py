@@ -1,8 +1,8 @@
 """What each model is and what it can do, declared once on its class, and the registry that finds it by name.
 
-Every model class carries a `spec = ModelSpec(...)`: its paper, a one-line description, its capabilities and the
-bundled checkpoints (each one built by the recipe of the same name in `recipes/`). `@register_model` adds the
-class under `spec.name` (which is also its config's `model_type`, the key `load_model` dispatches on).
+Every model class carries a `spec = ModelSpec(...)`: its paper, a one-line description and what the class can do.
+`@register_model` adds the class under `spec.name` (which is also its config's `model_type`, the key `load_model`
+dispatches on). Its bundled checkpoints are declared by their recipes, not here (catalogue.py).
 
 The trainer, the evaluation, the model card, the report and the app read these declarations and nothing else:
 they never test a model's name, probe it with `hasattr`, or keep their own lists of models. Adding a model is
@@ -11,7 +11,7 @@ one new module with one decorated class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .blocks import ConfigError
@@ -48,29 +48,6 @@ SOHN_2015 = Paper("Learning Structured Output Representation using Deep Conditio
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """A bundled weight of a model: the folder `pretrained/<name>/`, the Hub repo `vae-family/mnist-<name>` and the
-    recipe `recipes/<name>.json` that trains it."""
-
-    name: str  # "vae-2d"
-    title: str  # short label the app shows: "VAE (2-D)"
-    caption: str = ""  # longer label where the app compares checkpoints ("VAE: KL to N(0, I)"); default: title
-    latent_2d: bool = False  # a 2-D latent space: the app's manifold view and prior comparison use it
-    anchors: tuple[tuple[str, str], ...] = ()  # (metric-name prefix, the published number it is compared with)
-    # Which of the app's views show this checkpoint (demo/ picks by these, it names no model):
-    featured: bool = False  # where a view offers several checkpoints it opens on this one, and where it shows one
-    #                         of several that qualify it shows this one (else the first declared)
-    interpolation: bool = False  # the latent-interpolation view decodes a path between two digits' codes with it
-    #                              (`encode`, `decode`); the AE beside the VAE: no prior against a KL-shaped one
-    traversal: bool = False  # the latent-traversal view sweeps its code one dimension at a time: needs a Gaussian
-    #                          q(z|x) (its mean is swept, in prior standard deviations; rows are ordered by average KL)
-
-    @property
-    def label(self) -> str:
-        return self.caption or self.title
-
-
-@dataclass(frozen=True)
 class ModelSpec:
     """The declaration every registered model class carries as `spec`."""
 
@@ -94,10 +71,9 @@ class ModelSpec:
     learned_kl: bool = False  # the objective's KL is learned by a discriminator (AVB): `objective_elbo(x)` is checked
     #                           against the AIS log-likelihood
     default_binarize: str = "dynamic"  # data binarisation for the Bernoulli likelihood ("none" for grey levels)
-    checkpoints: tuple[Checkpoint, ...] = ()  # bundled weights; the one named `name` is the default recipe
     baseline: str | None = None  # the registered model this one improves on, which the app shows beside it on its
-    #                              task (its default checkpoint): the DVAE beside the plain VAE it extends, the
-    #                              structured-output CVAE beside the deterministic quadrant predictor
+    #                              task (its default checkpoint, catalogue.py): the DVAE beside the plain VAE it
+    #                              extends, the structured-output CVAE beside the deterministic quadrant predictor
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -131,13 +107,9 @@ class ModelSpec:
 
     def binarize_for(self, config) -> str:
         """Binary data for Bernoulli pixels, grey levels for continuous likelihoods, unless the model says otherwise."""
-        if getattr(config, "likelihood", "bernoulli") != "bernoulli":
+        if not config.pixel_likelihood.binary:
             return "none"
         return self.default_binarize
-
-    @property
-    def default_checkpoint(self) -> Checkpoint | None:
-        return next((c for c in self.checkpoints if c.name == self.name), None)
 
 
 MODELS: dict[str, type["HubModel"]] = {}
@@ -153,10 +125,6 @@ def register_model(cls):
         raise TypeError(f"{cls.__name__}: spec.name {spec.name!r} differs from its config's model_type {model_type!r}")
     if spec.name in MODELS and MODELS[spec.name] is not cls:
         raise TypeError(f"model {spec.name!r} is already registered ({MODELS[spec.name].__name__})")
-    taken = {c.name: s.name for s in specs() if s.name != spec.name for c in s.checkpoints}
-    clash = [c.name for c in spec.checkpoints if c.name in taken]
-    if clash:
-        raise TypeError(f"{cls.__name__}: checkpoint names {clash} are already declared by other models")
     MODELS[spec.name] = cls
     return cls
 
@@ -179,17 +147,3 @@ def get_spec(name: str) -> ModelSpec:
 def specs() -> list[ModelSpec]:
     """Every registered model's declaration, in registration order."""
     return [cls.spec for cls in MODELS.values()]
-
-
-def checkpoints() -> dict[str, tuple[Checkpoint, ModelSpec]]:
-    """Every bundled checkpoint by name, with the declaration of its model, in registration order."""
-    return {c.name: (c, spec) for spec in specs() for c in spec.checkpoints}
-
-
-def judge_checkpoint() -> str:
-    """The bundled checkpoint that labels digits: the first one declared by a model that `classifies`. Evaluation
-    uses it as the judge of conditional accuracy and the feature network of the Fréchet distance."""
-    for name, (_, spec) in checkpoints().items():
-        if spec.classifies:
-            return name
-    raise ConfigError("no registered model classifies digits (a spec with kind='classifier')")

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import NUM_PIXELS, ConfigError, Encoder, ModelConfig, kl_normal, log_normal, reparameterize
 from .errors import Unsupported
-from .registry import SOHN_2015, Checkpoint, ModelSpec, register_model
+from .registry import SOHN_2015, ModelSpec, register_model
 
 SIDE = 28
 HALF = SIDE // 2
@@ -171,9 +171,6 @@ class StructuredCVAE(QuadrantModel):
         paper=SOHN_2015,
         kind="completion",
         likelihood="bound",  # on log p(y|x), importance-sampled with q(z|x,y)
-        checkpoints=(Checkpoint("socvae", "structured-output CVAE", anchors=(
-            ("CLL (1", "71.8 (Pyro's CVAE reproduction)"), ("CLL (2", "51.0 (Pyro's CVAE)"),
-            ("CLL (3", "24.2 (Pyro's CVAE)"))),),
         baseline="quadrant_nn",  # Sohn et al.'s deterministic baseline: one blurred average where this gives variety
     )
 
@@ -304,9 +301,6 @@ class QuadrantBaseline(QuadrantModel):
         paper=SOHN_2015,
         kind="completion",
         likelihood="exact",  # log p(y|x) of a deterministic prediction
-        checkpoints=(Checkpoint("quadrant_nn", "deterministic quadrant baseline", anchors=(
-            ("CLL (1", "100.4 (Pyro's NN baseline)"), ("CLL (2", "61.9 (Pyro's NN baseline)"),
-            ("CLL (3", "25.4 (Pyro's NN baseline)"))),),
     )
 
     def __init__(self, config: QuadrantBaselineConfig):

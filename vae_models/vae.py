@@ -18,22 +18,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
-from .blocks import LIKELIHOODS, ConfigError, Decoder, Encoder, ModelConfig, kl_standard_normal, log_normal, reparameterize
-from .registry import Checkpoint, ModelSpec, Paper, register_model
+from .blocks import ConfigError, Decoder, Encoder, PixelLikelihoodConfig, kl_standard_normal, log_normal, reparameterize
+from .registry import ModelSpec, Paper, register_model
 
 
 @dataclass
-class VAEConfig(ModelConfig):
+class VAEConfig(PixelLikelihoodConfig):
     model_type: str = "vae"
-    likelihood: str = "bernoulli"  # bernoulli (binarised data), continuous_bernoulli or gaussian (grey levels)
-    gaussian_std: float = 0.1  # fixed pixel std of the gaussian likelihood; unused otherwise
     beta: float = 1.0  # weight of the KL term; 1.0 is the true ELBO
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check_choice("likelihood", LIKELIHOODS)
-        if self.gaussian_std <= 0 or self.beta < 0:
-            raise ConfigError("gaussian_std must be > 0 and beta >= 0")
+        if self.beta < 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}")
 
 
 class GaussianProposalMixin:
@@ -62,8 +59,7 @@ class GaussianProposalMixin:
         k, b, d = z.shape
         rep = lambda t: None if t is None else t.repeat(k, *([1] * (t.dim() - 1)))  # noqa: E731
         logits = self.decoder_logits(z.reshape(k * b, d), rep(labels))
-        if getattr(self.config, "likelihood", None) == "bernoulli" and (
-                type(self).log_likelihood is VAEFamilyModel.log_likelihood):
+        if self.config.pixel_likelihood.binary and type(self).log_likelihood is VAEFamilyModel.log_likelihood:
             # The Bernoulli sum of pixel_log_likelihood, sum_p x_p l_p - softplus(l_p), without repeating x k times:
             # sum_p x_p l_p is one matrix-vector product per image, so the logits are read twice instead of four
             # times. softplus(l) < 2.1e-9 below l = -20, so clamping there moves an image's sum by < 1.7e-6 nats
@@ -75,8 +71,8 @@ class GaussianProposalMixin:
 
 
 class GaussianEncoderMixin(GaussianProposalMixin):
-    """Shared by the Gaussian-posterior models (VAE, DVAE, CVAE): encode, the per-image ELBO parts, and q(z|x) as
-    the proposal of the importance weights."""
+    """Shared by the Gaussian-posterior models (VAE, DVAE, CVAE): encode, the per-image ELBO parts, the training loss
+    on the bound, and q(z|x) as the proposal of the importance weights."""
 
     def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
         mean, logvar = self.encoder(x, self.condition(labels)).chunk(2, dim=1)
@@ -101,11 +97,18 @@ class GaussianEncoderMixin(GaussianProposalMixin):
         reconstruction, kl = self.elbo_terms(x, x, labels)
         return -(reconstruction + kl)
 
+    def negative_elbo(self, encoder_input: Tensor, target: Tensor, labels: Tensor | None = None) -> LossOutput:
+        """The training loss: batch mean of -log p(target|z) + beta KL(q(z|encoder_input) || p(z)), the negated
+        bound of Kingma & Welling 2013, eq. 10 (beta = 1; Higgins et al. 2017's beta-VAE otherwise). The VAE scores
+        x from x, the DVAE x from its corruption, the CVAE x given its label (Sohn et al. 2015, eq. 4)."""
+        reconstruction, kl = self.elbo_terms(encoder_input, target, labels)
+        reconstruction, kl = reconstruction.mean(), kl.mean()
+        return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})
+
     def posterior_gaussian(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z|x)'s own mean and log-variance."""
         enc = self.encode(x, labels)
         return enc.mean, enc.logvar
-
 
 
 @register_model
@@ -119,12 +122,6 @@ class VAE(GaussianEncoderMixin, VAEFamilyModel):
         prior_matched=True,
         denoising=True,
         needs_ais=True,  # the plain-VAE baseline of the denoising comparison
-        checkpoints=(
-            Checkpoint("vae", "VAE", featured=True, interpolation=True, traversal=True, anchors=(
-                ("IS-NLL", "86.76 (IWAE paper, same 784-200-200-50 VAE, k=5000); 89.78 (Pythae's VAE); "
-                           "our target <= 88"),)),
-            Checkpoint("vae-2d", "VAE (2-D)", "VAE: KL to N(0, I)", latent_2d=True, featured=True),
-        ),
     )
 
     def __init__(self, config: VAEConfig):
@@ -135,9 +132,3 @@ class VAE(GaussianEncoderMixin, VAEFamilyModel):
     def loss(self, batch) -> LossOutput:
         x, _ = batch
         return self.negative_elbo(x, x)
-
-    def negative_elbo(self, encoder_input: Tensor, target: Tensor) -> LossOutput:
-        """Batch mean of -log p(target|z) + beta KL(q(z|encoder_input) || p(z)); the DVAE reuses it."""
-        reconstruction, kl = self.elbo_terms(encoder_input, target, None)
-        reconstruction, kl = reconstruction.mean(), kl.mean()
-        return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})

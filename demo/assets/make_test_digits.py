@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vae_models.data import load_mnist
+from vae_models.data import environment_options, load_mnist
 
 HERE = Path(__file__).resolve().parent
 PER_CLASS = 2
@@ -19,9 +19,11 @@ PER_CLASS = 2
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (default: download)")
+    data = environment_options()
+    parser.add_argument("--data-dir", default=data["data_dir"], help="folder with the MNIST IDX files (default: "
+                        "$VAE_FAMILY_DATA_DIR, else download)")
     args = parser.parse_args()
-    images, labels = load_mnist("test", data_dir=args.data_dir)
+    images, labels = load_mnist("test", data_dir=args.data_dir, source=data["source"])
     indices = [int(i) for digit in range(10) for i in np.flatnonzero(labels.numpy() == digit)[:PER_CLASS]]
     strip = np.concatenate([images[i].numpy() for i in indices], axis=1)  # (28, 28 * 20) uint8
     Image.fromarray(strip).save(HERE / "test_digits.png", optimize=True)
