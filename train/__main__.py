@@ -15,12 +15,12 @@ import argparse
 import dataclasses
 import inspect
 import json
-import os
 import re
 import sys
 import typing
 
 from vae_models import ConfigError, read_config
+from vae_models.data import environment_options
 
 from .hub import PushError
 from .recipe import RecipeError, check_recipe, is_recipe
@@ -29,7 +29,6 @@ from .trainer import Diverged, TrainConfig, TrainError, train
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # The trainer settings a recipe's "train" object may set (its keys are these fields' names).
 RECIPE_OPTIONS = {name for name, f in FIELDS.items() if not f.metadata.get("run_only")}
-ENV_DATA_DIR = "VAE_FAMILY_DATA_DIR"  # --data-dir's default, read here at the entry point
 
 
 def field_help() -> dict[str, str]:
@@ -103,7 +102,10 @@ def parser() -> argparse.ArgumentParser:
         annotation = str(f.type)
         p.add_argument(flag, type=_parse_type(annotation), default=default, choices=f.metadata.get("choices"),
                        help=f"{text} (default: {default})" if default is not None else text)
-    p.set_defaults(output_dir=None)  # runs/MODEL
+    # runs/MODEL; and the data options the environment sets (VAE_FAMILY_DATA_DIR / _SOURCE), read here where the
+    # command starts: a recipe or the command line still wins
+    env = environment_options()
+    p.set_defaults(output_dir=None, data_dir=env["data_dir"], data_source=env["source"])
     return p
 
 
@@ -120,7 +122,6 @@ def config_from_args(argv: list[str]) -> TrainConfig:
         raise TrainError("--model is required (or a --config that names the model)")
     fields.pop("model_type", None) if fields.get("model_type") == model else None
     args["model"] = model
-    args["data_dir"] = args["data_dir"] or os.environ.get(ENV_DATA_DIR) or None
     args["output_dir"] = args["output_dir"] or f"runs/{model}"
     return TrainConfig(**args, model_config=fields, command=list(argv))
 

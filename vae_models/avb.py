@@ -403,10 +403,6 @@ class AVB(GaussianProposalMixin, VAEFamilyModel):
         z, scored, correction = self.codes(x)
         return -self.log_likelihood(self.decoder_logits(z), x), self.discriminator(x, scored) + correction
 
-    def generator_parameters(self) -> Iterator[nn.Parameter]:
-        yield from self.encoder.parameters()
-        yield from self.decoder.parameters()
-
     def discriminator_parameters(self) -> Iterator[nn.Parameter]:
         return self.discriminator.parameters()
 
