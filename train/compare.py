@@ -1,0 +1,104 @@
+"""Compare two exports' test likelihoods digit by digit: the mean difference of their IS-NLL and its paired
+standard error.
+
+    python -m train.compare runs/reproduce/dvae-low-noise runs/reproduce/vae-dvae-budget --data-dir ../shared/data/mnist
+
+A claim such as "the denoising criterion improves the bound" (Im et al. 2017) or "AVB fits better than a VAE"
+compares two models on the same test digits. Their own standard errors (~0.3 nats each on 10,000 digits) mostly
+measure how hard the digits are, which both models share; the standard error of the per-digit difference,
+sd(d) / sqrt(n) with d_i = NLL_A(x_i) - NLL_B(x_i), is the one that says whether the two differ. Both models are
+scored by the same estimator, minus the k-sample importance-weighted bound (Burda et al. 2015, eq. 8, k = 5000 by
+default), on the same digits, binarised once with one seed (train.evaluate's test set); a negative difference
+means A gives the digits more likelihood.
+
+The result is written into A's eval_results.json (merged: a record of the same name is replaced) as
+"IS-NLL minus <B's folder name> (k=K, paired)" with the difference as its value and the paired standard error, B's
+own mean and the share of digits A scores better in its details, so A's card shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from vae_models import CheckpointError, ConfigError, load_model
+from vae_models.data import environment_options
+from vae_models.export import EvalResult, ExportError, read_eval_results, training_dataset, write_eval_results
+from vae_models.metrics import importance_sampled_nll
+
+from .evaluate import test_set
+
+
+def paired_difference(nll_a: torch.Tensor, nll_b: torch.Tensor) -> tuple[float, float]:
+    """(mean of nll_a - nll_b, its standard error sd(d) / sqrt(n)) over paired per-digit values."""
+    if nll_a.shape != nll_b.shape or nll_a.ndim != 1 or len(nll_a) < 2:
+        raise ValueError(f"need two equal-length vectors of >= 2 paired values, got {tuple(nll_a.shape)} and "
+                         f"{tuple(nll_b.shape)}")
+    d = (nll_a - nll_b).double()
+    return float(d.mean()), float(d.std() / math.sqrt(len(d)))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train.compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("first", help="export A (its eval_results.json receives the comparison)")
+    p.add_argument("second", help="export B, the baseline")
+    p.add_argument("--data-dir", default=environment_options()["data_dir"], help="folder with the MNIST IDX files")
+    p.add_argument("--data-source", default=environment_options()["source"], choices=["idx", "hub"])
+    p.add_argument("--num-samples", type=int, default=5000, help="importance samples k per test digit")
+    p.add_argument("--limit", type=int, help="use only the first N test digits")
+    p.add_argument("--seed", type=int, default=0, help="seed of the binarisation and of the importance samples")
+    p.add_argument("--output", default="eval_results.json", help="file name inside A's folder")
+    args = p.parse_args(argv)
+    if args.num_samples < 1 or (args.limit is not None and args.limit < 2):
+        p.error("--num-samples must be >= 1 and --limit >= 2")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join(["python", "-m", "train.compare", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        models = [load_model(path) for path in (args.first, args.second)]
+        datasets = {training_dataset(path) for path in (args.first, args.second)}
+        if len(datasets) != 1:
+            raise ExportError(f"{args.first} and {args.second} were trained on different datasets {sorted(datasets)}")
+        for path, model in zip((args.first, args.second), models):
+            if not (model.spec.has_likelihood_bound and model.spec.likelihood == "bound"):
+                raise ExportError(f"{path} ({model.config.model_type}) has no importance-weighted bound")
+            if model.spec.label_conditional:
+                raise ExportError(f"{path} ({model.config.model_type}) is label-conditional: compare p(x) models")
+        (dataset,) = datasets
+        grey, binary, _ = test_set(args.data_dir, args.limit, args.seed, dataset, args.data_source)
+    except (CheckpointError, ConfigError, ExportError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    nll = []
+    for model in models:
+        torch.manual_seed(args.seed)
+        scored = binary if model.config.pixel_likelihood.binary else grey
+        nll.append(importance_sampled_nll(model, scored, num_samples=args.num_samples, progress=True))
+    difference, std_error = paired_difference(*nll)
+    k, n, other = args.num_samples, len(binary), Path(args.second).name
+    record = EvalResult(
+        f"IS-NLL minus {other} (k={k}, paired)", "nll_difference", round(difference, 4), dataset, "test",
+        f"mean over the same test digits of this model's -log p(x) minus {other}'s, both by the importance-weighted "
+        f"bound (Burda et al. 2015, eq. 8) with k={k} on the test set binarised once (seed {args.seed}); std_error is "
+        "the paired one, sd of the per-digit differences / sqrt(n); < 0: this model gives the digits more likelihood",
+        {"num_images": n, "std_error": round(std_error, 4), "units": "nats", "baseline": other,
+         "own_nll": round(float(nll[0].mean()), 4), "baseline_nll": round(float(nll[1].mean()), 4),
+         "share_better": round(float((nll[0] < nll[1]).double().mean()), 4)}, command)
+    old = read_eval_results(args.first, args.output) or []
+    write_eval_results(args.first, [r for r in old if r.name != record.name] + [record], args.output)
+    print(f"{Path(args.first).name}: {record.details['own_nll']:.2f}  {other}: {record.details['baseline_nll']:.2f}  "
+          f"difference {difference:+.3f} ± {std_error:.3f} nats (paired s.e., {n} digits, k={k}); "
+          f"{record.details['share_better']:.1%} of digits better; written to {Path(args.first) / args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
