@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.trainer import Diverged, Trainer, TrainError, lr_factor
+from train.trainer import Diverged, Trainer, TrainError, lr_factor, train
+from vae_models.export import TrainingRecord, read_training_record
 from vae_models import build_model, load_model
 from vae_models.data import MNISTDataset, load_mnist
 
@@ -191,3 +192,28 @@ def test_a_resumed_run_continues_its_schedule_average_and_optimiser_bit_for_bit(
     assert Trainer(tiny_vae_config(moved, resume=True, **{**settings, "max_steps": 14})).start_step == 12
     with pytest.raises(TrainError, match="settings differ .*ema_decay"):
         Trainer(tiny_vae_config(moved, resume=True, **{**settings, "ema_decay": 0.5}))
+
+
+def test_the_export_records_the_training_loops_wall_time_summed_over_resumed_segments(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_vae_config(run, max_steps=4, save_pretrained=str(tmp_path / "first")))
+    first = read_training_record(tmp_path / "first").compute
+    state_file = run / "checkpoints" / "step_0000004" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert 0 < state["compute"]["wall_seconds"] <= first["wall_seconds"]  # the export comes after the checkpoint
+    assert (first["threads"], first["device"]) == (torch.get_num_threads(), "cpu")
+    state["compute"]["wall_seconds"] = 1000.0  # as if the first segment had run for 1000 s
+    state_file.write_text(json.dumps(state))
+    train(tiny_vae_config(run, max_steps=6, resume=True, save_pretrained=str(tmp_path / "second")))
+    second = read_training_record(tmp_path / "second").compute["wall_seconds"]
+    assert 1000.0 < second < 1000.0 + 60  # the resumed segment adds its own few seconds to the first's
+
+
+def test_the_card_states_the_cpu_hours_of_the_training():
+    record = TrainingRecord(command="python -m train", args={}, num_processes=2,
+                            compute={"wall_seconds": 5400.0, "threads": 2, "device": "cpu"})
+    assert record.compute_text == "6 CPU-hours (4 threads)"
+    gpu = TrainingRecord(command="python -m train", args={}, compute={"wall_seconds": 90.0, "threads": 8,
+                                                                       "device": "NVIDIA H200"})
+    assert gpu.compute_text == "1.5 GPU-minutes (1 x NVIDIA H200)"
+    assert TrainingRecord(command="python -m train", args={}).compute_text == ""

@@ -66,6 +66,8 @@ def build_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
         lines += ["## Training", "", "```bash", training.command, "```", ""]
         details = {"steps": training.steps, "num_processes": training.num_processes,
                    "mixed_precision": training.mixed_precision, "binarize": training.binarize}
+        if training.compute_text:
+            details["compute"] = training.compute_text
         lines += [f"- {k}: {v}" for k, v in details.items()] + [""]
     if evals:
         lines += ["## Evaluation", "", "| metric | value | split | estimator |", "|---|---|---|---|"]

@@ -29,13 +29,16 @@ def training_command(argv: list[str], num_processes: int) -> str:
     return f"{launcher} {shlex.join(argv)}".strip()
 
 
-def training_record(cfg, steps: int, num_processes: int, mixed_precision: str, binarize: str) -> TrainingRecord:
-    """What training_args.json holds: every TrainConfig field except the command line, which becomes `command`."""
+def training_record(cfg, steps: int, num_processes: int, mixed_precision: str, binarize: str,
+                    compute: dict | None = None) -> TrainingRecord:
+    """What training_args.json holds: every TrainConfig field except the command line, which becomes `command`;
+    `compute` is what the steps cost (TrainingRecord.compute)."""
     args = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command"}
     return TrainingRecord(
         command=training_command(cfg.command, num_processes), args=args, argv=list(cfg.command), steps=steps,
         num_processes=num_processes, mixed_precision=mixed_precision, binarize=binarize,
-        versions={"torch": torch.__version__, "accelerate": version("accelerate")}, date=time.strftime("%Y-%m-%d"))
+        versions={"torch": torch.__version__, "accelerate": version("accelerate")}, date=time.strftime("%Y-%m-%d"),
+        compute=compute or {})
 
 
 def write_export(model, folder: Path, record: TrainingRecord, preview_x: torch.Tensor, preview_y: torch.Tensor,

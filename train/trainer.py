@@ -30,6 +30,7 @@ import json
 import math
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -346,9 +347,13 @@ class Trainer:
         steps_per_epoch = self.steps_per_epoch
         total = self.total = cfg.max_steps or cfg.epochs * steps_per_epoch
         step = self.start_step
+        # The wall time of the training loop, summed over the segments of a resumed run (checkpoints carry it).
+        self.earlier_seconds = 0.0
         if self.resume_from is not None:
             self._load(self.resume_from)
+            self.earlier_seconds = float(read_state(self.resume_from).get("compute", {}).get("wall_seconds", 0.0))
             acc.print(f"resumed from {self.resume_from} at step {step}")
+        self.started = time.perf_counter()
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             for stale in (self.output_dir / CHECKPOINTS).glob(".tmp_*"):
@@ -580,7 +585,7 @@ class Trainer:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise Diverged(f"weights are not finite at step {step}; training stopped, {self._latest_text()}")
         acc = self.accelerator
-        ckpt.save(self.output_dir, step, {"settings": self.settings}, self.model, self.optimizers, self.ema,
+        ckpt.save(self.output_dir, step, {"settings": self.settings, "compute": self.compute()}, self.model, self.optimizers, self.ema,
                   self.cfg.keep_checkpoints, rank=acc.process_index, is_main=acc.is_main_process,
                   barrier=acc.wait_for_everyone)
 
@@ -593,6 +598,14 @@ class Trainer:
             raise TrainError(f"cannot resume {folder}: it {'lacks' if ema is None else 'has'} the moving average")
         if ema is not None:
             torch._foreach_copy_(self.ema, ema)
+
+    def compute(self) -> dict:
+        """What the steps so far cost: TrainingRecord.compute."""
+        device = self.accelerator.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+        running = time.perf_counter() - self.started if hasattr(self, "started") else 0.0
+        seconds = getattr(self, "earlier_seconds", 0.0) + running
+        return {"wall_seconds": round(seconds, 4), "threads": torch.get_num_threads(), "device": name}
 
     @contextmanager
     def averaged_weights(self):
@@ -621,7 +634,7 @@ class Trainer:
         acc, cfg = self.accelerator, self.cfg
         folder = Path(cfg.save_pretrained or self.output_dir / "export")
         if acc.is_main_process:
-            record = training_record(cfg, step, acc.num_processes, acc.mixed_precision, self.binarize)
+            record = training_record(cfg, step, acc.num_processes, acc.mixed_precision, self.binarize, self.compute())
             with self.averaged_weights() as model:
                 write_export(model, folder, record, self.preview_x, self.preview_y, cfg.seed, repo_id=cfg.push_to_hub)
             acc.print(f"exported to {folder}")

@@ -83,6 +83,20 @@ class TrainingRecord:
     binarize: str = "dynamic"  # the binarisation actually used (args.binarize may be None: the model's default)
     versions: dict = field(default_factory=dict)  # torch, accelerate
     date: str = ""
+    # What the weights cost: {"wall_seconds" (of training steps, summed over resumed segments), "threads" (torch's
+    # intra-op threads per process), "device" ("cpu", or the GPU's name)}; empty for records written before.
+    compute: dict = field(default_factory=dict)
+
+    @property
+    def compute_text(self) -> str:
+        """'3.2 CPU-hours (1 thread)' / '4.1 GPU-minutes (NVIDIA H200)'; '' when the record has no compute."""
+        seconds, device = self.compute.get("wall_seconds"), self.compute.get("device", "cpu")
+        if not isinstance(seconds, (int, float)):
+            return ""
+        if device != "cpu":
+            return f"{seconds * self.num_processes / 60:.1f} GPU-minutes ({self.num_processes} x {device})"
+        threads = int(self.compute.get("threads", 1)) * self.num_processes
+        return f"{seconds * threads / 3600:.2g} CPU-hours ({threads} thread{'s' if threads > 1 else ''})"
 
     @classmethod
     def from_dict(cls, data) -> "TrainingRecord":
