@@ -217,3 +217,6 @@ def test_the_card_states_the_cpu_hours_of_the_training():
                                                                        "device": "NVIDIA H200"})
     assert gpu.compute_text == "1.5 GPU-minutes (1 x NVIDIA H200)"
     assert TrainingRecord(command="python -m train", args={}).compute_text == ""
+    noted = TrainingRecord(command="python -m train", args={}, compute={"wall_seconds": 3600.0, "threads": 1,
+                                                                         "device": "cpu", "note": "estimated"})
+    assert noted.compute_text == "1 CPU-hours (1 thread; estimated)"

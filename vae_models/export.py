@@ -84,7 +84,8 @@ class TrainingRecord:
     versions: dict = field(default_factory=dict)  # torch, accelerate
     date: str = ""
     # What the weights cost: {"wall_seconds" (of training steps, summed over resumed segments), "threads" (torch's
-    # intra-op threads per process), "device" ("cpu", or the GPU's name)}; empty for records written before.
+    # intra-op threads per process), "device" ("cpu", or the GPU's name), optionally "note" (how it was obtained
+    # where the trainer did not measure it)}; empty for records written before.
     compute: dict = field(default_factory=dict)
 
     @property
@@ -93,10 +94,11 @@ class TrainingRecord:
         seconds, device = self.compute.get("wall_seconds"), self.compute.get("device", "cpu")
         if not isinstance(seconds, (int, float)):
             return ""
+        note = f"; {self.compute['note']}" if self.compute.get("note") else ""
         if device != "cpu":
-            return f"{seconds * self.num_processes / 60:.1f} GPU-minutes ({self.num_processes} x {device})"
+            return f"{seconds * self.num_processes / 60:.1f} GPU-minutes ({self.num_processes} x {device}{note})"
         threads = int(self.compute.get("threads", 1)) * self.num_processes
-        return f"{seconds * threads / 3600:.2g} CPU-hours ({threads} thread{'s' if threads > 1 else ''})"
+        return f"{seconds * threads / 3600:.2g} CPU-hours ({threads} thread{'s' if threads > 1 else ''}{note})"
 
     @classmethod
     def from_dict(cls, data) -> "TrainingRecord":
