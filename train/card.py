@@ -14,7 +14,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult as HubEvalResult
 from huggingface_hub import ModelCard, ModelCardData
 
-from vae_models import ConfigError, get_spec, read_config
+from vae_models import ConfigError, checkpoints, get_spec, read_config
 from vae_models.export import DATASETS, EvalResult, ExportError, read_eval_results, read_training_record
 
 
@@ -27,6 +27,14 @@ def hub_eval_results(entries: list[EvalResult], task: str) -> list[HubEvalResult
         task_type=task, dataset_type=entry.dataset, dataset_name=DATASETS.get(entry.dataset, entry.dataset),
         dataset_split=entry.split, metric_type=entry.type, metric_name=entry.name, metric_value=entry.value,
     ) for entry in entries]
+
+
+def declared_checkpoint(folder: Path, repo_id: str | None, model_type: str):
+    """The catalogue's checkpoint this export is (named by its Hub repo `ORG/mnist-<name>`, else by its folder), when
+    one of that name and model is declared; else None."""
+    name = repo_id.split("/")[-1].removeprefix("mnist-") if repo_id else folder.name
+    entry = checkpoints().get(name)
+    return entry[0] if entry and entry[0].model == model_type else None
 
 
 def build_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
@@ -52,6 +60,9 @@ def build_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
     )
     what, paper = spec.description, spec.paper
     lines = [f"# {name}", "", f"A `{model_type}` trained on {DATASETS.get(dataset, dataset)}: {what}.", ""]
+    declared = declared_checkpoint(folder, repo_id, model_type)
+    if declared is not None and declared.purpose:
+        lines += [f"This checkpoint (`{declared.name}`): {declared.purpose}", ""]
     if paper:
         link = f" ([arXiv:{paper.arxiv}]({paper.url}))" if paper.arxiv else ""
         lines += [f"Paper: {paper.citation}{link}.", ""]

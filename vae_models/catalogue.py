@@ -9,7 +9,8 @@ those), the extra evaluation arguments, and under "checkpoint" how the app, the 
                     "featured": true,                       where a view offers several it opens on this one
                     "interpolation": true,                  the latent-interpolation view decodes a path with it
                     "traversal": true,                      the latent-traversal view sweeps its code
-                    "anchors": {"IS-NLL": "86.76 (...)"}},  metric-name prefix -> the published number beside it
+                    "anchors": {"IS-NLL": "86.76 (...)"},   metric-name prefix -> the published number beside it
+                    "purpose": "..."},                      what it is for (its model card says it)
      "model_config": {"latent_dim": 2, ...}, "train": {...}, "evaluate": [...]}
 
 What follows from the config is derived, not declared: a checkpoint whose model config has latent_dim 2 is
@@ -61,6 +62,7 @@ class Checkpoint:
     traversal: bool = False  # the latent-traversal view sweeps its code one dimension at a time: needs a Gaussian
     #                          q(z|x) (its mean is swept, in prior standard deviations; rows are ordered by average KL)
     anchors: tuple[tuple[str, str], ...] = ()  # (metric-name prefix, the published number it is compared with)
+    purpose: str = ""  # what this checkpoint is for, where a model has several: its model card says it
     train: dict = field(default_factory=dict)  # the recipe's trainer settings (not a "checkpoint" key)
 
     @property
