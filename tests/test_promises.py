@@ -58,22 +58,6 @@ def test_cvae_samples_follow_the_label_by_the_bundled_classifier():
     assert per_digit.mean() > 0.9 and per_digit.min() >= 0.7, per_digit
 
 
-def test_supervised_aae_samples_decode_codes_from_the_labels_component():
-    """sample(labels=...) on a label-supervised mixture prior decodes codes drawn from component `label`."""
-    torch.manual_seed(0)
-    model = build_model("aae", hidden_dims=[8], latent_dim=2, prior="mixture10", supervised_prior=True,
-                        discriminator_hidden_dims=[8])
-    decoded = []
-    decode = model.decode
-    model.decode = lambda z, labels=None: decoded.append(z) or decode(z, labels)
-    labels = torch.tensor([3] * 50 + [7] * 50)
-    images = model.sample(100, labels=labels, generator=torch.Generator().manual_seed(0))
-    assert images.shape == (100, 1, 28, 28)
-    angles = torch.atan2(decoded[0][:, 1], decoded[0][:, 0]) % (2 * math.pi)
-    component = torch.round(angles / (2 * math.pi / 10)).long() % 10
-    assert (component == labels).float().mean() > 0.95
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return ModelStore(make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False)
