@@ -19,6 +19,7 @@ def missing_mnist() -> str:
                if not (MNIST_DIR / name).is_file() and not (MNIST_DIR / f"{name}.gz").is_file()]
     if not missing:
         return ""
-    download = f"from vae_models.data import load_mnist; [load_mnist(s, cache_dir='{MNIST_DIR.parent}') for s in ('train', 'test')]"
+    download = (f"from vae_models.data import load_mnist; "
+                f"[load_mnist(s, cache_dir='{MNIST_DIR.parent}') for s in ('train', 'test')]")
     return (f"the tests read MNIST from {MNIST_DIR}, which lacks {', '.join(missing)} (plain or .gz): put the official "
             f"IDX files there, or download them there with `python -c \"{download}\"`")

@@ -4,7 +4,6 @@ degradation."""
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,6 @@ from vae_models.preprocess import ImageInputError, to_mnist
 
 from demo.tiny_weights import make_tiny_weights
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 ZERO, SIX = example_choices()[0], example_choices()[13]
 
 
@@ -155,10 +153,10 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def test_preprocess_reproduces_mnist_format():
+def test_preprocess_reproduces_mnist_format(mnist_dir):
     from vae_models.data import load_mnist
 
-    images, _ = load_mnist("test", data_dir=MNIST_DIR, download=False)
+    images, _ = load_mnist("test", data_dir=mnist_dir, download=False)
     digits = images[:50].float() / 255
     errors = [(to_mnist(d.numpy()) - d).abs().mean().item() for d in digits]
     assert np.mean(errors) < 0.07  # re-running MNIST's own normalisation on MNIST digits nearly changes nothing
