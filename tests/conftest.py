@@ -5,6 +5,9 @@ GRADIO_TEMP_DIR and huggingface_hub its settings when they are imported, so sett
 module, would be too late or would depend on which module ran first. Everything tests write goes under pytest's
 tmp folder: gradio's uploads and outputs, gradio_client's downloads, hypothesis's files.
 
+MNIST: `mnist_dir` is the folder of the MNIST IDX files (tests/paths.py says where); a test that takes it fails, with
+what is missing and how to get it, when the files are not there (never skipped).
+
 Hub tests: `hub_server` is a fresh loopback Hugging Face Hub (tests/hub_server.py) per test; `hub_run(code, **env)`
 runs Python code in a subprocess whose huggingface_hub talks to it (HF_ENDPOINT is read at import time, so a
 subprocess is the honest way to point the real client at it), with its cache under the test's tmp_path.
@@ -18,6 +21,7 @@ import pytest
 from hypothesis import settings
 
 from .hub_server import HubServer, hub_env, run_with_hub, start_hub_server  # noqa: F401  (re-exported helpers)
+from .paths import MNIST_DIR, missing_mnist
 
 # Property tests (test_preprocess_properties.py): the same examples every run (derandomize), nothing written into the
 # repository (no example database), and no per-example time limit (this machine's load varies; timings belong in
@@ -44,6 +48,26 @@ def pytest_configure(config):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=30_000)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    """tests.paths.MNIST_DIR, after checking that the four MNIST files are in it."""
+    problem = missing_mnist()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    return MNIST_DIR
+
+
+@pytest.fixture
+def one_thread():
+    """Tests that train on tiny matrices: one thread is faster than fighting over shared cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ parquet are refused with clear errors."""
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +15,6 @@ from PIL import Image
 from vae_models.data import load_mnist
 from vae_models.hub_data import decode_parquet, parquet_path
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 REPO = "ylecun/mnist"
 
 
@@ -36,8 +34,8 @@ def parquet_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def test_split():
-    images, labels = load_mnist("test", data_dir=MNIST_DIR)
+def test_split(mnist_dir):
+    images, labels = load_mnist("test", data_dir=mnist_dir)
     return images.numpy(), labels.numpy()
 
 
@@ -62,7 +60,8 @@ print(json.dumps(answers))
 """
 
 
-def test_mnist_from_the_hub_equals_the_idx_files_and_honours_the_pinned_revision(hub_server, hub_run, test_split):
+def test_mnist_from_the_hub_equals_the_idx_files_and_honours_the_pinned_revision(hub_server, hub_run, test_split,
+                                                                                     mnist_dir):
     images, labels = test_split
     hub_server.create_repo(REPO, repo_type="dataset")
     good = hub_server.put_file(REPO, parquet_path("mnist", "test"), parquet_bytes(images, labels),
@@ -71,7 +70,7 @@ def test_mnist_from_the_hub_equals_the_idx_files_and_honours_the_pinned_revision
     altered[[0, 1]] = altered[[1, 0]]  # two rows' labels swapped: same label counts, different data
     bad = hub_server.put_file(REPO, parquet_path("mnist", "test"), parquet_bytes(images, altered),
                               repo_type="dataset").sha
-    proc = hub_run(LOAD, timeout=180, MNIST_DIR=str(MNIST_DIR), GOOD=good, BAD=bad)
+    proc = hub_run(LOAD, timeout=180, MNIST_DIR=str(mnist_dir), GOOD=good, BAD=bad)
     answers = json.loads(proc.stdout.strip().splitlines()[-1])
     assert answers[good] == {"equal": True, "dtypes": ["torch.uint8", "torch.int64"]}
     assert "labels differ from the official mnist t10k-labels-idx1-ubyte" in answers[bad]["error"]

@@ -14,7 +14,6 @@ from demo import build_app, common, launch_settings, serving
 
 from demo.tiny_weights import make_tiny_weights
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 30_000
@@ -26,9 +25,9 @@ def shots(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(tmp_path_factory, mnist_dir):
     app = build_app(weights_dir=make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False,
-                    data_dir=REPO_ROOT.parent / "shared/data/mnist")
+                    data_dir=mnist_dir)
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
                            **launch_settings())  # as app.py serves it: the upload limit
     with sync_playwright() as p:

@@ -32,7 +32,6 @@ from demo.tiny_weights import make_tiny_weights
 from .hub_server import hub_env, start_hub_server
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO.parent / "shared/data/mnist"
 NEW_ENDPOINTS = {"/every_model", "/traverse", "/train_live", "/stop_live", "/push_live"}
 ZERO, SIX = example_choices()[0], example_choices()[13]
 TOKEN = "hf_visitor_oauth_token"
@@ -67,13 +66,13 @@ def hub():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, hub):
+def server(tmp_path_factory, hub, mnist_dir):
     tmp = tmp_path_factory.mktemp("explore_app")
     weights = tiny_weights_with_references(tmp / "weights")
     # HF_TOKEN: off a Space, gradio mocks the Hugging Face sign-in with the machine's own account (whoami at
     # launch); the app itself acts only with the token of the visitor's session or request.
     env = hub_env(hub.url, tmp, GRADIO_TEMP_DIR=str(tmp / "gradio"), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(weights), str(MNIST_DIR)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(weights), str(mnist_dir)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline()
@@ -145,12 +144,12 @@ def test_bad_values_get_clear_messages(client, api_name, args, message):
         client.predict(*args, api_name=api_name)
 
 
-def test_handlers_check_their_values_too(tmp_path):
+def test_handlers_check_their_values_too(tmp_path, mnist_dir):
     """What the components do not check (or a caller of the Python functions passes) the handlers refuse."""
     from demo import explore, sampling
     from demo.weights import ModelStore
 
-    store = ModelStore(make_tiny_weights(tmp_path / "weights"), hub=False, data_dir=str(MNIST_DIR))
+    store = ModelStore(make_tiny_weights(tmp_path / "weights"), hub=False, data_dir=str(mnist_dir))
     for bad, message in (({"num_dims": 11}, "dimensions must be 1-10"), ({"num_steps": 2}, "steps 3-15"),
                          ({"model_name": "aae"}, "unknown model 'aae'")):
         args = {"model_name": "vae", "num_dims": 3, "num_steps": 5, **bad}
@@ -158,7 +157,7 @@ def test_handlers_check_their_values_too(tmp_path):
             explore.traverse(store, None, None, ZERO, **args)
     with pytest.raises(ValueError, match="interpolation must be one of"):
         sampling.interpolate(store, None, None, ZERO, None, None, SIX, 5, "cubic")
-    training = live.LiveTraining(str(MNIST_DIR), tmp_path / "work")
+    training = live.LiveTraining(str(mnist_dir), tmp_path / "work")
     for args, message in ((("GAN", 2, 0), "unknown model 'GAN'"), (("vae-2d", 0.5, 0), "time budget must be 1-90 s"),
                           (("vae-2d", 91, 0), "time budget must be 1-90 s"),
                           (("vae-2d", "soon", 0), "must be numbers")):
@@ -177,7 +176,7 @@ def test_handlers_check_their_values_too(tmp_path):
     assert "complexity_reference.json was computed with other weights" in row and "not available" in row
 
 
-def test_the_meter_calls_a_dash_too_simple_and_a_test_digit_typical(tmp_path):
+def test_the_meter_calls_a_dash_too_simple_and_a_test_digit_typical(tmp_path, mnist_dir):
     """The handler with the bundled weights and references: a drawn dash is as likely as a digit, and the complexity
     correction is what flags it; a real test digit passes."""
     from demo import explore
@@ -186,7 +185,7 @@ def test_the_meter_calls_a_dash_too_simple_and_a_test_digit_typical(tmp_path):
     dash = Image.new("L", (280, 280), 255)
     ImageDraw.Draw(dash).line([(60, 140), (220, 140)], fill=0, width=6)
     dash.save(tmp_path / "dash.png")
-    store = ModelStore(REPO / "pretrained", hub=False, data_dir=str(MNIST_DIR))
+    store = ModelStore(REPO / "pretrained", hub=False, data_dir=str(mnist_dir))
     rows = lambda table: {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     flagged = rows(explore.every_model(store, None, str(tmp_path / "dash.png"), None)[-1])
     digit = rows(explore.every_model(store, None, None, SIX)[-1])

@@ -1,9 +1,9 @@
-"""The app's handlers called directly on tiny real checkpoints, image preprocessing, and graceful degradation."""
+"""The app's handlers called directly on tiny real checkpoints (each tab's outputs in their places, e.g. the
+denoising tab's DVAE and VAE images and PSNRs each of its own model), image preprocessing, and graceful
+degradation."""
 
 import io
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +15,12 @@ from demo import conditional, denoising, priors, sampling
 from demo import common
 from demo.common import example_choices, read_digit
 from demo.weights import ModelStore, ModelUnavailable, hub_revisions
+from vae_models.corruption import corrupt
+from vae_models.metrics import psnr
 from vae_models.preprocess import ImageInputError, to_mnist
 
 from demo.tiny_weights import make_tiny_weights
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 ZERO, SIX = example_choices()[0], example_choices()[13]
 
 
@@ -152,10 +153,10 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def test_preprocess_reproduces_mnist_format():
+def test_preprocess_reproduces_mnist_format(mnist_dir):
     from vae_models.data import load_mnist
 
-    images, _ = load_mnist("test", data_dir=MNIST_DIR, download=False)
+    images, _ = load_mnist("test", data_dir=mnist_dir, download=False)
     digits = images[:50].float() / 255
     errors = [(to_mnist(d.numpy()) - d).abs().mean().item() for d in digits]
     assert np.mean(errors) < 0.07  # re-running MNIST's own normalisation on MNIST digits nearly changes nothing
@@ -233,3 +234,25 @@ def test_first_visit_leaves_explained_failures_empty_and_lets_bugs_through(tmp_p
         raise TypeError("a bug, not a missing model")
     with pytest.raises(TypeError, match="a bug"):
         common.first_visit(broken, store)
+
+
+def test_denoising_tab_shows_each_models_own_reconstruction(store):
+    """The DVAE row and the DVAE image are the DVAE's (not the VAE's), each PSNR is of its own output."""
+    clean_image, noisy_image, dvae_image, vae_image, table = denoising.denoise(
+        store, None, None, common.example_choices()[0], "salt_and_pepper", 0.3, 0)
+    x = common.read_digit(None, None, common.example_choices()[0])[0]
+    noisy = corrupt(x, "salt_and_pepper", 0.3, generator=common.generator(0))
+    with torch.no_grad():
+        outputs = {name: store.get(name).reconstruct(noisy) for name in ("dvae", "vae")}
+    expected = {name: np.asarray(common.to_image(out)) for name, out in outputs.items()}
+    assert not np.array_equal(expected["dvae"], expected["vae"])  # the two tiny models differ, so a swap shows
+    assert np.array_equal(np.asarray(dvae_image), expected["dvae"])
+    assert np.array_equal(np.asarray(vae_image), expected["vae"])
+    assert np.array_equal(np.asarray(noisy_image), np.asarray(common.to_image(noisy)))
+    assert np.array_equal(np.asarray(clean_image), np.asarray(common.to_image(x)))
+    rows = dict(line.strip("|").split(" | ") for line in table.splitlines()[4:])
+    rows = {k.strip(): float(v.strip(" |")) for k, v in rows.items()}
+    assert rows["DVAE"] == pytest.approx(float(psnr(outputs["dvae"], x)), abs=0.006)
+    assert rows["plain VAE"] == pytest.approx(float(psnr(outputs["vae"], x)), abs=0.006)
+    assert rows["corrupted input"] == pytest.approx(float(psnr(noisy, x)), abs=0.006)
+    assert rows["DVAE"] != rows["plain VAE"]

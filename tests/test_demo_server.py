@@ -25,7 +25,6 @@ from demo.common import example_choices
 from demo.tiny_weights import make_tiny_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO_ROOT.parent / "shared/data/mnist"
 ENDPOINTS = {"/sample", "/interpolate", "/manifold", "/cvae_samples", "/same_style", "/complete_quadrants",
              "/denoise", "/latent_scatter", "/prior_samples", "/prior_metrics"}
 ZERO, SIX = example_choices()[0], example_choices()[13]
@@ -35,8 +34,8 @@ PATIENT = {"timeout": 300}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    app = build_app(weights_dir=make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False, data_dir=MNIST_DIR)
+def server(tmp_path_factory, mnist_dir):
+    app = build_app(weights_dir=make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False, data_dir=mnist_dir)
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     yield url, Client(url, verbose=False, httpx_kwargs=PATIENT)
     app.close()

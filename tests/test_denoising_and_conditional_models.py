@@ -1,43 +1,18 @@
-"""Mathematical tests of the corruptions, the DVAE, the label-conditional CVAE, the structured-output CVAE and its NN
-baseline (the generic build / training-step / save-load checks are in test_models.py)."""
+"""Mathematical tests of the corruptions, the DVAE (vae_models/dvae.py) and the label-conditional CVAE
+(vae_models/cvae.py): what each corruption does and refuses, the DVAE's clean target and seeded corruption, the
+CVAE's labels, bounds and config (the generic build / training-step / save-load checks are in test_models.py; the
+structured-output CVAE is in test_socvae.py)."""
 
 import math
 
 import pytest
 import torch
 
-from vae_models import CVAE, DVAE, ConfigError, QuadrantBaseline, StructuredCVAE, Unsupported, build_model, corrupt
+from tests.tiny_models import digit_like_batch, grouped_bounds, make, move_posterior
+from vae_models import CVAE, DVAE, ConfigError, build_model, corrupt
 from vae_models.blocks import kl_standard_normal
-from vae_models.socvae import mask
 
-TINY = {"hidden_dims": [32], "latent_dim": 4}
-
-
-def make(name, **fields):
-    torch.manual_seed(0)
-    return build_model(name, **{**TINY, **fields})
-
-
-def digit_like_batch(n=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.rand(n, 1, 28, 28, generator=g).pow(3).bernoulli(generator=g)
-    return images, torch.arange(n) % 10
-
-
-def move_posterior(encoder, latent_dim):
-    """Shift an untrained Gaussian encoder's output (mean +1.5, log-variance -1), so that its KL to the prior is
-    ~5 nats rather than ~0 and a bound that dropped or mis-signed a term would be caught."""
-    with torch.no_grad():
-        encoder.head[-1].bias[:latent_dim] += 1.5
-        encoder.head[-1].bias[latent_dim:] -= 1.0
-
-
-def grouped_bounds(log_w, ks):
-    """For each k dividing len(log_w): the mean over disjoint groups of k weights of log((1/k) sum exp) - the
-    k-sample importance-sampling estimate averaged over the groups. Nested groups make it non-decreasing in k
-    (Jensen), so this checks the weights are used as an importance-sampling bound should be."""
-    total = len(log_w)
-    return [(torch.logsumexp(log_w.view(total // k, k, -1), dim=1) - math.log(k)).mean().item() for k in ks]
+NARROW = {"hidden_dims": [8], "latent_dim": 2}  # the tests of a config's or a label's handling
 
 
 # -- corruption ------------------------------------------------------------------------------------------------
@@ -138,6 +113,15 @@ def test_dvae_config_rejects_bad_corruption(fields, message):
         make("dvae", **fields)
 
 
+def test_the_dvae_corruption_follows_the_generator_it_is_given():
+    model = build_model("dvae", corruption="salt_and_pepper", noise_level=0.3, **NARROW)
+    x = torch.rand(4, 1, 28, 28)
+    torch.manual_seed(0)
+    first = model.corrupt(x, torch.Generator().manual_seed(5))
+    second = model.corrupt(x, torch.Generator().manual_seed(5))  # the global RNG has moved on, the generator not
+    assert torch.equal(first, second) and not torch.equal(first, x)
+
+
 # -- CVAE ------------------------------------------------------------------------------------------------------
 
 
@@ -223,127 +207,28 @@ def test_cvae_same_style_all_digits_decodes_one_code_with_every_label():
         model.same_style_all_digits(digit_like_batch(2)[0], 4)
 
 
-def test_cvae_config_needs_two_classes():
+def test_a_cvae_takes_two_classes_at_least():
+    assert build_model("cvae", num_classes=2, **NARROW).config.num_classes == 2
     with pytest.raises(ConfigError, match="num_classes must be >= 2"):
         make("cvae", num_classes=1)
 
 
-# -- structured-output CVAE and its baseline -------------------------------------------------------------------
+def test_a_single_integer_label_conditions_a_single_image():
+    model = build_model("cvae", **NARROW).eval()
+    x = torch.rand(1, 1, 28, 28)
+    assert torch.equal(model.check_labels(torch.tensor(3), 1), torch.tensor([3]))
+    assert torch.equal(model.encode(x, torch.tensor(3)).mean, model.encode(x, torch.tensor([3])).mean)
 
 
-def test_quadrant_masks_follow_the_pyro_layout():
-    bottom_left = torch.zeros(1, 28, 28, dtype=torch.bool)
-    bottom_left[0, 14:, :14] = True
-    left = torch.zeros(1, 28, 28, dtype=torch.bool)
-    left[0, :, :14] = True
-    all_but_bottom_right = torch.ones(1, 28, 28, dtype=torch.bool)
-    all_but_bottom_right[0, 14:, 14:] = False
-    assert torch.equal(mask(1), bottom_left) and torch.equal(mask(2), left)
-    assert torch.equal(mask(3), all_but_bottom_right)
-    for bad in (0, 4, 2.0, True):
-        with pytest.raises(ValueError, match="num_given must be 1, 2 or 3"):
-            mask(bad)
-
-
-@pytest.mark.parametrize("name", ["socvae", "quadrant_nn"])
-@pytest.mark.parametrize("num_given", [1, 2, 3])
-def test_complete_copies_the_given_pixels(name, num_given):
-    model = make(name).eval()
-    images, _ = digit_like_batch(6)
-    out = model.complete(images, num_given, n_samples=3, generator=torch.Generator().manual_seed(0))
-    given = mask(num_given).expand_as(images)
-    assert out.shape == (3, 6, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
-    assert all(torch.equal(sample[given], images[given]) for sample in out)
-    stochastic = not torch.allclose(out[0], out[1])
-    assert stochastic == (name == "socvae")  # samples differ through z; the NN baseline has one answer
-
-
-def test_complete_accepts_a_number_of_given_quadrants_per_image():
-    model = make("socvae").eval()
-    images, _ = digit_like_batch(3)
-    out = model.complete(images, torch.tensor([1, 2, 3]), generator=torch.Generator().manual_seed(0))[0]
-    for i, k in enumerate([1, 2, 3]):
-        assert torch.equal(out[i][mask(k)], images[i][mask(k)])
-
-
-@pytest.mark.parametrize("objective,terms", [
-    ("cvae", {"reconstruction", "kl"}),
-    ("gsnn", {"gsnn_reconstruction"}),
-    ("hybrid", {"reconstruction", "kl", "gsnn_reconstruction"}),
-])
-def test_socvae_objectives_are_positive_combine_as_stated_and_decrease(objective, terms):
-    model = make("socvae", objective=objective, alpha=0.3)
-    batch = digit_like_batch()
-
-    def seeded_loss():
-        torch.manual_seed(5)
-        return model.loss(batch)
-
-    out = seeded_loss()
-    assert set(out.terms) == terms
-    assert all(torch.isfinite(v) and v > 0 for v in out.terms.values())
-    t = out.terms
-    expected = {"cvae": lambda: t["reconstruction"] + t["kl"], "gsnn": lambda: t["gsnn_reconstruction"],
-                "hybrid": lambda: 0.3 * (t["reconstruction"] + t["kl"]) + 0.7 * t["gsnn_reconstruction"]}
-    assert torch.allclose(out.loss, expected[objective]())
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(10):
-        optimizer.zero_grad()
-        seeded_loss().loss.backward()
-        optimizer.step()
-    assert seeded_loss().loss.item() < out.loss.item() - 1.0
-
-
-def test_socvae_log_likelihood_tightens_with_k_and_matches_the_cvae_bound():
-    model = make("socvae", num_given_quadrants=2).eval()
-    move_posterior(model.recognition, 4)
-    batch = digit_like_batch(8)
-    with torch.no_grad():
-        log_w = model.conditional_log_weights(batch[0], 2, 2000, max_rows=1000,
-                                              generator=torch.Generator().manual_seed(0))
-        torch.manual_seed(0)
-        losses = [model.loss(batch).loss.item() for _ in range(200)]
-    assert log_w.shape == (2000, 8) and torch.isfinite(log_w).all()
-    bounds = grouped_bounds(log_w, [1, 10, 100, 1000, 2000])
-    assert bounds == sorted(bounds)
-    # E_q[log w] = E_q[log p(y|x,z)] - KL(q(z|x,y) || p(z|x)) = -L_CVAE (eq. 4): the loss estimates the same number.
-    assert abs(log_w.mean().item() + sum(losses) / len(losses)) < 0.5
-    cll = model.conditional_log_likelihood(batch[0], 2, num_samples=101, max_rows=16)  # 7 chunks, the last short
-    assert cll.shape == (8,) and torch.isfinite(cll).all() and (cll < 0).all()
-
-
-def test_quadrant_baseline_log_likelihood_is_exact_and_is_the_loss():
-    model = make("quadrant_nn", num_given_quadrants=3).eval()
-    batch = digit_like_batch()
-    cll = model.conditional_log_likelihood(batch[0], 3)
-    assert cll.shape == (16,) and torch.isfinite(cll).all() and (cll < 0).all()
-    assert torch.allclose(-cll.mean(), model.loss(batch).loss)
-    assert torch.equal(cll, model.conditional_log_likelihood(batch[0], 3, num_samples=50))  # no sampling
-
-
-@pytest.mark.parametrize("model", [StructuredCVAE, QuadrantBaseline])
-def test_quadrant_models_refuse_unconditional_use_and_bad_input(model):
-    m = make(model.config_class().model_type)
-    with pytest.raises(Unsupported, match="use complete"):
-        m.sample(4)
-    with pytest.raises(Unsupported, match="use complete"):
-        m.decode(torch.zeros(2, 4))
-    with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
-        m.complete(torch.zeros(2, 28, 28), 2)
-    with pytest.raises(ValueError, match="num_given must be"):
-        m.complete(torch.zeros(2, 1, 28, 28), 0)
-    with pytest.raises(ValueError, match="num_given must be"):
-        m.complete(torch.zeros(2, 1, 28, 28), torch.tensor([1, 4]))
-
-
-@pytest.mark.parametrize("fields,message", [
-    ({"objective": "elbo"}, "objective must be one of"),
-    ({"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
-    ({"num_given_quadrants": 4}, "num_given_quadrants must be 0"),
-])
-def test_socvae_config_rejects_bad_values(fields, message):
-    with pytest.raises(ConfigError, match=message):
-        make("socvae", **fields)
+def test_cvae_labels_must_be_integers_one_per_image():
+    model = build_model("cvae", **NARROW).eval()
+    x, z = torch.rand(3, 1, 28, 28), torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="1-D sequence of integers"):
+        model.check_labels(torch.tensor([True, False, True]), 3)
+    with pytest.raises(ValueError, match="one label per image: got 2 labels for 3 images"):
+        model.encode(x, [1, 2])
+    with pytest.raises(ValueError, match="one label per image: got 2 labels for 3 images"):
+        model.decoder_logits(z, [1, 2])
 
 
 def test_models_are_the_registered_classes():

@@ -9,7 +9,6 @@ from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "examples" / "quickstart.ipynb"
-MNIST_DIR = REPO.parent / "shared/data/mnist"
 
 
 def code_cells(nb):
@@ -25,9 +24,9 @@ def test_notebook_is_stored_without_outputs():
     assert cells and all(cell.outputs == [] and cell.execution_count is None for cell in cells)
 
 
-def test_quickstart_runs_every_cell_offline(monkeypatch):
+def test_quickstart_runs_every_cell_offline(monkeypatch, mnist_dir):
     # The kernel inherits this environment: MNIST from the env var, one thread, and no Hub access at all.
-    monkeypatch.setenv("VAE_FAMILY_DATA_DIR", str(MNIST_DIR))
+    monkeypatch.setenv("VAE_FAMILY_DATA_DIR", str(mnist_dir))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)

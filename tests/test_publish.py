@@ -233,6 +233,27 @@ def test_refusals_are_clear_and_change_nothing(hub, tmp_path):
     assert len(hub.commits(f"{ORG}/demo", "space")) == 2 and len(hub.commits(f"{ORG}/mnist-vae")) == 2
 
 
+def test_a_rerun_on_unchanged_exports_reports_nothing_changed_and_uploads_nothing(hub, tmp_path):
+    """The second run compares each file with the remote's and finds them all equal: every repo is reported up to
+    date, and the Hub gets no write request at all (no repo creation, no pre-upload of file contents, no commit),
+    so nothing is uploaded even for the huggingface_hub client to drop as unchanged."""
+    exports = small_exports(tmp_path)
+    pins_file = tmp_path / "pins.json"
+    args = ["--org", ORG, "--pretrained", str(exports), "--pins-file", str(pins_file)]
+    first = publish(hub, tmp_path, *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "file(s) to upload" in first.stdout and hub.requested("POST")  # the first run did upload
+    hub.requests.clear()
+    again = publish(hub, tmp_path, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    reported = [line for line in again.stdout.splitlines() if line.startswith(("model ", "space "))]
+    assert sorted(line.split(":")[0] for line in reported) == [
+        f"model {ORG}/mnist-ae", f"model {ORG}/mnist-vae", f"space {ORG}/vae-family"]
+    assert all(": up to date at " in line for line in reported), reported
+    assert again.stdout.strip().endswith("published 0 commit(s): none (up to date)")
+    assert hub.requested("POST") == []  # neither pre-upload nor commit requests: no file content left this machine
+
+
 def test_the_app_reads_its_pins_from_the_file_publish_writes(tmp_path, monkeypatch):
     from demo import weights
     from train.publish import DEFAULT_PINS

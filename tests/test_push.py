@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from .hub_server import hub_env
+from tests.paths import MNIST_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 TRAIN = [sys.executable, "-m", "train", "--model", "vae", "--set", "hidden_dims=[32]", "--set", "latent_dim=2",
          "--batch-size", "32", "--max-steps", "3", "--checkpoint-every", "0", "--data-dir", str(MNIST_DIR)]
 EXPORT_FILES = {"model.safetensors", "config.json", "README.md", "samples.png", "training_args.json"}

@@ -21,7 +21,6 @@ from vae_models.export import read_eval_results, read_training_record
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
-MNIST_DIR = REPO.parent / "shared/data/mnist"
 # Where a run writes and what it records about itself: not part of what the weights are.
 NOT_SETTINGS = {"data_dir", "output_dir", "save_pretrained", "push_to_hub", "revision", "private", "resume", "command",
                 "progress_bar"}
@@ -66,9 +65,9 @@ def test_command_line_options_override_the_recipe_and_bad_recipes_are_refused(tm
             config_from_args(["--config", str(bad)])
 
 
-def test_reproduce_quick_trains_evaluates_and_cards_without_overwriting(tmp_path):
+def test_reproduce_quick_trains_evaluates_and_cards_without_overwriting(tmp_path, mnist_dir):
     out, runs = tmp_path / "out", tmp_path / "runs"
-    cmd = [sys.executable, "-m", "train.reproduce", "vae-2d", "--quick", "--data-dir", str(MNIST_DIR),
+    cmd = [sys.executable, "-m", "train.reproduce", "vae-2d", "--quick", "--data-dir", str(mnist_dir),
            "--output-root", str(out), "--runs-root", str(runs)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
            "PYTHONPATH": str(REPO)}  # run from another folder: only the package has to be importable

@@ -21,13 +21,12 @@ from demo.tiny_weights import make_tiny_weights  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO_ROOT / "pretrained"
-MNIST_DIR = REPO_ROOT.parent / "shared/data/mnist"
 TWO_D = [f for f in sorted(PRETRAINED.iterdir()) if f.is_dir() and is_two_dimensional(f)]
 
 
 @pytest.fixture(scope="module")
-def test_set():
-    return load_mnist("test", data_dir=MNIST_DIR)
+def test_set(mnist_dir):
+    return load_mnist("test", data_dir=mnist_dir)
 
 
 def test_every_bundled_2d_checkpoint_ships_the_whole_test_set_encoded_by_its_own_weights(test_set):
@@ -57,14 +56,14 @@ def test_codes_of_other_weights_are_ignored(tmp_path):
     assert read_test_codes(folder) is None
 
 
-def test_scatter_from_stored_codes_equals_scatter_from_the_encoded_test_set(tmp_path):
+def test_scatter_from_stored_codes_equals_scatter_from_the_encoded_test_set(tmp_path, mnist_dir):
     with_codes = tmp_path / "with"
     without = tmp_path / "without"
     for folder in TWO_D:
         shutil.copytree(folder, with_codes / folder.name)
         shutil.copytree(folder, without / folder.name, ignore=shutil.ignore_patterns(FILENAME))
     stored = priors.latent_scatter(ModelStore(with_codes, hub=False, data_dir=str(tmp_path / "nowhere")), 2000, 3)
-    encoded = priors.latent_scatter(ModelStore(without, hub=False, data_dir=str(MNIST_DIR)), 2000, 3)
+    encoded = priors.latent_scatter(ModelStore(without, hub=False, data_dir=str(mnist_dir)), 2000, 3)
     assert "2000 of the MNIST test digits (codes stored with the weights)" in stored[-1]
     assert "2000 of the MNIST test digits." in encoded[-1]
     for a, b in zip(stored[:-1], encoded[:-1]):

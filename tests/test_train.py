@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.paths import MNIST_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 ENV = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
        "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
 TINY = ["--set", "hidden_dims=[32]", "--set", "latent_dim=2", "--batch-size", "32", "--sync-every", "1"]
@@ -87,9 +87,9 @@ def test_export_logs_and_card(reference):
     assert latest(reference).name == "step_0000024"
 
 
-def test_same_seed_same_weights(tmp_path):
+def test_same_seed_same_weights(tmp_path, mnist_dir):
     """Default (dynamic) binarisation: data order, Bernoulli draws, init and sampling noise all follow the seed."""
-    short = ["--model", "vae", *TINY, "--data-dir", str(MNIST_DIR), "--max-steps", "6", "--checkpoint-every", "3"]
+    short = ["--model", "vae", *TINY, "--data-dir", str(mnist_dir), "--max-steps", "6", "--checkpoint-every", "3"]
     for name in ("a", "b"):
         train(*short, "--output-dir", str(tmp_path / name), "--save-pretrained", str(tmp_path / name / "export"))
     a, b = weights(tmp_path / "a/export"), weights(tmp_path / "b/export")
@@ -190,9 +190,9 @@ def test_resume_settings_name_everything_a_resumed_run_must_share():
     assert settings(longer, model, "dynamic", 1) == reference
 
 
-def test_diverging_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+def test_diverging_loss_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_dir):
     run = tmp_path / "nan"
-    proc = train("--model", "vae", *TINY, "--data-dir", str(MNIST_DIR), "--max-steps", "30", "--lr", "1e30",
+    proc = train("--model", "vae", *TINY, "--data-dir", str(mnist_dir), "--max-steps", "30", "--lr", "1e30",
                  "--checkpoint-every", "1", "--output-dir", str(run), check=False)
     assert proc.returncode == 1
     line = assert_one_error_line(proc, "not finite", "latest good checkpoint: step_")
@@ -222,10 +222,10 @@ def _corrupt_dir(tmp_path: Path) -> Path:
     (["--model", "vae", "--data-dir", "/nonexistent/mnist"], "does not exist"),
     (["--model", "vae", "--data-dir", "CORRUPT"], "corrupt"),
 ])
-def test_bad_input_one_clear_line(tmp_path, args, needle):
+def test_bad_input_one_clear_line(tmp_path, args, needle, mnist_dir):
     args = [str(_corrupt_dir(tmp_path)) if a == "CORRUPT" else a for a in args]
     if "--data-dir" not in args:
-        args += ["--data-dir", str(MNIST_DIR)]
+        args += ["--data-dir", str(mnist_dir)]
     run = tmp_path / "run"
     proc = train(*args, "--max-steps", "2", "--output-dir", str(run), check=False)
     assert proc.returncode == 2
@@ -281,12 +281,12 @@ def test_ddp_two_processes_identical_weights(tmp_path):
         assert after0 != before0, f"{name}: training changed the weights"
 
 
-def test_trackio_tracker_records_every_loss_term(tmp_path):
+def test_trackio_tracker_records_every_loss_term(tmp_path, mnist_dir):
     """--log-with trackio runs offline: the terms land in trackio's local database."""
     import sqlite3
 
     store = tmp_path / "trackio"
-    args = ["--model", "vae", *TINY, "--data-dir", str(MNIST_DIR), "--max-steps", "3", "--checkpoint-every", "0",
+    args = ["--model", "vae", *TINY, "--data-dir", str(mnist_dir), "--max-steps", "3", "--checkpoint-every", "0",
             "--output-dir", str(tmp_path / "run"), "--log-with", "trackio"]
     proc = subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, env={**ENV, "TRACKIO_DIR": str(store)},
                           capture_output=True, text=True, timeout=300)

@@ -162,23 +162,33 @@ def test_tensorboard_gets_the_runs_settings_and_each_steps_named_terms(tmp_path)
     assert hparams["model_config.hidden_dims"].string_value == "[8]"
 
 
-def test_the_progress_bar_counts_the_runs_steps_from_where_it_resumed_and_shows_the_named_terms(tmp_path, capsys):
-    def bar(**changes) -> list[str]:
-        for _ in Trainer(tiny_vae_config(tmp_path, **{"max_steps": 12, "checkpoint_every": 4, **changes})).steps():
-            pass
-        return [frame for frame in capsys.readouterr().err.split("\r") if frame.strip()]
+def finished_bar(run: Path, **changes):
+    """The progress bar of a tiny run of 12 steps (a checkpoint every 4) with `changes`, after its last step."""
+    trainer = Trainer(tiny_vae_config(run, **{"max_steps": 12, "checkpoint_every": 4, **changes}))
+    for _ in trainer.steps():
+        pass
+    return trainer.bar
 
-    first = bar(progress_bar=True)
-    assert first[0].startswith("vae:   0%") and "| 0/12 [" in first[0]
-    assert first[-1].startswith("vae: 100%") and "| 12/12 [" in first[-1]
-    assert "it/s, loss=" in first[-1] and ", reconstruction=" in first[-1] and ", kl=" in first[-1]  # as of step 10
-    resumed = bar(progress_bar=True, max_steps=14, resume=True)
-    assert "| 12/14 [" in resumed[0] and "| 14/14 [" in resumed[-1]
-    assert bar(progress_bar=False, max_steps=16, resume=True) == []
-    two_players = bar(progress_bar=True, output_dir=str(tmp_path / "aae"), model="aae",
-                      model_config={"hidden_dims": [8], "latent_dim": 2, "discriminator_hidden_dims": [8]})
-    assert two_players[-1].startswith("aae: 100%")  # each player's terms by their last name
-    assert ", prior_codes=" in two_players[-1] and ", posterior_codes=" in two_players[-1]
+
+def shown_terms(bar) -> set[str]:
+    """The names of the loss terms the bar shows after its count (its postfix, "name=value, ...")."""
+    return {item.split("=")[0] for item in bar.postfix.split(", ")}
+
+
+def test_the_progress_bar_counts_the_runs_steps_from_where_it_resumed_and_shows_the_named_terms(tmp_path, capsys):
+    first = finished_bar(tmp_path, progress_bar=True)
+    assert (first.desc, first.initial, first.n, first.total) == ("vae", 0, 12, 12)
+    assert {"loss", "reconstruction", "kl"} <= shown_terms(first)
+    assert capsys.readouterr().err.strip()  # drawn on stderr
+    resumed = finished_bar(tmp_path, progress_bar=True, max_steps=14, resume=True)
+    assert (resumed.initial, resumed.n, resumed.total) == (12, 14, 14)
+    capsys.readouterr()
+    finished_bar(tmp_path, progress_bar=False, max_steps=16, resume=True)
+    assert capsys.readouterr().err.strip() == ""  # no bar asked for, none drawn
+    two_players = finished_bar(tmp_path / "aae", progress_bar=True, model="aae",
+                               model_config={"hidden_dims": [8], "latent_dim": 2, "discriminator_hidden_dims": [8]})
+    assert two_players.desc == "aae"
+    assert {"prior_codes", "posterior_codes"} <= shown_terms(two_players)  # each player's terms by their last name
 
 
 def test_each_epoch_ends_with_a_preview_and_each_step_logs_its_epoch(tmp_path):

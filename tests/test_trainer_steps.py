@@ -12,8 +12,8 @@ import torch
 from train.trainer import TrainConfig, Trainer
 from vae_models import build_model, load_model
 from vae_models.data import MNISTDataset, load_mnist
+from tests.paths import MNIST_DIR
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 
 
 def config(tmp_path: Path, name: str, **kw) -> TrainConfig:
@@ -57,7 +57,7 @@ TWO_PLAYERS = {"aae": {"hidden_dims": [16], "latent_dim": 2, "discriminator_hidd
 
 
 @pytest.mark.parametrize("name", TWO_PLAYERS)
-def test_the_updates_are_a_plain_two_player_loop(tmp_path, name):
+def test_the_updates_are_a_plain_two_player_loop(tmp_path, name, mnist_dir):
     """What the trainer does to the weights is exactly what a plain PyTorch loop does (discriminator step, then the
     model's; each player's gradients zeroed before its own backward, the other player's weight gradients computed
     and thrown away), whatever it does around that: the same batches, initialisation and Adam give bitwise the same
@@ -67,7 +67,7 @@ def test_the_updates_are_a_plain_two_player_loop(tmp_path, name):
     trainer = Trainer(cfg)
     trainer.run()
 
-    images, labels = load_mnist("train", data_dir=MNIST_DIR)
+    images, labels = load_mnist("train", data_dir=mnist_dir)
     data = MNISTDataset(images, labels, binarize="fixed", seed=cfg.seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))  # the trainer's epoch 0
     torch.manual_seed(cfg.seed)

@@ -20,7 +20,6 @@ from vae_models.data import load_mnist
 from vae_models.preprocess import to_mnist
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO.parent / "shared/data/mnist"
 LIKELIHOOD_EXPORTS = ("vae", "dvae", "avb")  # the app's "every model" models that have a likelihood
 # Capital letters that resemble no digit. Left out: A, B, Q, R, G, Z (pass for 8s, 0s, 6s and 2s), and V and Y,
 # which the meter calls typical under some models (benchmarks/typicality.py lists every case).
@@ -162,9 +161,9 @@ def sequential_kt_bits(image: np.ndarray) -> float:
     return total
 
 
-def test_code_length_is_the_adaptive_coders_and_grows_with_complexity():
+def test_code_length_is_the_adaptive_coders_and_grows_with_complexity(mnist_dir):
     rng = np.random.default_rng(0)
-    digit = (typicality.binarize(load_mnist("test", data_dir=MNIST_DIR)[0][:1].float() / 255)).numpy()[0]
+    digit = (typicality.binarize(load_mnist("test", data_dir=mnist_dir)[0][:1].float() / 255)).numpy()[0]
     images = [np.zeros((28, 28)), np.eye(28), digit, rng.random((28, 28)) < 0.5, rng.random((9, 13)) < 0.2]
     for image in images:
         bits = complexity.code_length_bits(torch.tensor(image, dtype=torch.float32)[None])
@@ -203,7 +202,7 @@ def test_log_likelihood_is_seeded_prefix_stable_and_leaves_the_global_rng_alone(
 
 
 @pytest.mark.parametrize("name", LIKELIHOOD_EXPORTS)
-def test_bundled_references_match_the_bundled_weights(name):
+def test_bundled_references_match_the_bundled_weights(name, mnist_dir):
     """Retraining a bundled model without recomputing its references fails here (`python -m train.reference`)."""
     folder = REPO / "pretrained" / name
     ref = typicality.load_reference(folder)  # checks the weights' SHA-256
@@ -211,7 +210,7 @@ def test_bundled_references_match_the_bundled_weights(name):
     for r in (ref, corrected):
         assert r.size == 10_000 and r.dataset == "mnist" and r.split == "test"
         assert len(r.quantiles) == typicality.NUM_QUANTILES and r.num_samples == typicality.NUM_SAMPLES
-    images, _ = load_mnist("test", data_dir=MNIST_DIR)
+    images, _ = load_mnist("test", data_dir=mnist_dir)
     first = images[:len(ref.check_values)].unsqueeze(1).float() / 255.0
     log_px, _, score = typicality.complexity_corrected(load_model(str(folder)), first, ref.num_samples, ref.seed)
     assert log_px.tolist() == pytest.approx(ref.check_values, abs=0.05)
@@ -233,14 +232,14 @@ def assessments(models_and_references, images: torch.Tensor) -> dict[str, list[t
             for name, (model, likelihood, corrected) in models_and_references.items()}
 
 
-def test_letters_scribbles_and_blank_ish_strokes_are_flagged_and_test_digits_are_not(models_and_references):
+def test_letters_scribbles_and_blank_ish_strokes_are_flagged_and_test_digits_are_not(models_and_references, mnist_dir):
     """The issue's check, with real bundled weights and real MNIST: every drawn non-digit falls in a tail, while
     about 2 % of real test digits do (1 % per tail by construction of the references; 300 digits here)."""
     blanks = blank_ish()
     del blanks["shallow stroke"]  # the VAE calls it typical (S at its 97.7th percentile): benchmarks/typicality.py
     drawn = torch.stack([to_mnist(letter(c)) for c in NOT_DIGITS] + [to_mnist(scribble(s)) for s in range(8)] +
                         [to_mnist(b) for b in blanks.values()])
-    digits = load_mnist("test", data_dir=MNIST_DIR)[0][-300:].unsqueeze(1).float() / 255.0  # not the check values
+    digits = load_mnist("test", data_dir=mnist_dir)[0][-300:].unsqueeze(1).float() / 255.0  # not the check values
     for name, results in assessments(models_and_references, drawn).items():
         assert not any(a.typical for a in results), (name, [a for a in results if a.typical])
         strokes = results[-len(blanks):]

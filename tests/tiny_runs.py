@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from train.trainer import TrainConfig
+from tests.paths import MNIST_DIR
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 
 
 def tiny_vae_config(run: Path, **changes) -> TrainConfig:

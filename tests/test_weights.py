@@ -1,77 +1,16 @@
-"""Promises the README makes that one-line bugs used to break silently: which binarisation training uses by default,
-label-conditional sampling that actually follows the label (judged on the bundled weights), the denoising tab's
-outputs in the right places, and Hub downloads restricted to safe file types."""
+"""The app's weight loading (demo/weights.py), local and Hub: the Hub revision table (inline JSON, a pins file read
+in full past the exports the app does not show, the environment, overrides); Hub mode's switch, its downloads (only
+safe file types, each at its pinned revision, never an unpinned "main") and its fall-backs per model or entirely,
+with the banners a visitor reads; the store's folders, memo and loaded-once models; what each tab says is
+unavailable; and the declarations each view picks its models by."""
 
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-
-from demo import common, denoising
-from demo.weights import ALLOW_PATTERNS, ModelStore
-from train.trainer import default_binarize
-from vae_models import build_model, load_model
-from vae_models.corruption import corrupt
-from vae_models.data import make_loader
-from vae_models.metrics import psnr
 
 from demo.tiny_weights import make_tiny_weights
-
-PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
-
-
-@pytest.mark.parametrize("name,fields,expected", [
-    ("vae", {}, "dynamic"), ("cvae", {}, "dynamic"), ("dvae", {}, "dynamic"), ("avb", {}, "dynamic"),
-    ("aae", {}, "dynamic"), ("socvae", {}, "dynamic"), ("quadrant_nn", {}, "dynamic"), ("ae", {}, "dynamic"),
-    ("vae", {"likelihood": "gaussian"}, "none"), ("vae", {"likelihood": "continuous_bernoulli"}, "none"),
-    ("classifier", {"backbone": "conv", "hidden_dims": [4, 8], "latent_dim": 8}, "none"),
-])
-def test_default_binarisation(name, fields, expected):
-    """README, Data: likelihood models train on dynamically binarised digits (the IWAE protocol); grey-level
-    likelihoods and the classifier on grey levels."""
-    assert default_binarize(build_model(name, **{"hidden_dims": [8], "latent_dim": 2, **fields})) == expected
-
-
-def test_dynamic_binarisation_redraws_every_time_an_image_is_used():
-    images = torch.full((64, 28, 28), 128, dtype=torch.uint8)  # every pixel is 1 with probability 128/255
-    loader = make_loader(images, torch.zeros(64, dtype=torch.int64), batch_size=64, shuffle=False, binarize="dynamic")
-    torch.manual_seed(0)
-    first, second = (next(iter(loader))[0] for _ in range(2))
-    assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
-    assert abs(first.mean().item() - 128 / 255) < 0.01
-    fixed = make_loader(images, torch.zeros(64, dtype=torch.int64), batch_size=64, shuffle=False, binarize="fixed")
-    assert torch.equal(next(iter(fixed))[0], next(iter(fixed))[0])
-    assert make_loader(images, torch.zeros(64, dtype=torch.int64), batch_size=64).dataset.binarize == "dynamic"
-
-
-def test_cvae_samples_follow_the_label_by_the_bundled_classifier():
-    """sample(n, labels=y) on the bundled CVAE: the bundled classifier reads back y for nearly every sample, for
-    every digit (the README reports 96.95 % over 10,000 samples; 20 per digit here)."""
-    cvae, classifier = load_model(str(PRETRAINED / "cvae")), load_model(str(PRETRAINED / "classifier"))
-    labels = torch.arange(10).repeat_interleave(20)
-    images = cvae.sample(len(labels), labels=labels, generator=torch.Generator().manual_seed(0))
-    predicted = classifier.predict(images)
-    per_digit = (predicted == labels).float().view(10, 20).mean(1)
-    assert per_digit.mean() > 0.9 and per_digit.min() >= 0.7, per_digit
-
-
-def test_supervised_aae_samples_decode_codes_from_the_labels_component():
-    """sample(labels=...) on a label-supervised mixture prior decodes codes drawn from component `label`."""
-    torch.manual_seed(0)
-    model = build_model("aae", hidden_dims=[8], latent_dim=2, prior="mixture10", supervised_prior=True,
-                        discriminator_hidden_dims=[8])
-    decoded = []
-    decode = model.decode
-    model.decode = lambda z, labels=None: decoded.append(z) or decode(z, labels)
-    labels = torch.tensor([3] * 50 + [7] * 50)
-    images = model.sample(100, labels=labels, generator=torch.Generator().manual_seed(0))
-    assert images.shape == (100, 1, 28, 28)
-    angles = torch.atan2(decoded[0][:, 1], decoded[0][:, 0]) % (2 * math.pi)
-    component = torch.round(angles / (2 * math.pi / 10)).long() % 10
-    assert (component == labels).float().mean() > 0.95
+from demo.weights import ALLOW_PATTERNS, REVISIONS_ENV, ModelStore, hub_revisions
 
 
 @pytest.fixture(scope="module")
@@ -79,30 +18,142 @@ def store(tmp_path_factory):
     return ModelStore(make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False)
 
 
-def test_denoising_tab_shows_each_models_own_reconstruction(store):
-    """The DVAE row and the DVAE image are the DVAE's (not the VAE's), each PSNR is of its own output."""
-    clean_image, noisy_image, dvae_image, vae_image, table = denoising.denoise(
-        store, None, None, common.example_choices()[0], "salt_and_pepper", 0.3, 0)
-    x = common.read_digit(None, None, common.example_choices()[0])[0]
-    noisy = corrupt(x, "salt_and_pepper", 0.3, generator=common.generator(0))
-    with torch.no_grad():
-        outputs = {name: store.get(name).reconstruct(noisy) for name in ("dvae", "vae")}
-    expected = {name: np.asarray(common.to_image(out)) for name, out in outputs.items()}
-    assert not np.array_equal(expected["dvae"], expected["vae"])  # the two tiny models differ, so a swap shows
-    assert np.array_equal(np.asarray(dvae_image), expected["dvae"])
-    assert np.array_equal(np.asarray(vae_image), expected["vae"])
-    assert np.array_equal(np.asarray(noisy_image), np.asarray(common.to_image(noisy)))
-    assert np.array_equal(np.asarray(clean_image), np.asarray(common.to_image(x)))
-    rows = dict(line.strip("|").split(" | ") for line in table.splitlines()[4:])
-    rows = {k.strip(): float(v.strip(" |")) for k, v in rows.items()}
-    assert rows["DVAE"] == pytest.approx(float(psnr(outputs["dvae"], x)), abs=0.006)
-    assert rows["plain VAE"] == pytest.approx(float(psnr(outputs["vae"], x)), abs=0.006)
-    assert rows["corrupted input"] == pytest.approx(float(psnr(noisy, x)), abs=0.006)
-    assert rows["DVAE"] != rows["plain VAE"]
+def test_a_pins_file_is_read_past_unshown_exports_and_overrides_update_it(tmp_path, monkeypatch):
+    monkeypatch.delenv(REVISIONS_ENV, raising=False)
+    pins = tmp_path / "pins.json"
+    pins.write_text(json.dumps({"vae": {"repo_id": "org/vae", "revision": "abc"},
+                                "not-shown": {"repo_id": "org/x", "revision": "x"},  # bundled, not in the app
+                                "ae": {"revision": "def"}}))
+    table = hub_revisions(pins_file=pins)
+    assert table["vae"] == {"repo_id": "org/vae", "revision": "abc"} and table["ae"]["revision"] == "def"
+    assert "not-shown" not in table
+    table = hub_revisions({"vae": {"revision": "newer"}}, pins_file=pins)
+    assert table["vae"] == {"repo_id": "org/vae", "revision": "newer"} and table["ae"]["revision"] == "def"
+    with pytest.raises(ValueError, match="bad hub revision entry 'not-shown'"):
+        hub_revisions({"not-shown": {"revision": "x"}}, pins_file=pins)  # an override must name a model the app shows
+
+
+def test_a_model_is_loaded_once_and_a_failure_is_remembered(tmp_path):
+    import vae_models
+    from demo.tiny_weights import make_tiny_weights
+    from demo.weights import ModelStore, ModelUnavailable
+
+    root = make_tiny_weights(tmp_path, skip=tuple(name for name in vae_models.checkpoints() if name != "vae"))
+    store = ModelStore(root, hub=False)
+    assert store.get("vae") is store.get("vae")  # the memo, not a second load
+    (root / "vae" / "config.json").unlink()  # gone after loading: the loaded model stays
+    assert store.get("vae") is not None
+    with pytest.raises(ModelUnavailable) as first:
+        store.get("ae")
+    (root / "ae").mkdir()
+    (root / "ae" / "config.json").write_text("{}")  # appears later: the recorded failure stands until a restart
+    with pytest.raises(ModelUnavailable) as again:
+        store.get("ae")
+    assert str(again.value) == str(first.value)
+
+
+def test_the_hub_banners_say_why_what_is_shown_instead_and_which_models_are_unpinned(monkeypatch, tmp_path):
+    """What a Space visitor reads: an unreachable Hub (and its reason) with or without bundled weights to fall back
+    on, and the models that no pin names (those alone use the bundled weights, and the command that pins them), in
+    one banner."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from demo.weights import ModelStore, checkpoint_names
+
+    def unreachable(repo_id, **kwargs):
+        raise LocalEntryNotFoundError("no connection\ndetails")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    pins = {name: {"revision": "0123abc"} for name in checkpoint_names()} | {"vae": {"revision": None},
+                                                                              "ae": {"revision": None}}
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    store = ModelStore(bundled, hub=True, revisions=pins)
+    unreached, unpinned = store.notice.split(" **No pinned Hub revision** ")
+    assert unreached.startswith("**The Hugging Face Hub could not be reached** (no connection);")
+    assert "details" not in store.notice and "the bundled weights from `bundled/`" in unreached
+    assert unpinned.startswith("for ae, vae (") and "`python -m train.publish`" in unpinned
+    assert unpinned.endswith("using the bundled weights for those.")
+    assert store.names() == checkpoint_names()
+    store = ModelStore(tmp_path / "no-weights-here", hub=True, revisions={name: {"revision": "0123abc"}
+                                                                           for name in checkpoint_names()})
+    assert store.notice.startswith("**The Hugging Face Hub could not be reached** (no connection);")
+    assert "unavailable until it can be reached" in store.notice and "bundled" not in store.notice
+
+
+def test_each_view_says_which_declaration_it_found_no_model_for(monkeypatch):
+    from demo import weights
+    from vae_models import ConfigError
+
+    monkeypatch.setattr(weights, "checkpoints", lambda: {})
+    for choose, what in ((weights.label_judge, "a classifier kind (a model that labels digits)"),
+                         (weights.conditional_sampler, "label_conditional=True with a generative kind"),
+                         (weights.denoising_pair, "denoising=True with a baseline"),
+                         (weights.completion_pair, 'kind="completion" with a baseline')):
+        with pytest.raises(ConfigError) as refused:
+            choose()
+        assert str(refused.value) == f"no registered model declares {what}"
+
+
+def test_a_baseline_that_is_not_a_registered_model_is_a_config_error():
+    import dataclasses
+
+    from demo.weights import baseline_of
+    from vae_models import ConfigError, get_spec
+
+    spec = dataclasses.replace(get_spec("dvae"), baseline="vqvae")
+    with pytest.raises(ConfigError, match="dvae declares baseline='vqvae', which is not a registered model"):
+        baseline_of(spec)
+
+
+def test_the_store_reads_its_folders_from_the_arguments_else_the_environment_else_the_defaults(monkeypatch, tmp_path):
+    from demo.weights import DEFAULT_WEIGHTS_DIR, WEIGHTS_ENV, ModelStore
+    from vae_models.data import DATA_DIR_ENV as DATA_ENV
+
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    store = ModelStore(hub=False)
+    assert (store.weights_dir, store.data_dir, store.notice) == (Path(DEFAULT_WEIGHTS_DIR), None, "")
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "weights"))
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "data"))
+    store = ModelStore(hub=False)
+    assert (store.weights_dir, store.data_dir) == (tmp_path / "weights", str(tmp_path / "data"))
+    store = ModelStore(tmp_path / "given", hub=False, data_dir="mnist-here")
+    assert (store.weights_dir, store.data_dir) == (tmp_path / "given", "mnist-here")
+
+
+def test_the_store_computes_each_memo_once(tmp_path):
+    from demo.weights import ModelStore
+
+    store, calls = ModelStore(tmp_path, hub=False), []
+    assert store.memo("codes", lambda: calls.append("codes") or 1) == 1
+    assert store.memo("codes", lambda: calls.append("again") or 2) == 1
+    assert store.memo("other", lambda: calls.append("other") or 3) == 3
+    assert calls == ["codes", "other"]
+
+
+@pytest.mark.parametrize("error", ["LocalEntryNotFoundError", "ConnectionError"])
+def test_the_banner_shows_at_most_200_characters_of_the_hubs_error(monkeypatch, tmp_path, error):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from demo.weights import ModelStore, checkpoint_names
+
+    exc = (LocalEntryNotFoundError if error == "LocalEntryNotFoundError" else ConnectionError)("x" * 300 + "\nmore")
+
+    def unreachable(repo_id, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    store = ModelStore(tmp_path, hub=True, revisions={name: {"revision": "0123abc"} for name in checkpoint_names()})
+    prefix = "ConnectionError: " if error == "ConnectionError" else ""
+    assert f"could not be reached** ({prefix}{'x' * 200});" in store.notice
 
 
 UNSAFE_FILES = {"pytorch_model.bin": b"\x80\x04pickle", "optimizer.pt": b"\x80\x04pickle", "extra.pkl": b"\x80\x04",
                 "setup.py": b"import os", "model.ckpt": b"x"}
+
 
 HUB_DOWNLOAD = """
 import json, os

@@ -1,7 +1,7 @@
-"""The defaults every model inherits from `vae_models.base` (found untested by the mutation run): the pixel likelihood
-and decoder mean the config chooses (the one shared PixelLikelihoodConfig; Bernoulli for a config without it), the
-standard-normal prior density, the one-sample ELBO passing the labels on, and a one-player model's empty
-discriminator."""
+"""The defaults every model inherits from vae_models/base.py: the pixel likelihood and decoder mean the config
+chooses (the one shared PixelLikelihoodConfig; Bernoulli for a config without it), the standard-normal prior
+density, the one-sample ELBO (the labels passed on; below the many-sample bound), label-conditional sampling refused
+where the model has no labels, `evaluating`'s eval mode, and the parameter groups of one- and two-player models."""
 
 import math
 from dataclasses import dataclass
@@ -162,3 +162,43 @@ def test_a_one_player_model_has_no_discriminator_parameters():
     for model_type in ("vae", "ae", "cvae"):
         assert list(build_model(model_type, hidden_dims=[8], latent_dim=2).discriminator_parameters()) == []
     assert len(list(build_model("avb", hidden_dims=[8], latent_dim=2).discriminator_parameters())) > 0
+
+
+@pytest.mark.parametrize("model_type,fields", [("aae", {"prior": "mixture10"}), ("aae", {}), ("vae", {}),
+                                               ("avb", {"discriminator_hidden_dims": [8]})])
+def test_labels_are_an_error_for_models_without_label_supervision(model_type, fields):
+    model = build_model(model_type, hidden_dims=[8], latent_dim=2, **fields)
+    assert not model.samples_by_label
+    with pytest.raises(ValueError, match="label"):
+        model.sample(2, labels=torch.tensor([1, 2]))
+    assert model.sample(2).shape == (2, 1, 28, 28)
+
+
+def test_the_default_elbo_is_one_importance_weight_below_the_many_sample_bound():
+    """AVB has no closed-form KL: its ELBO is the one-sample importance weight of its fitted proposal."""
+    torch.manual_seed(0)
+    model = build_model("avb", hidden_dims=[8], latent_dim=2, discriminator_hidden_dims=[8]).eval()
+    x = torch.bernoulli(torch.full((64, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        elbo = model.elbo(x)
+        log_w = model.log_importance_weights(x, 200)
+    assert elbo.shape == (64,)
+    bound = torch.logsumexp(log_w, 0) - math.log(200)
+    assert elbo.mean() < bound.mean()  # Burda et al. 2015: the k-sample bound tightens the ELBO
+    assert elbo.mean() == pytest.approx(log_w.mean().item(), abs=3 * log_w.std().item() / math.sqrt(64))
+
+
+def test_decode_gives_the_mean_of_the_models_own_pixel_likelihood():
+    """Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019): mean = lambda/(2 lambda - 1) + 1/(2 atanh(1 - 2 lambda)),
+    not the sigmoid that a Bernoulli decoder's mean is."""
+    torch.manual_seed(0)
+    model = build_model("vae", hidden_dims=[8], latent_dim=2, likelihood="continuous_bernoulli").eval()
+    z = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model.decoder_logits(z).double()
+        mean = model.decode(z).double()
+    lam = torch.sigmoid(logits)
+    closed_form = lam / (2 * lam - 1) + 1 / (2 * torch.atanh(1 - 2 * lam))
+    far = logits.abs() > 0.5  # the closed form is 0/0 at lambda = 1/2 (float32 cancellation near it)
+    torch.testing.assert_close(mean[far], closed_form[far], atol=1e-4, rtol=0)
+    assert (mean[far] - lam[far]).abs().max() > 0.01

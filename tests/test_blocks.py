@@ -1,9 +1,10 @@
-"""Details of the shared blocks that a whole mutation run of vae_models/blocks.py found untested.
+"""The shared blocks of vae_models/blocks.py.
 
 The convolutional backbone written out with torch.nn.functional (the encoder: two 4x4 stride-2 convolutions,
 1 -> 32 -> 64 channels, 28 -> 14 -> 7, each followed by the activation, then the MLP head on the flattened features
 and the extra vector; the decoder mirrors it) and the parameter names and shapes that published conv checkpoints
-(the bundled classifier) are strict-loaded by; the types and limits every model config checks."""
+(the bundled classifier) are strict-loaded by; the continuous Bernoulli's mean through lambda = 1/2; the types and
+limits every model config checks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vae_models import ConfigError, build_model
-from vae_models.blocks import Decoder, Encoder, ModelConfig
+from vae_models.blocks import Decoder, Encoder, ModelConfig, pixel_mean
 
 CONFIG = ModelConfig(backbone="conv", hidden_dims=(16,), activation="tanh")
 
@@ -76,3 +77,11 @@ def test_the_smallest_network_has_one_hidden_unit_and_one_latent_dimension():
     assert config.hidden_dims == (1,) and config.latent_dim == 1
     with pytest.raises(ConfigError, match="latent_dim must be >= 1"):
         build_model("vae", hidden_dims=[1], latent_dim=0)
+
+
+def test_continuous_bernoulli_mean_rises_through_one_half_continuously():
+    """Near lambda = 1/2 the closed form is 0/0; the series 1/2 + t/12 (t the logit) takes over below |t| = 1e-3."""
+    t = torch.tensor([-2e-3, -1e-3, -5e-4, 0.0, 5e-4, 1e-3, 2e-3], dtype=torch.float64)
+    mean = pixel_mean(t, "continuous_bernoulli")
+    assert (mean.diff() > 0).all()
+    torch.testing.assert_close(mean, 0.5 + t / 12, atol=1e-9, rtol=0)
