@@ -369,3 +369,31 @@ def test_the_test_set_is_the_test_split_in_grey_levels_from_the_chosen_source(mo
     monkeypatch.setattr(evaluation, "load_mnist", lambda *a, **k: calls.append((a, k)) or (images, expected_labels))
     evaluation.test_set("somewhere", 30, 0, "fashion_mnist", source="hub")
     assert calls == [(("test",), {"data_dir": "somewhere", "dataset": "fashion_mnist", "source": "hub"})]
+
+
+def test_the_exact_record_is_the_library_quadrature_on_the_stated_grid_for_2d_models_with_the_ais_interface():
+    from vae_models.quadrature import latent_grid, quadrature_log_likelihood
+
+    torch.manual_seed(0)
+    args = evaluation.parse_args(["m", "--exact-only", "--exact-spacing", "0.1", "--seed", "5"])
+    data = evaluation.test_set(str(MNIST_DIR), 10, 5)
+    for name, labelled in (("vae", False), ("cvae", True)):
+        model = build_model(name, hidden_dims=[8], latent_dim=2).eval()
+        (record,) = evaluation.evaluate(model, data, args, None, "cmd")
+        expected = quadrature_log_likelihood(model, data[1], data[2] if labelled else None,
+                                             latent_grid(model, spacing=0.1))
+        nll = -expected.log_px
+        assert (record.name, record.type, record.value) == ("Exact-NLL", "nll", round(float(nll.mean()), 4))
+        assert record.details == {
+            "num_images": 10, "std_error": round(float(nll.std() / math.sqrt(10)), 4), "units": "nats",
+            "spacing": 0.1, "support_nats": 32.0, "grid_cells": len(expected.grid.index), "extent": 8.0,
+            "spacing_change_of_mean": round(expected.mean_spacing_change, 5),
+            "spacing_change_per_digit_mean": round(float(expected.spacing_change.mean()), 5),
+            "spacing_change_per_digit_max": round(float(expected.spacing_change.max()), 4),
+            "support_change_per_digit_max": float(f"{float(expected.support_change.max()):.2g}")}
+        what = "-log p(x|y)" if labelled else "-log p(x)"
+        assert record.estimator.startswith(f"{what} in nats by quadrature: the midpoint rule on "
+                                           f"{len(expected.grid.index)} cells of side 0.1")
+        assert record.estimator.endswith("; test set binarised once (seed 5)")
+    for name, config in (("vae", {"latent_dim": 3}), ("ae", {"latent_dim": 2})):  # no 2-D code / no prior
+        assert evaluation.evaluate(build_model(name, hidden_dims=[8], **config), data, args, None, "cmd") == []
