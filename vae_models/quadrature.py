@@ -35,14 +35,13 @@ TOLERANCE_NOTE below holds the numbers.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import VAEFamilyModel
+from .base import VAEFamilyModel, evaluating
 
 SPACING = 0.02  # cell side h of the default grid
 SUPPORT = 32.0  # nats: the grid keeps z where log p(z) >= its maximum - SUPPORT (N(0, I): |z| <= 8)
@@ -95,7 +94,7 @@ def latent_grid(model, spacing: float = SPACING, support: float = SUPPORT, ring:
         raise ValueError(f"spacing and support must be > 0 and ring >= spacing, got {spacing}, {support}, {ring}")
     step = max(1, round(ring / spacing))  # cells per ring
     kept_index, kept_log_prior, peak, inner = [], [], -math.inf, 0
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model), torch.no_grad():
         while True:
             outer = inner + step
             if outer * spacing > max_extent:
@@ -178,8 +177,7 @@ def grid_log_posterior(model, images: Tensor, labels: Tensor | None = None, grid
 
 def _bernoulli(model) -> bool:
     """Whether log p(x|z) is the library's Bernoulli sum, x . l - sum_p softplus(l_p) (pixel_log_likelihood)."""
-    return (getattr(model.config, "likelihood", "bernoulli") == "bernoulli"
-            and type(model).log_likelihood is VAEFamilyModel.log_likelihood)
+    return model.config.pixel_likelihood.binary and type(model).log_likelihood is VAEFamilyModel.log_likelihood
 
 
 def _log_joint_blocks(model, images, labels, grid, chunk, batch_size, progress):
@@ -197,7 +195,7 @@ def _log_joint_blocks(model, images, labels, grid, chunk, batch_size, progress):
     fast = _bernoulli(model)
     bar = tqdm(total=len(groups) * math.ceil(len(points) / chunk), disable=not progress, leave=False,
                unit="chunk", desc=f"quadrature on {len(points)} points")
-    with _evaluating(model), torch.no_grad(), bar:
+    with evaluating(model), torch.no_grad(), bar:
         for start in range(0, len(points), chunk):
             cols = torch.arange(start, min(start + chunk, len(points)))
             z = points[cols].to(device)
@@ -218,14 +216,3 @@ def _log_joint_blocks(model, images, labels, grid, chunk, batch_size, progress):
                                                for one in x])
                         yield rows, cols, (log_lik.double() + log_prior).float()
                 bar.update(1)
-
-
-@contextmanager
-def _evaluating(model):
-    """model.eval() inside, the model's own mode restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
