@@ -1,25 +1,29 @@
-"""`train.evaluate`'s AIS entry and the merging of `--ais-only` results, recomputed with the library functions they
-claim to be (vae_models.ais): the same digits, labels, seeds, settings and batches give the same numbers."""
+"""`train.evaluate`'s records recomputed with the library functions they claim to be (vae_models.ais, .quadrature,
+.metrics): the same digits, labels, seeds, settings and batches give the same numbers; its metric table, its
+Python call and its command line, and the merging of partial results."""
 
 import math
+import shlex
 from pathlib import Path
 
 import pytest
 import torch
 
 from train import evaluate as evaluation
-from vae_models import build_model
+from train.evaluate import EvalError, EvalSettings
+from vae_models import build_model, load_model
 from vae_models.ais import ais_log_likelihood, bdmc, simulate
 from vae_models.export import EvalResult, read_eval_results
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = ROOT.parent / "shared/data/mnist"
 AIS = {"num_steps": 4, "num_chains": 2, "leapfrog_steps": 2, "schedule": "linear"}
+WITH_AIS = evaluation.DEFAULT_METRICS + ["ais"]  # what --ais computes
 
 
-def ais_args(limit: int | None = 6, seed: int = 3):
-    argv = ["unused", "--ais", "--ais-steps", "4", "--ais-chains", "2", "--ais-leapfrog", "2", "--ais-schedule",
-            "linear", "--ais-batch", "4", "--bdmc-digits", "11", "--seed", str(seed)]
-    return evaluation.parse_args(argv + (["--ais-limit", str(limit)] if limit else []))
+def ais_settings(limit: int | None = 6, seed: int = 3, start: str = "prior") -> EvalSettings:
+    return EvalSettings(ais_steps=4, ais_chains=2, ais_leapfrog=2, ais_schedule="linear", ais_batch=4, bdmc_digits=11,
+                        seed=seed, ais_limit=limit, ais_start=start)
 
 
 @pytest.fixture(scope="module")
@@ -28,27 +32,34 @@ def digits():
     return binary, labels
 
 
-@pytest.mark.parametrize("name,config,labelled,components", [
-    ("vae", {}, False, 0),
-    ("cvae", {}, True, 10),
-    ("aae", {"prior": "mixture10"}, False, 10),
+@pytest.mark.parametrize("name,config,labelled,components,start", [
+    ("vae", {}, False, 0, "prior"),
+    ("cvae", {}, True, 10, "prior"),
+    ("aae", {"prior": "mixture10"}, False, 10, "prior"),
+    ("vae", {}, False, 0, "posterior"),
+    ("avb", {"discriminator_hidden_dims": [8]}, False, 0, "posterior"),
 ])
-def test_ais_entry_is_the_library_ais_and_bdmc_with_the_stated_settings(digits, name, config, labelled, components):
+def test_ais_entry_is_the_library_ais_and_bdmc_with_the_stated_settings(digits, name, config, labelled, components,
+                                                                         start):
     torch.manual_seed(0)
     model = build_model(name, hidden_dims=[8], latent_dim=2, **config).eval()
     binary, labels = digits
-    value, estimator, details, nll = evaluation.ais_entry(model, binary, labels, ais_args())
+    torch.manual_seed(1)  # AVB's moment-matched q(z|x) comes from draws of the global generator
+    value, estimator, details, nll = evaluation.ais_entry(model, binary, labels, ais_settings(start=start))
 
     y = labels[:6] if labelled else None
-    expected = ais_log_likelihood(model, binary[:6], y, generator=torch.Generator().manual_seed(3), batch_size=4, **AIS)
+    torch.manual_seed(1)
+    expected = ais_log_likelihood(model, binary[:6], y, generator=torch.Generator().manual_seed(3), batch_size=4,
+                                  start=start, **AIS)
     torch.testing.assert_close(nll, -expected.log_px, rtol=0, atol=0)
     assert value == float(nll.mean())
     g = torch.Generator().manual_seed(4)  # the seed + 1
     sim_labels = torch.arange(11) % components if components else None  # 0..9, 0: every label / component
     codes, images = simulate(model, 11, sim_labels, g)
-    sandwich = bdmc(model, codes, images, sim_labels, generator=g, batch_size=4, **AIS)
+    sandwich = bdmc(model, codes, images, sim_labels, generator=g, batch_size=4, start=start, **AIS)
     assert details == {
         "num_images": 6, "std_error": round(float(nll.std() / math.sqrt(6)), 4), "units": "nats", **AIS,
+        "start": start,
         "pilot_chains": expected.settings["pilot_chains"], "acceptance": round(float(expected.acceptance.mean()), 3),
         "stratified_components": model.prior_components, "bdmc_gap": round(sandwich.gap, 4), "bdmc_digits": 11,
         "bdmc_lower": round(float(sandwich.lower.mean()), 4), "bdmc_upper": round(float(sandwich.upper.mean()), 4)}
@@ -56,7 +67,9 @@ def test_ais_entry_is_the_library_ais_and_bdmc_with_the_stated_settings(digits, 
     assert estimator.startswith(f"{what} in nats by annealed importance sampling")
     assert "4 steps (linear schedule), 2 chains per digit, 2 leapfrog steps" in estimator
     assert "on 11 simulated digits" in estimator
-    assert f"from the model's prior ({config.get('prior', 'gaussian')}) with HMC transitions" in estimator
+    origin = (f"from the model's prior ({config.get('prior', 'gaussian')})" if start == "prior"
+              else "from the encoder's moment-matched Gaussian q(z|x)")
+    assert f"by annealed importance sampling (Neal 2001; Wu et al. 2017) {origin} with HMC transitions" in estimator
     if model.prior_components:
         assert estimator.endswith("on 11 simulated digits; stratified over the prior's 10 components (BDMC on log p(x|c))")
     else:
@@ -67,8 +80,8 @@ def test_ais_entry_scores_every_digit_without_a_limit_and_at_most_all_with_one(d
     torch.manual_seed(0)
     model = build_model("vae", hidden_dims=[8], latent_dim=2).eval()
     binary, labels = digits
-    assert evaluation.ais_entry(model, binary, labels, ais_args(limit=None))[2]["num_images"] == 10
-    assert evaluation.ais_entry(model, binary, labels, ais_args(limit=50))[2]["num_images"] == 10
+    assert evaluation.ais_entry(model, binary, labels, ais_settings(limit=None))[2]["num_images"] == 10
+    assert evaluation.ais_entry(model, binary, labels, ais_settings(limit=50))[2]["num_images"] == 10
 
 
 def record(name: str, value: float = 1.0) -> EvalResult:
@@ -148,10 +161,11 @@ def test_main_reports_an_unusable_checkpoint_as_one_error_line(tmp_path, capsys)
 
 def test_command_line_defaults_are_the_documented_protocol():
     args = evaluation.parse_args(["model"])
-    assert (args.data_source, args.classifier, args.output, args.seed, args.num_samples, args.cll_samples) == (
-        "idx", "pretrained/classifier", "eval_results.json", 0, 5000, 100)
-    assert (args.ais, args.ais_only, args.ais_steps, args.ais_chains, args.ais_leapfrog, args.ais_schedule) == (
-        False, False, 300, 4, 3, "sigmoid")
+    assert (args.data_source, args.classifier, args.output, args.metrics, args.merge) == (
+        "idx", "pretrained/classifier", "eval_results.json", None, False)
+    s = args.settings
+    assert (s.seed, s.num_samples, s.cll_samples, s.ais_steps, s.ais_chains, s.ais_leapfrog, s.ais_schedule,
+            s.ais_start) == (0, 5000, 100, 300, 4, 3, "sigmoid", "prior")
     assert evaluation.parse_args(["model", "--data-source", "hub"]).data_source == "hub"
     with pytest.raises(SystemExit):
         evaluation.parse_args(["model", "--data-source", "parquet"])
@@ -163,9 +177,10 @@ def test_command_line_defaults_are_the_documented_protocol():
 def evaluate(name: str, classifier=None, **config):
     torch.manual_seed(0)
     model = build_model(name, hidden_dims=[8], latent_dim=2, **config).eval()
-    args = evaluation.parse_args(["m", "--limit", "20", "--num-samples", "2", "--cll-samples", "3", "--seed", "5"])
+    settings = EvalSettings(num_samples=2, cll_samples=3, seed=5)
     data = evaluation.test_set(str(MNIST_DIR), 20, 5)
-    return model, data, {r.name: r for r in evaluation.evaluate(model, data, args, classifier, "cmd")}
+    records = evaluation.evaluate(model, None, data, settings=settings, classifier=classifier, command="cmd")
+    return model, data, {r.name: r for r in records}
 
 
 @pytest.mark.parametrize("name,estimator", [("socvae", "importance sampled, 3 samples"), ("quadrant_nn", "exact")])
@@ -219,10 +234,10 @@ def test_the_ais_record_of_a_label_conditional_model_is_scored_given_the_labels(
     torch.manual_seed(0)
     model = build_model("cvae", hidden_dims=[8], latent_dim=2).eval()
     assert model.spec.needs_ais
-    args = ais_args()
+    settings = ais_settings()
     data = evaluation.test_set(str(MNIST_DIR), 10, 0)
-    records = {r.name: r for r in evaluation.evaluate(model, data, args, None, "cmd")}
-    value, _, details, _ = evaluation.ais_entry(model, data[1], data[2], args)  # -log p(x|y) of the true labels
+    records = {r.name: r for r in evaluation.evaluate(model, WITH_AIS, data, settings=settings, command="cmd")}
+    value, _, details, _ = evaluation.ais_entry(model, data[1], data[2], settings)  # -log p(x|y) of the true labels
     assert records["AIS-NLL"].value == round(value, 4) and records["AIS-NLL"].details == details
 
 
@@ -250,9 +265,8 @@ def test_prior_mmd_record_is_the_seeded_library_value():
 def test_a_classifier_is_scored_by_its_test_accuracy():
     torch.manual_seed(1)
     classifier = build_model("classifier", hidden_dims=[4], latent_dim=8).eval()
-    args = evaluation.parse_args(["m", "--limit", "20"])
     grey, binary, labels = data = evaluation.test_set(str(MNIST_DIR), 20, 0)
-    (record,) = evaluation.evaluate(classifier, data, args, None, "cmd")
+    (record,) = evaluation.evaluate(classifier, None, data, command="cmd")
     expected = (classifier.predict(grey) == labels).float().mean()
     assert (record.name, record.type, record.value) == ("Test accuracy", "accuracy", round(float(expected), 4))
     assert record.estimator == "top-1 accuracy on the grey-level test digits"
@@ -262,12 +276,14 @@ def test_command_line_choices_switches_and_bounds(tmp_path, capsys):
     parse = evaluation.parse_args
     assert parse(["m", "--data-source", "idx"]).data_source == "idx"
     assert parse(["m", "--ais-schedule", "linear"]).ais_schedule == "linear"
-    assert (parse(["m", "--ais-only"]).ais, parse(["m", "--ais"]).ais_only) == (True, False)
-    assert parse(["m", "--num-samples", "1", "--cll-samples", "1", "--limit", "10"]).num_samples == 1
+    assert parse(["m", "--num-samples", "1", "--cll-samples", "1", "--limit", "10"]).settings.num_samples == 1
     for bad, message in ((["m", "--ais-schedule", "cosine"], "invalid choice"),
-                         (["m", "--num-samples", "0"], "--num-samples and --cll-samples must be >= 1, --limit >= 10"),
-                         (["m", "--cll-samples", "0"], "--num-samples and --cll-samples must be >= 1, --limit >= 10"),
-                         (["m", "--limit", "9"], "--num-samples and --cll-samples must be >= 1, --limit >= 10"),
+                         (["m", "--ais-start", "middle"], "invalid choice"),
+                         (["m", "--metrics", "fid"], "invalid choice"),
+                         (["m", "--num-samples", "0"], "--num-samples must be >= 1"),
+                         (["m", "--cll-samples", "0", "--ais-limit", "0"], "--cll-samples, --ais-limit must be >= 1"),
+                         (["m", "--exact-spacing", "0"], "--exact-spacing must be > 0"),
+                         (["m", "--limit", "9"], "--limit must be >= 10"),
                          ([], "give checkpoint folders or --all DIR"),
                          (["--all", str(tmp_path / "missing")], f"--all: {tmp_path / 'missing'} is not a folder")):
         with pytest.raises(SystemExit):
@@ -291,11 +307,10 @@ def test_a_grey_level_model_is_scored_on_the_grey_digits_and_every_record_names_
 
     torch.manual_seed(0)
     model = build_model("vae", hidden_dims=[8], latent_dim=2, likelihood="continuous_bernoulli").eval()
-    args = evaluation.parse_args(["m", "--limit", "20", "--num-samples", "2", "--seed", "5"])
     grey, _, _ = data = evaluation.test_set(str(MNIST_DIR), 20, 5)
-    torch.manual_seed(7)
-    records = evaluation.evaluate(model, data, args, None, "python -m train.evaluate m")
-    torch.manual_seed(7)
+    records = evaluation.evaluate(model, None, data, settings=EvalSettings(num_samples=2, seed=5),
+                                  command="python -m train.evaluate m")
+    torch.manual_seed(5)  # evaluate seeds torch's generator with the seed: the same importance samples
     expected = importance_sampled_nll(model, grey, None, num_samples=2)
     (nll,) = [r for r in records if r.name == "IS-NLL (k=2)"]
     assert nll.value == round(float(expected.mean()), 4)
@@ -311,9 +326,9 @@ def test_conditional_accuracy_draws_one_sample_per_label_from_the_smallest_test_
     torch.manual_seed(1)
     classifier = build_model("classifier", hidden_dims=[4], latent_dim=8).eval()
     model = build_model("cvae", hidden_dims=[8], latent_dim=2).eval()
-    args = evaluation.parse_args(["m", "--limit", "10", "--num-samples", "2", "--seed", "5"])
-    records = {r.name: r for r in evaluation.evaluate(model, evaluation.test_set(str(MNIST_DIR), 10, 5), args,
-                                                      classifier, "cmd")}
+    records = {r.name: r for r in evaluation.evaluate(model, None, evaluation.test_set(str(MNIST_DIR), 10, 5),
+                                                      settings=EvalSettings(num_samples=2, seed=5),
+                                                      classifier=classifier, command="cmd")}
     expected = conditional_accuracy(classifier, model, 1, torch.Generator().manual_seed(5))
     r = records["Conditional accuracy"]
     assert (r.value, r.details) == (round(float(expected), 4), {"num_images": 10, "num_samples": 10})
@@ -324,10 +339,10 @@ def test_avbs_gap_record_is_its_objectives_seeded_elbo_minus_the_ais_log_likelih
     batches of 100 digits) plus the AIS -log p(x); here 150 digits, so two batches."""
     torch.manual_seed(0)
     model = build_model("avb", hidden_dims=[8], latent_dim=2, discriminator_hidden_dims=[8]).eval()
-    args = ais_args(limit=150, seed=3)
+    settings = ais_settings(limit=150, seed=3)
     data = evaluation.test_set(str(MNIST_DIR), 150, 3)
-    records = {r.name: r for r in evaluation.evaluate(model, data, args, None, "cmd")}
-    _, _, _, nll = evaluation.ais_entry(model, data[1], data[2], args)
+    records = {r.name: r for r in evaluation.evaluate(model, WITH_AIS, data, settings=settings, command="cmd")}
+    _, _, _, nll = evaluation.ais_entry(model, data[1], data[2], settings)
     torch.manual_seed(3)
     with torch.no_grad():
         objective = torch.cat([model.objective_elbo(data[1][:100]), model.objective_elbo(data[1][100:])])
@@ -369,3 +384,145 @@ def test_the_test_set_is_the_test_split_in_grey_levels_from_the_chosen_source(mo
     monkeypatch.setattr(evaluation, "load_mnist", lambda *a, **k: calls.append((a, k)) or (images, expected_labels))
     evaluation.test_set("somewhere", 30, 0, "fashion_mnist", source="hub")
     assert calls == [(("test",), {"data_dir": "somewhere", "dataset": "fashion_mnist", "source": "hub"})]
+
+
+def test_the_exact_record_is_the_library_quadrature_on_the_stated_grid_for_2d_models_with_the_ais_interface():
+    from vae_models.quadrature import latent_grid, quadrature_log_likelihood
+
+    torch.manual_seed(0)
+    settings = EvalSettings(exact_spacing=0.1, seed=5)
+    data = evaluation.test_set(str(MNIST_DIR), 10, 5)
+    for name, labelled in (("vae", False), ("cvae", True)):
+        model = build_model(name, hidden_dims=[8], latent_dim=2).eval()
+        (record,) = evaluation.evaluate(model, ["exact"], data, settings=settings, command="cmd")
+        expected = quadrature_log_likelihood(model, data[1], data[2] if labelled else None,
+                                             latent_grid(model, spacing=0.1))
+        nll = -expected.log_px
+        assert (record.name, record.type, record.value) == ("Exact-NLL", "nll", round(float(nll.mean()), 4))
+        assert record.details == {
+            "num_images": 10, "std_error": round(float(nll.std() / math.sqrt(10)), 4), "units": "nats",
+            "spacing": 0.1, "support_nats": 32.0, "grid_cells": len(expected.grid.index), "extent": 8.0,
+            "spacing_change_of_mean": round(expected.mean_spacing_change, 5),
+            "spacing_change_per_digit_mean": round(float(expected.spacing_change.mean()), 5),
+            "spacing_change_per_digit_max": round(float(expected.spacing_change.max()), 4),
+            "support_change_per_digit_max": float(f"{float(expected.support_change.max()):.2g}")}
+        what = "-log p(x|y)" if labelled else "-log p(x)"
+        assert record.estimator.startswith(f"{what} in nats by quadrature: the midpoint rule on "
+                                           f"{len(expected.grid.index)} cells of side 0.1")
+        assert record.estimator.endswith("; test set binarised once (seed 5)")
+    for name, config in (("vae", {"latent_dim": 3}), ("ae", {"latent_dim": 2})):  # no 2-D code / no prior
+        assert evaluation.evaluate(build_model(name, hidden_dims=[8], **config), ["exact"], data, settings=settings,
+                                   command="cmd") == []
+
+
+# ------------------------------------------------------------------------------------- the Python call and the table
+
+
+def test_evaluate_on_an_export_path_gives_the_exact_nll_of_the_library_quadrature_on_the_same_digits():
+    """From Python, no argparse: the bundled 2-D VAE by its folder, its first 20 test digits binarised with seed 0."""
+    from vae_models.quadrature import latent_grid, quadrature_log_likelihood
+
+    path = str(ROOT / "pretrained/vae-2d")
+    (record,) = evaluation.evaluate(path, metrics=["exact"], settings=EvalSettings(exact_spacing=0.1), limit=20,
+                                    data_dir=str(MNIST_DIR))
+    model = load_model(path)
+    _, binary, _ = evaluation.test_set(str(MNIST_DIR), 20, 0)
+    expected = -quadrature_log_likelihood(model, binary, grid=latent_grid(model, spacing=0.1)).log_px
+    assert (record.name, record.value, record.dataset) == ("Exact-NLL", round(float(expected.mean()), 4), "mnist")
+    assert record.command == (f"python -m train.evaluate {path} --metrics exact --exact-spacing 0.1 --data-dir "
+                              f"{MNIST_DIR} --limit 20")
+
+
+def test_an_unknown_metric_name_is_an_error_that_names_the_known_ones():
+    model = build_model("vae", hidden_dims=[8], latent_dim=2)
+    with pytest.raises(EvalError, match=r"unknown metrics \['fid'\]; known: \['ais', 'exact', "
+                                        r"'conditional_accuracy', 'is_nll', 'cll', 'denoising', 'classifier_fd', "
+                                        r"'prior_mmd', 'accuracy'\]"):
+        evaluation.evaluate(model, ["prior_mmd", "fid"], evaluation.test_set(str(MNIST_DIR), 10, 0))
+
+
+def test_a_named_metric_the_model_does_not_support_is_skipped():
+    """A 3-D code has no quadrature: asked for it and the prior MMD, a VAE gets the MMD alone."""
+    torch.manual_seed(0)
+    model = build_model("vae", hidden_dims=[8], latent_dim=3).eval()
+    records = evaluation.evaluate(model, ["exact", "prior_mmd"], evaluation.test_set(str(MNIST_DIR), 10, 0))
+    assert [r.name for r in records] == ["Prior MMD"]
+
+
+def test_the_defaults_are_the_metrics_that_run_unless_opted_out_and_ais_and_exact_are_opt_in():
+    assert evaluation.DEFAULT_METRICS == ["conditional_accuracy", "is_nll", "cll", "denoising", "classifier_fd",
+                                          "prior_mmd", "accuracy"]
+    parse = evaluation.parse_args
+    assert parse(["m", "--ais"]).metrics == evaluation.DEFAULT_METRICS + ["ais"]
+    assert parse(["m", "--exact"]).metrics == evaluation.DEFAULT_METRICS + ["exact"]
+    assert (parse(["m", "--ais-only"]).metrics, parse(["m", "--ais-only"]).merge) == (
+        ["ais", "conditional_accuracy"], True)
+    assert parse(["m", "--exact-only", "--metrics", "prior_mmd"]).metrics == ["prior_mmd", "exact"]
+
+
+@pytest.fixture()
+def tiny_export(tmp_path):
+    torch.manual_seed(0)
+    build_model("vae", hidden_dims=[8], latent_dim=2).save_pretrained(tmp_path / "vae")
+    return tmp_path / "vae"
+
+
+def test_the_command_line_and_the_python_call_give_identical_records(tiny_export):
+    records = evaluation.evaluate(str(tiny_export), ["exact", "is_nll"], limit=10, data_dir=str(MNIST_DIR),
+                                  settings=EvalSettings(num_samples=3, exact_spacing=0.1))
+    argv = shlex.split(records[0].command)[3:]  # the command the records name, minus "python -m train.evaluate"
+    assert evaluation.main(argv) == 0
+    assert read_eval_results(tiny_export) == records and [r.name for r in records] == ["Exact-NLL", "IS-NLL (k=3)"]
+
+
+def test_metrics_option_merges_into_the_existing_file_replacing_only_the_records_of_the_same_name(tiny_export):
+    from vae_models.export import write_eval_results
+
+    write_eval_results(tiny_export, [record("Prior MMD", 9.0), record("Exact-NLL", 1.0), record("Other", 2.0)])
+    argv = [str(tiny_export), "--metrics", "exact", "--exact-spacing", "0.1", "--limit", "10", "--data-dir",
+            str(MNIST_DIR), "--classifier", str(tiny_export / "none")]
+    assert evaluation.main(argv) == 0
+    (fresh,) = evaluation.evaluate(str(tiny_export), ["exact"], settings=EvalSettings(exact_spacing=0.1), limit=10,
+                                   data_dir=str(MNIST_DIR), command="python -m train.evaluate " + shlex.join(argv))
+    assert read_eval_results(tiny_export) == [record("Prior MMD", 9.0), record("Other", 2.0), fresh]
+
+
+def test_ais_from_the_posterior_is_recorded_in_the_ais_records_details_and_estimator():
+    torch.manual_seed(0)
+    model = build_model("vae", hidden_dims=[8], latent_dim=2).eval()
+    data = evaluation.test_set(str(MNIST_DIR), 10, 3)
+    (record,) = evaluation.evaluate(model, ["ais"], data, settings=ais_settings(start="posterior"))
+    assert record.details["start"] == "posterior"
+    assert "by annealed importance sampling (Neal 2001; Wu et al. 2017) from the encoder's moment-matched Gaussian " \
+           "q(z|x) with HMC transitions" in record.estimator
+
+
+def test_ais_from_the_posterior_is_refused_with_one_clear_error_for_a_model_without_a_gaussian_proposal(
+        tmp_path, capsys):
+    """The AAE's encoder is deterministic: it has no q(z|x) to start from. Python gets an EvalError, the command
+    line one error line and exit status 2, before anything is computed or written."""
+    torch.manual_seed(0)
+    model = build_model("aae", hidden_dims=[8], latent_dim=2)
+    message = ("AIS from the posterior (ais_start='posterior', --ais-start posterior) needs a model with a Gaussian "
+               "proposal q(z|x) (posterior_gaussian: the VAEs, AVB); a 'aae' model has none: start from the prior")
+    with pytest.raises(EvalError) as exc:
+        evaluation.evaluate(model, ["ais"], evaluation.test_set(str(MNIST_DIR), 10, 0),
+                            settings=EvalSettings(ais_start="posterior"))
+    assert str(exc.value) == message
+    model.save_pretrained(tmp_path / "aae")
+    assert evaluation.main([str(tmp_path / "aae"), "--ais-only", "--ais-start", "posterior", "--data-dir",
+                            str(MNIST_DIR)]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "aae" / "eval_results.json").exists()
+
+
+def test_the_settings_dataclass_is_the_command_lines_one_source_of_defaults_and_help():
+    from train.options import field_help
+
+    assert evaluation.parse_args(["m"]).settings == EvalSettings()
+    assert evaluation.parse_args(["m", "--ais-steps", "7", "--exact-spacing", "0.5"]).settings == EvalSettings(
+        ais_steps=7, exact_spacing=0.5)
+    helps = field_help(EvalSettings)
+    assert set(helps) == set(EvalSettings.__dataclass_fields__)  # every field has its help
+    assert helps["ais_start"] == ("AIS: chains start from the model's prior p(z), or from the encoder's "
+                                  "moment-matched Gaussian q(z|x) (models with a Gaussian proposal)")

@@ -121,14 +121,11 @@ def test_test_set_is_binarised_once_with_the_seed():
 def test_evaluate_reports_the_library_nll_on_binarised_digits_and_the_library_psnr(tiny_vae):
     from vae_models import load_model
 
-    args = evaluation.parse_args([str(tiny_vae), "--data-dir", str(MNIST_DIR), "--limit", "20", "--num-samples", "8"])
+    results = {r.name: r for r in evaluation.evaluate(str(tiny_vae), data_dir=str(MNIST_DIR), limit=20,
+                                                      settings=evaluation.EvalSettings(num_samples=8))}
     model = load_model(str(tiny_vae))
-    data = evaluation.test_set(args.data_dir, args.limit, args.seed)
-    torch.manual_seed(0)
-    results = {r.name: r for r in evaluation.evaluate(model, data, args, None, "cmd")}
-
-    grey, binary, _ = data
-    torch.manual_seed(0)  # evaluate computes the IS-NLL first: the same importance samples
+    grey, binary, _ = evaluation.test_set(str(MNIST_DIR), 20, 0)
+    torch.manual_seed(0)  # evaluate seeds with the seed (0) and computes the IS-NLL first: the same importance samples
     reference = importance_sampled_nll(model, binary, num_samples=8)
     assert results["IS-NLL (k=8)"].value == round(float(reference.mean()), 4)
     assert results["IS-NLL (k=8)"].details["std_error"] == round(float(reference.std() / math.sqrt(20)), 4)

@@ -13,44 +13,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
-import re
 import sys
-import typing
 
 from vae_models import ConfigError, read_config
 from vae_models.data import environment_options
 
 from .hub import PushError
+from .options import add_field_options
 from .recipe import RecipeError, check_recipe, is_recipe
 from .trainer import Diverged, TrainConfig, TrainError, train
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # The trainer settings a recipe's "train" object may set (its keys are these fields' names).
 RECIPE_OPTIONS = {name for name, f in FIELDS.items() if not f.metadata.get("run_only")}
-
-
-def field_help() -> dict[str, str]:
-    """Each TrainConfig field's comment (with its continuation lines), read from the class's source."""
-    helps, current = {}, None
-    for line in inspect.getsource(TrainConfig).splitlines():
-        declared = re.match(r"\s{4}(\w+): [^#]*#\s?(.*)$", line)
-        continued = re.match(r"\s{4}#\s+(.*)$", line)
-        if declared:
-            current = declared.group(1)
-            helps[current] = declared.group(2).strip()
-        elif continued and current:
-            helps[current] += " " + continued.group(1).strip()
-        else:
-            current = None
-    return helps
-
-
-def _parse_type(annotation: str):
-    """The argparse type of a field annotated e.g. `int`, `float | None`, `str | None`."""
-    base = annotation.replace(" | None", "")
-    return {"int": int, "float": float, "str": str}.get(base)
 
 
 def parse_set(items: list[str]) -> dict:
@@ -89,19 +65,8 @@ def parser() -> argparse.ArgumentParser:
                    "JSON file of model config fields (an exported config.json works too)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a model config field, JSON value (repeatable; overrides --config)")
-    helps, hints = field_help(), typing.get_type_hints(TrainConfig)
-    for name, f in FIELDS.items():
-        if name in ("model_config", "command"):  # --set and --config; the command line itself
-            continue
-        flag = "--" + name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        text = helps.get(name, "")
-        if hints[name] is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
-            continue
-        annotation = str(f.type)
-        p.add_argument(flag, type=_parse_type(annotation), default=default, choices=f.metadata.get("choices"),
-                       help=f"{text} (default: {default})" if default is not None else text)
+    # every field but those --set / --config fill and the command line itself
+    add_field_options(p, TrainConfig, [name for name in FIELDS if name not in ("model_config", "command")])
     # runs/MODEL; and the data options the environment sets (VAE_FAMILY_DATA_DIR / _SOURCE), read here where the
     # command starts: a recipe or the command line still wins
     env = environment_options()

@@ -49,6 +49,7 @@ from vae_models.data import BINARIZE, DATASETS, SOURCES, load_mnist, make_loader
 from . import checkpoint as ckpt
 from .export import training_record, write_export
 from .hub import push_folder
+from .options import choice
 from .previews import PREVIEW_COUNT, log_to_trackers, preview_images, save_preview
 
 CHECKPOINTS = ckpt.CHECKPOINTS
@@ -73,11 +74,6 @@ class TrainError(RuntimeError):
 
 class Diverged(TrainError):
     """The loss (or the weights) stopped being finite; the latest checkpoint is the last good one."""
-
-
-def choice(default, choices: tuple, **kw):
-    """A dataclass field whose value must be one of `choices` (None allowed when it is the default)."""
-    return field(default=default, metadata={"choices": choices, **kw})
 
 
 def run_only(default=None, **kw):

@@ -184,6 +184,10 @@ class AAE(VAEFamilyModel):
         return self.config.supervised_prior
 
     @property
+    def prior_name(self) -> str:
+        return self.config.prior
+
+    @property
     def prior_components(self) -> int:
         return 0 if self.config.prior == "gaussian" else NUM_COMPONENTS
 

@@ -147,6 +147,12 @@ class VAEFamilyModel(HubModel):
         return log_normal(z)
 
     @property
+    def prior_name(self) -> str:
+        """What p(z) is, as the records that measured it from the prior name it: "gaussian" (N(0, I)) unless the
+        model says otherwise."""
+        return "gaussian"
+
+    @property
     def prior_components(self) -> int:
         """K > 0 if p(z) is an equal-weight mixture of K parts that log_prior / prior_sample select by label (AIS
         stratifies over them); 0 otherwise."""
