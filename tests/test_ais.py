@@ -17,8 +17,8 @@ from vae_models.export import read_eval_results
 from vae_models.metrics import importance_sampled_nll
 
 from .test_math import LinearGaussianModel
+from .paths import MNIST_DIR
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 
 
 def linear_gaussian_data(n=24, seed=0):

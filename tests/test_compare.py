@@ -12,9 +12,9 @@ from train import compare
 from train import evaluate as evaluation
 from vae_models import load_model
 from vae_models.metrics import importance_sampled_nll
+from tests.paths import MNIST_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_DIR = ROOT.parent / "shared/data/mnist"
 
 
 def test_the_paired_standard_error_is_that_of_the_per_digit_differences():

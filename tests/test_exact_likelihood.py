@@ -13,9 +13,9 @@ from vae_models import VAEConfig, VAEFamilyModel, build_model, load_model
 from vae_models.quadrature import NARROWER_BY, grid_log_posterior, latent_grid, quadrature_log_likelihood
 
 from .test_math import LinearGaussianModel
+from .paths import MNIST_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_DIR = ROOT.parent / "shared/data/mnist"
 
 
 class LinearBernoulliModel(VAEFamilyModel):

@@ -12,8 +12,8 @@ from train import evaluate as evaluation
 from vae_models import ModelSpec, build_model
 from vae_models.corruption import corrupt
 from vae_models.metrics import conditional_accuracy, importance_sampled_nll, mmd_rbf, psnr
+from tests.paths import MNIST_DIR
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 
 
 class LabelStampingGenerator(nn.Module):

@@ -22,6 +22,7 @@ from vae_models.metrics import (
     ssim,
 )
 from vae_models.vae import VAE
+from tests.paths import MNIST_DIR
 
 
 class CountingVAE(VAE):
@@ -220,7 +221,6 @@ def test_classifier_is_a_hub_model_without_the_generative_interface():
         build_model("classifier", backbone="mlp")
 
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 
 
 def test_evaluate_cli_writes_eval_results(tmp_path, capsys):

@@ -22,9 +22,9 @@ from vae_models.blocks import Decoder, Encoder, PixelLikelihoodConfig
 from vae_models.export import (SCHEMA_VERSION, EvalResult, ExportError, TrainingRecord, read_eval_results,
                                read_training_record, training_dataset, write_eval_results, write_training_record)
 from vae_models.vae import GaussianEncoderMixin
+from tests.paths import MNIST_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO.parent / "shared/data/mnist"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TQDM_DISABLE": "1",
        "OMP_NUM_THREADS": "1"}
@@ -344,8 +344,8 @@ def test_training_record_round_trip_and_dataset(tmp_path):
     write_training_record(tmp_path, record)
     assert json.loads((tmp_path / "training_args.json").read_text())["schema_version"] == SCHEMA_VERSION
     assert read_training_record(tmp_path) == record and training_dataset(tmp_path) == "fashion_mnist"
-    bundled = read_training_record(REPO / "pretrained" / "vae")  # written before the schema had a version
-    assert bundled.dataset == "mnist" and bundled.command.startswith("python -m train --model vae")
+    bundled = read_training_record(REPO / "pretrained" / "cvae")  # written before the schema had a version
+    assert bundled.dataset == "mnist" and bundled.command.startswith("python -m train --model cvae")
     (tmp_path / "training_args.json").write_text('{"args": {}}')
     with pytest.raises(ExportError, match="needs 'command'"):
         read_training_record(tmp_path)
