@@ -5,6 +5,7 @@ checkpoint gets one too, without an edit here."""
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import torch
@@ -41,14 +42,13 @@ def tiny_configs() -> dict[str, tuple[str, dict]]:
 
 def make_tiny_weights(root: Path, skip: tuple[str, ...] = (), seed: int = 0) -> Path:
     """Write every checkpoint in the catalogue (minus `skip`) under root/<name>/, random weights from `seed` and the
-    checkpoint's place in the catalogue's order (one of a model registered later changes no earlier one's); returns
-    root."""
+    checkpoint's name (adding a checkpoint changes no other one's weights); returns root."""
     root = Path(root)
     measured = featured(latent_2d_checkpoints(), "a checkpoint with latent_2d=True")
-    for i, (name, (model_type, fields)) in enumerate(tiny_configs().items()):
+    for name, (model_type, fields) in tiny_configs().items():
         if name in skip:
             continue
-        torch.manual_seed(seed * 100 + i)
+        torch.manual_seed(seed * 2**32 + zlib.crc32(name.encode()))
         model = vae_models.build_model(model_type, **fields)
         model.save_pretrained(root / name)
         if name == measured:

@@ -51,12 +51,12 @@ def sampler_checkpoints() -> dict[str, Checkpoint]:
     """The checkpoints that sample without a condition (generative, not label-conditional; the 2-D ones have their
     own views), by name."""
     return {name: c for name, (c, spec) in checkpoints().items()
-            if spec.generative and not spec.label_conditional and not c.latent_2d}
+            if c.in_app and spec.generative and not spec.label_conditional and not c.latent_2d}
 
 
 def latent_2d_checkpoints() -> dict[str, Checkpoint]:
     """The checkpoints with a 2-D latent space, by name: the manifold view and the prior comparison show them."""
-    return {name: c for name, (c, _) in checkpoints().items() if c.latent_2d}
+    return {name: c for name, (c, _) in checkpoints().items() if c.in_app and c.latent_2d}
 
 
 def interpolation_checkpoints() -> dict[str, Checkpoint]:

@@ -230,7 +230,8 @@ def wait_for(job, predicate, what: str, timeout: float = 600):
 def test_live_training_streams_queues_stops_exports_and_pushes(server, client, hub, tmp_path):
     # Visitor A trains with the whole budget; B's training waits in the queue; the other tabs answer meanwhile.
     job_a = client.submit("aae-2d-mixture", 90, 0, api_name="/train_live")
-    wait_for(job_a, lambda j: len(j.outputs()) >= 2, "two streamed updates")
+    # The curves fill from the first loss reading (every sync_every steps); updates before it show no curve yet.
+    wait_for(job_a, lambda j: len(j.outputs()) >= 2 and j.outputs()[-1][0]["data"], "streamed updates with curves")
     curves, scatter, status, download = job_a.outputs()[-1]
     assert "Training **AAE, mixture prior (2-D)**" in status and download is None
     term = curves["columns"].index("term")

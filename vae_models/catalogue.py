@@ -10,7 +10,8 @@ those), the extra evaluation arguments, and under "checkpoint" how the app, the 
                     "interpolation": true,                  the latent-interpolation view decodes a path with it
                     "traversal": true,                      the latent-traversal view sweeps its code
                     "anchors": {"IS-NLL": "86.76 (...)"},   metric-name prefix -> the published number beside it
-                    "purpose": "..."},                      what it is for (its model card says it)
+                    "purpose": "...",                       what it is for (its model card says it)
+                    "in_app": false},                       kept out of the app's views (default true)
      "model_config": {"latent_dim": 2, ...}, "train": {...}, "evaluate": [...]}
 
 What follows from the config is derived, not declared: a checkpoint whose model config has latent_dim 2 is
@@ -63,6 +64,8 @@ class Checkpoint:
     #                          q(z|x) (its mean is swept, in prior standard deviations; rows are ordered by average KL)
     anchors: tuple[tuple[str, str], ...] = ()  # (metric-name prefix, the published number it is compared with)
     purpose: str = ""  # what this checkpoint is for, where a model has several: its model card says it
+    in_app: bool = True  # the app's model views offer it; false for one bundled to measure a claim beside another
+    #                      (train.compare: the DVAE against a VAE of its budget)
     train: dict = field(default_factory=dict)  # the recipe's trainer settings (not a "checkpoint" key)
 
     @property
