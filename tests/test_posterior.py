@@ -10,7 +10,7 @@ import torch
 from vae_models import build_model, load_model
 from vae_models.blocks import kl_normal
 from vae_models.posterior import approximate_posterior, dataset_elbo, evidence, exact_posterior
-from vae_models.quadrature import quadrature_log_likelihood
+from vae_models.quadrature import grid_log_posterior, latent_grid, quadrature_log_likelihood, quadrature_posterior
 
 from .test_math import LinearGaussianModel
 
@@ -106,3 +106,15 @@ def test_the_window_holds_the_bundled_vae_2d_posterior():
     assert abs(posterior.log_px - whole) < 0.01
     numbers = evidence(model, x, posterior)
     assert abs(numbers.difference - numbers.gap) < 4 * numbers.elbo_error + 0.01
+
+
+def test_one_decoding_gives_both_the_likelihood_and_the_posterior():
+    model, x, _, _ = linear_model()
+    xs = torch.cat([x, x + 1])
+    grid = latent_grid(model, spacing=0.1)
+    result, log_posterior = quadrature_posterior(model, xs, grid=grid)
+    apart = quadrature_log_likelihood(model, xs, grid=grid)
+    for mine, theirs in [(result.log_px, apart.log_px), (result.coarse_log_px, apart.coarse_log_px),
+                         (result.narrow_log_px, apart.narrow_log_px)]:
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-5)  # the float32 sums of quadrature_log_likelihood
+    torch.testing.assert_close(log_posterior, grid_log_posterior(model, xs, grid=grid)[0], rtol=0, atol=1e-6)

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .base import evaluating
 from .blocks import kl_standard_normal, log_normal
-from .quadrature import SPACING, SUPPORT, LatentGrid, grid_log_posterior, latent_grid, quadrature_log_likelihood
+from .quadrature import SPACING, SUPPORT, LatentGrid, grid_log_posterior, latent_grid, quadrature_posterior
 
 DRAWS = 2000  # draws of q(z|x) per digit: the Monte Carlo terms and the histogram of an implicit q
 COARSE = 0.1  # spacing of the grid that locates the posterior's mass
@@ -170,8 +170,8 @@ def exact_posterior(model, x: Tensor, q: Approximate | None = None, support: flo
     centre, side = (low + high) / 2, max(float((high - low).max()), MIN_SIDE)
     low, high = centre - side / 2, centre + side / 2  # square: the heat map's pixels are square cells
     grid = _window_grid(model, low, high, support, coarse.peak)
-    result = quadrature_log_likelihood(model, x, grid=grid)
-    log_posterior = grid_log_posterior(model, x, grid=grid)[0][0]
+    result, log_posterior = quadrature_posterior(model, x, grid=grid)
+    log_posterior = log_posterior[0]
     z = coarse.points.double()
     outside = ((z < low) | (z > high)).any(1)
     coarse_mass = (log_coarse + coarse.log_cell_area).exp()
@@ -180,7 +180,7 @@ def exact_posterior(model, x: Tensor, q: Approximate | None = None, support: flo
 
 
 @dataclass
-class Identity:
+class Evidence:
     """The identity's numbers for one digit (nats). reconstruction: E_q[log p(x|z)] over q's draws, with its Monte
     Carlo standard error; kl_prior: KL(q || p(z)) (closed form under a N(0, I) prior, else Monte Carlo, error 0 in
     closed form); elbo = reconstruction - kl_prior; gap: KL(q || p(z|x)) on the grid. Models without a density for
@@ -210,8 +210,8 @@ def _mean_and_error(values: Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def evidence(model, x: Tensor, posterior: Posterior) -> Identity:
-    """log p(x), the ELBO and its two terms, and the gap, for the image x of `posterior` (see Identity)."""
+def evidence(model, x: Tensor, posterior: Posterior) -> Evidence:
+    """log p(x), the ELBO and its two terms, and the gap, for the image x of `posterior` (see Evidence)."""
     q = posterior.q
     x = x.to(model.device)
     if q.kind == "gaussian":
@@ -224,15 +224,15 @@ def evidence(model, x: Tensor, posterior: Posterior) -> Identity:
             kl, kl_error = float(kl_standard_normal(q.mean.double(), q.logvar.double())), 0.0
         else:
             kl, kl_error = _mean_and_error(q.log_density(q.draws) - model.log_prior(z).double().cpu())
-        return Identity(posterior.log_px, reconstruction - kl, math.hypot(reconstruction_error, kl_error),
+        return Evidence(posterior.log_px, reconstruction - kl, math.hypot(reconstruction_error, kl_error),
                         reconstruction, reconstruction_error, kl, kl_error, closed, posterior.gap(),
                         draws=len(q.draws))
     if model.spec.learned_kl:  # one noise draw per copy of x: DRAWS independent draws of the objective's ELBO
         with evaluating(model):
             values = model.objective_elbo(x.expand(len(q.draws), *x.shape[1:]), draws=1).cpu()
         elbo, error = _mean_and_error(values)
-        return Identity(posterior.log_px, elbo, error, learned_kl=True, draws=len(q.draws))
-    return Identity(posterior.log_px, None, None, draws=len(q.draws))
+        return Evidence(posterior.log_px, elbo, error, learned_kl=True, draws=len(q.draws))
+    return Evidence(posterior.log_px, None, None, draws=len(q.draws))
 
 
 @torch.no_grad()
