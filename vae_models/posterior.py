@@ -32,9 +32,9 @@ from .blocks import kl_standard_normal, log_normal
 from .quadrature import SPACING, SUPPORT, LatentGrid, grid_log_posterior, latent_grid, quadrature_posterior
 
 DRAWS = 2000  # draws of q(z|x) per digit: the Monte Carlo terms and the histogram of an implicit q
-COARSE = 0.1  # spacing of the grid that locates the posterior's mass
+COARSE = 0.15  # spacing of the grid that locates the posterior's mass
 WINDOW_NATS = 30.0  # the window holds every coarse cell whose log p(z|x) is within this of the largest
-CELLS = 256  # the window's longer side has at most this many cells (finer than SPACING when the window is small)
+CELLS = 160  # the window's longer side has at most this many cells (finer than SPACING when the window is small)
 MIN_SIDE = 0.5  # the window's smallest side, in z units: a point-like posterior still shows its surroundings
 GAUSSIAN_REACH = 4.0  # a Gaussian q's window reaches this many standard deviations from its mean
 
