@@ -139,7 +139,7 @@ def _pm(value: float, error: float) -> str:
     return f"{value:.2f} ± {error:.2g}" if error else f"{value:.2f}"
 
 
-def numbers_text(model, post: posterior.Posterior, numbers: posterior.Evidence, source: str) -> str:
+def numbers_text(post: posterior.Posterior, numbers: posterior.Evidence, source: str) -> str:
     """The identity for this digit, as a Markdown table and what it shows."""
     grid = post.grid
     rows = [("log p(x), exact (quadrature)", f"{numbers.log_px:.2f}")]
@@ -152,15 +152,17 @@ def numbers_text(model, post: posterior.Posterior, numbers: posterior.Evidence, 
                  ("log p(x) − ELBO", _pm(numbers.difference, numbers.elbo_error)),
                  ("KL(q(z|x) ‖ p(z|x)) on the grid", f"{numbers.gap:.2f}")]
         off = abs(numbers.difference - numbers.gap)
-        said = (f"The gap on the grid and log p(x) − ELBO differ by {off:.2f} nats, "
-                f"{off / numbers.elbo_error:.1f} Monte Carlo standard errors of the ELBO." if numbers.elbo_error else "")
+        said = f"The gap on the grid and log p(x) − ELBO differ by {off:.2f} nats"
+        if numbers.elbo_error:
+            said += f", {off / numbers.elbo_error:.1f} Monte Carlo standard errors of the ELBO"
+        said += "."
     elif numbers.learned_kl:
-        rows += [(f"ELBO of the training objective (its KL learned by the discriminator T; {numbers.draws} draws)",
+        rows += [(f"ELBO of the training objective (its KL learned by a discriminator T; {numbers.draws} draws)",
                   _pm(numbers.elbo, numbers.elbo_error)),
                  ("log p(x) − objective's ELBO", _pm(numbers.difference, numbers.elbo_error))]
-        said = ("This q is implicit (noise fed to the encoder): it has no density, so KL(q ‖ p(z|x)) cannot be summed "
-                "on the grid, and the training objective's KL(q ‖ p(z)) is T's estimate. A true ELBO cannot exceed "
-                "log p(x): a negative difference means T underestimates the KL.")
+        said = ("This q is implicit (noise fed to the encoder): it has no density, so KL(q ‖ p(z|x)) cannot be "
+                "summed on the grid, and the training objective's KL(q ‖ p(z)) is T's estimate. A true ELBO cannot "
+                "exceed log p(x): a negative difference means T underestimates the KL.")
     else:
         said = ("This model has **no variational bound**, so nothing stands in for the ELBO: its encoder was trained "
                 "to reconstruct and to fill the prior (an adversary on the codes), not on a bound, and "
@@ -193,7 +195,7 @@ def show_posterior(store: ModelStore, sketch, upload, example, model_name: str):
         torch.manual_seed(0)
         post = posterior.exact_posterior(model, x)
         numbers = posterior.evidence(model, x, post)
-    return render(post, f"{choices[model_name]}: {source}"), numbers_text(model, post, numbers, source)
+    return render(post, f"{choices[model_name]}: {source}"), numbers_text(post, numbers, source)
 
 
 def first_digit(store: ModelStore, model_name: str) -> int:
@@ -242,7 +244,8 @@ def table(store: ModelStore) -> str:
         elbo = _test_set_elbo(store, name)
         if elbo is None:  # dataset_elbo's rule on the bundled digits tells "no ELBO" from "no test set here"
             has = posterior.dataset_elbo(model, typicality.binarize(test_digits()[0])) is not None
-            rows.append(f"| {label} | {nll} | {'not measured (no MNIST test set here)' if has else 'none: no variational bound'} | — |")
+            why = "not measured (no MNIST test set here)" if has else "none: no variational bound"
+            rows.append(f"| {label} | {nll} | {why} | — |")
             continue
         mean, n = elbo
         kind = " (objective's, KL learned by T)" if model.spec.learned_kl else ""
