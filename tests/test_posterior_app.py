@@ -70,9 +70,9 @@ def test_the_table_endpoint_holds_the_test_set_elbo(served, mnist_dir):
     text = client.predict(api_name="/posterior_table")
     _, binary, _ = evaluate.test_set(str(mnist_dir), None, evaluate.EvalSettings().seed)
     for name in posterior_checkpoints():
-        values = posterior.dataset_elbo(load_model(str(weights / name)), binary)
-        if values is not None:
-            assert f"| {-float(values.mean()):.2f}" in text and f"{len(values):,} digits" in text
+        elbo = posterior.dataset_elbo(load_model(str(weights / name)), binary)
+        if elbo is not None:
+            assert f"| {-elbo.mean:.2f} ± {elbo.error:.2f}" in text and f"{len(elbo.values):,} digits" in text
     assert "none: no variational bound" in text
 
 
