@@ -25,7 +25,7 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
     Face sign-in of the live-training tab (None: on a Space)."""
     import gradio as gr
 
-    from . import conditional, denoising, explore, live, priors, sampling, serving
+    from . import conditional, denoising, explore, live, posterior, priors, sampling, serving
     from .common import install_atomic_image_cache, install_lazy_session_config
     from .weights import ModelStore
 
@@ -49,6 +49,8 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
                 priors.build(store)
             with gr.Tab("Explore a digit", id="explore"):
                 explore.build(store)
+            with gr.Tab("See the posterior", id="posterior"):
+                posterior.build(store)
             with gr.Tab("Train one yourself", id="live"):
                 app_live = live.build(store, oauth=oauth)
         app.queue(default_concurrency_limit=DEFAULT_CONCURRENCY)

@@ -156,9 +156,7 @@ def quadrature_log_likelihood(model, images: Tensor, labels: Tensor | None = Non
     need (the whole grid, the four sub-lattices, the narrower support) is one product of exp(block - its row
     maximum) with a (points x 6) indicator matrix, accumulated in float64."""
     grid = latent_grid(model) if grid is None else grid
-    parity = (grid.index[:, 0] % 2) * 2 + grid.index[:, 1] % 2
-    narrow = grid.log_prior >= grid.peak - (grid.support - NARROWER_BY)
-    which = torch.cat([torch.ones(len(parity), 1), F.one_hot(parity, 4), narrow[:, None]], 1).float()
+    which = _indicators(grid)
     sums = torch.full((len(images), 6), -math.inf, dtype=torch.float64)  # log of the six sums, per image
     for rows, cols, block in _log_joint_blocks(model, images, labels, grid, chunk, batch_size, progress):
         top = block.max(1, keepdim=True).values
@@ -166,6 +164,19 @@ def quadrature_log_likelihood(model, images: Tensor, labels: Tensor | None = Non
         weights = block.sub_(top).clamp_(min=-80.0).exp_()
         part = top.double() + torch.log(weights @ which[cols].to(block.device)).double()
         sums[rows] = torch.logaddexp(sums[rows], part.cpu())
+    return _result(sums, grid)
+
+
+def _indicators(grid: LatentGrid) -> Tensor:
+    """(G, 6) float32: which grid points each of the checks' sums takes (all, the four sub-lattices of spacing 2h by
+    the parities of i and j, the narrower support)."""
+    parity = (grid.index[:, 0] % 2) * 2 + grid.index[:, 1] % 2
+    narrow = grid.log_prior >= grid.peak - (grid.support - NARROWER_BY)
+    return torch.cat([torch.ones(len(parity), 1), F.one_hot(parity, 4), narrow[:, None]], 1).float()
+
+
+def _result(sums: Tensor, grid: LatentGrid) -> QuadratureResult:
+    """The result from the log of the six sums (N, 6) of exp(log p(z) + log p(x|z)) that _indicators selects."""
     area = grid.log_cell_area
     return QuadratureResult(sums[:, 0] + area, sums[:, 1:5].T + area + math.log(4), sums[:, 5] + area, grid)
 
@@ -175,10 +186,26 @@ def grid_log_posterior(model, images: Tensor, labels: Tensor | None = None, grid
     """(log p(z_g|x) (N, G) float64, the grid): the normalised posterior density at every grid point, with
     h^2 sum_g p(z_g|x) = 1; `grid.dense(...)` lays it out as an image. Holds N x G values: meant for a few digits."""
     grid = latent_grid(model) if grid is None else grid
+    joint = _log_joint(model, images, labels, grid, chunk, batch_size)
+    return joint - (torch.logsumexp(joint, 1, keepdim=True) + grid.log_cell_area), grid
+
+
+def quadrature_posterior(model, images: Tensor, labels: Tensor | None = None, grid: LatentGrid | None = None,
+                         *, chunk: int = 8192, batch_size: int = 1024) -> tuple[QuadratureResult, Tensor]:
+    """Both of the above from one decoding of the grid: (quadrature_log_likelihood's result, grid_log_posterior's
+    log p(z_g|x) (N, G)). Holds N x G x 6 values: meant for a few digits."""
+    grid = latent_grid(model) if grid is None else grid
+    joint = _log_joint(model, images, labels, grid, chunk, batch_size)
+    sums = torch.logsumexp(joint[:, :, None] + _indicators(grid).double().log(), 1)
+    return _result(sums, grid), joint - (sums[:, :1] + grid.log_cell_area)
+
+
+def _log_joint(model, images, labels, grid, chunk, batch_size) -> Tensor:
+    """log p(z_g) + log p(x_n|z_g) (N, G) float64."""
     joint = torch.empty(len(images), len(grid.index), dtype=torch.float64)
     for rows, cols, block in _log_joint_blocks(model, images, labels, grid, chunk, batch_size, False):
         joint[rows[:, None], cols] = block.double().cpu()
-    return joint - (torch.logsumexp(joint, 1, keepdim=True) + grid.log_cell_area), grid
+    return joint
 
 
 def _bernoulli(model) -> bool:
