@@ -441,7 +441,7 @@ def test_evaluate_on_an_export_path_gives_the_exact_nll_of_the_library_quadratur
 
 def test_an_unknown_metric_name_is_an_error_that_names_the_known_ones():
     model = build_model("vae", hidden_dims=[8], latent_dim=2)
-    with pytest.raises(EvalError, match=r"unknown metrics \['fid'\]; known: \['ais', 'exact', "
+    with pytest.raises(EvalError, match=r"unknown metrics \['fid'\]; known: \['ais', 'exact', 'elbo', "
                                         r"'conditional_accuracy', 'is_nll', 'cll', 'denoising', 'classifier_fd', "
                                         r"'prior_mmd', 'accuracy'\]"):
         evaluation.evaluate(model, ["prior_mmd", "fid"], evaluation.test_set(str(MNIST_DIR), 10, 0))
@@ -532,3 +532,16 @@ def test_the_settings_dataclass_is_the_command_lines_one_source_of_defaults_and_
     assert set(helps) == set(EvalSettings.__dataclass_fields__)  # every field has its help
     assert helps["ais_start"] == ("AIS: chains start from the model's prior p(z), or from the encoder's "
                                   "moment-matched Gaussian q(z|x) (models with a Gaussian proposal)")
+
+
+def test_the_negative_elbo_record_is_the_librarys_dataset_elbo_on_the_scored_digits():
+    from vae_models.posterior import dataset_elbo
+
+    torch.manual_seed(0)
+    model = build_model("vae", hidden_dims=[8], latent_dim=2).eval()
+    data = evaluation.test_set(str(MNIST_DIR), 20, 3)
+    (record,) = evaluation.evaluate(model, ["elbo"], data, settings=evaluation.EvalSettings(seed=3))
+    expected = dataset_elbo(model, data[1], seed=3)
+    assert (record.name, record.type, record.value) == ("Negative ELBO", "elbo", round(-expected.mean, 4))
+    assert record.details["monte_carlo_error"] == round(expected.error, 4)
+    assert evaluation.evaluate(build_model("cvae", hidden_dims=[8], latent_dim=2), ["elbo"], data) == []  # p(x|y)

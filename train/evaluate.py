@@ -24,6 +24,8 @@ the model declares (`model.spec`, vae_models/registry.py), and a model gets thos
       --exact)             code                     on a grid over the prior's support (vae_models/quadrature.py), with
                                                     what halving the spacing and widening the support changed,
                                                     measured in the same pass
+    elbo (opt-in)          a Gaussian q(z|x) or     Negative ELBO: -ELBO per digit (vae_models/posterior.py), beside
+                           learned_kl; p(x) models  Exact-NLL the mean gap KL(q(z|x) || p(z|x)) of the 2-D models
     conditional_accuracy   samples_by_label and     conditional accuracy: share of samples asked for digit d labelled d
                            a classifier             (CVAE, label-supervised AAE)
     is_nll                 likelihood "bound"       IS-NLL: -log p(x) (label-conditional: -log p(x|y)) by the k-sample
@@ -79,6 +81,7 @@ from vae_models.metrics import (
     psnr,
     ssim,
 )
+from vae_models.posterior import ELBO_DRAWS, dataset_elbo, has_elbo
 from vae_models.quadrature import NARROWER_BY, SPACING, latent_grid, quadrature_log_likelihood
 from vae_models.vae import GaussianProposalMixin
 
@@ -380,6 +383,23 @@ def prior_mmd_records(s: Scoring) -> list[EvalResult]:
                      num_samples=m)]
 
 
+def has_variational_bound(model) -> bool:
+    """An ELBO to measure (vae_models.posterior.has_elbo: a Gaussian q, or the objective's learned KL) of p(x)."""
+    return not model.spec.label_conditional and has_elbo(model, torch.zeros(1, 1, 28, 28))
+
+
+def elbo_records(s: Scoring) -> list[EvalResult]:
+    elbo = dataset_elbo(s.model, s.scored, seed=s.settings.seed)
+    negative = -elbo.values
+    how = (f"the training objective's own estimate (KL learned by T) over {ELBO_DRAWS} noise draws per digit"
+           if s.model.spec.learned_kl else "two draws of q(z|x) per digit, the KL to the prior in closed form "
+           "where it is N(0, I)")
+    return [s.result("Negative ELBO", "elbo", negative.mean(), f"-ELBO in nats per digit: {how} "
+                     f"(vae_models.posterior.dataset_elbo); {s.data_note}",
+                     std_error=round(float(negative.std() / math.sqrt(s.n)), 4), monte_carlo_error=round(elbo.error, 4),
+                     units="nats")]
+
+
 def accuracy_records(s: Scoring) -> list[EvalResult]:
     accuracy = (s.model.predict(s.grey) == s.labels).float().mean()
     return [s.result("Test accuracy", "accuracy", accuracy, "top-1 accuracy on the grey-level test digits")]
@@ -401,6 +421,7 @@ class Metric:
 METRICS = {m.name: m for m in (
     Metric("ais", lambda model: model.spec.needs_ais, ais_records, default=False),
     Metric("exact", has_exact_likelihood, exact_records, default=False),
+    Metric("elbo", has_variational_bound, elbo_records, default=False),
     Metric("conditional_accuracy", lambda model: model.spec.generative and model.samples_by_label,
            conditional_accuracy_records, needs_classifier=True),
     Metric("is_nll", lambda model: gets_is_nll(model.spec), is_nll_records),
