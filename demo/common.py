@@ -116,9 +116,13 @@ def user_errors(fn):
     return wrapper
 
 
-def bind(fn, store):
-    """fn(store, ...) as a Gradio handler fn(...) with user-facing errors."""
-    return user_errors(functools.partial(fn, store))
+def bind(fn, store, cached: bool = True):
+    """fn(store, ...) as a Gradio handler fn(...) with user-facing errors, its results computed once per input
+    (demo/cache.py): a handler bound to the store must be a function of its inputs and the store's weights (a
+    random one takes a seed). cached=False for one that reads something else that may change."""
+    from .cache import cached as computed_once
+
+    return user_errors(computed_once(fn, store) if cached else functools.partial(fn, store))
 
 
 def intro(text: str, store, names) -> None:
@@ -131,47 +135,56 @@ def intro(text: str, store, names) -> None:
         gr.Markdown(missing, elem_classes=["missing-models"])
 
 
+def png_bytes(img: Image.Image) -> bytes:
+    """An output image as the app's PNG: zlib level 1, ~3x faster to encode than PIL's default 6 (digits compress
+    well). gradio's image cache (install_atomic_image_cache) and the result cache (demo/cache.py) both write it."""
+    buffer = io.BytesIO()
+    img.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def write_cache_file(data: bytes, digest: str, cache_dir: Path, filename: str) -> str:
+    """The path of `data` in gradio's cache layout, cache_dir/<digest>/<filename> (digest: gradio's hash_bytes of
+    data), written atomically if it is not there: a temporary name, then a rename, so a request streaming the file
+    never reads a half-written one. An existing file already holds exactly these bytes (its folder is their hash), so
+    it is kept, and its age renewed: delete_cache ages files by ctime and could otherwise remove it on the schedule
+    of its first use, before this visitor has fetched it (gradio's save_file_to_cache does the same)."""
+    import os
+    import tempfile
+
+    folder = Path(cache_dir) / digest
+    folder.mkdir(exist_ok=True, parents=True)
+    path = (folder / filename).resolve()
+    if path.is_file():
+        try:
+            os.utime(path)
+            return str(path)
+        except FileNotFoundError:  # deleted by the cleanup just now: write it again
+            pass
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+    except FileNotFoundError:  # the empty-folder pruning (demo/serving.py) removed the folder after mkdir
+        folder.mkdir(exist_ok=True, parents=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return str(path)
+
+
 def install_atomic_image_cache() -> None:
     """Work around a race in gradio 6.31: output images are cached under a path named by their content hash and
     written with a plain `write_bytes`, so two requests that produce the same image (same inputs: the UI's defaults)
     rewrite the file while another request streams it, and that client gets a truncated response ("Response content
-    shorter than Content-Length"). Writing to a temporary name and renaming makes each write atomic; an existing file
-    already holds exactly these bytes (the name is their hash), so it is kept (and its age renewed)."""
-    import os
-    import tempfile
-
+    shorter than Content-Length"). write_cache_file makes each write atomic and keeps an existing file."""
     from gradio import processing_utils
 
     if getattr(processing_utils.save_pil_to_cache, "atomic", False):
         return
 
     def save_pil_to_cache(img, cache_dir, name="image", format="webp"):
-        if format.lower() == "png":  # zlib level 1: ~3x faster to encode than PIL's default 6, digits compress well
-            buffer = io.BytesIO()
-            img.save(buffer, "PNG", compress_level=1)
-            data = buffer.getvalue()
-        else:
-            data = processing_utils.encode_pil_to_bytes(img, format)
-        folder = Path(cache_dir) / processing_utils.hash_bytes(data)
-        folder.mkdir(exist_ok=True, parents=True)
-        path = (folder / f"{name}.{format}").resolve()
-        if path.is_file():
-            # Handed out again: renew its age, or delete_cache (which ages files by ctime) could remove it on the
-            # schedule of its first use, before this visitor has fetched it (gradio's save_file_to_cache does the same).
-            try:
-                os.utime(path)
-                return str(path)
-            except FileNotFoundError:  # deleted by the cleanup just now: write it again
-                pass
-        try:
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
-        except FileNotFoundError:  # the empty-folder pruning (demo/serving.py) removed the folder after mkdir
-            folder.mkdir(exist_ok=True, parents=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        return str(path)
+        data = png_bytes(img) if format.lower() == "png" else processing_utils.encode_pil_to_bytes(img, format)
+        return write_cache_file(data, processing_utils.hash_bytes(data), cache_dir, f"{name}.{format}")
 
     save_pil_to_cache.atomic = True
     processing_utils.save_pil_to_cache = save_pil_to_cache
@@ -181,8 +194,10 @@ def first_visit(fn, store, *args, outputs: int = 1):
     """fn(store, *args) computed once while the app is built, for the output components' initial values: a first
     visit sees results without a click, and no per-visit work is done for them. When the model is missing (the
     tab's "Unavailable here" note says why) the outputs start empty."""
+    from .cache import cached
+
     try:
-        result = fn(store, *args)
+        result = cached(fn, store)(*args)  # also stored: a click on the defaults is then a hit
     except EXPLAINED:  # e.g. a missing or broken checkpoint: the tab's note explains it
         return (None,) * outputs if outputs > 1 else None
     return result
@@ -190,7 +205,8 @@ def first_visit(fn, store, *args, outputs: int = 1):
 
 def digit_examples(inputs, rows, fn, outputs, label: str = "Examples: click one to run it"):
     """gr.Examples for a digit input (its test-digit dropdown) and the event's other options; a click runs `fn`
-    on the example (not cached: every handler takes milliseconds)."""
+    on the example (gradio's cache_examples is off: the handlers' own result cache, demo/cache.py, serves a
+    repeated example, and nothing is computed for examples nobody clicks)."""
     import gradio as gr
 
     return gr.Examples(rows, inputs=inputs, fn=fn, outputs=outputs, cache_examples=False, run_on_click=True,
