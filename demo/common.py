@@ -3,10 +3,12 @@ sees, and rendering image tensors for gr.Image."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import io
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +95,20 @@ def to_image(images: torch.Tensor, nrow: int | None = None, scale: int = SCALE) 
 
 def generator(seed) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
+
+
+# The global RNG is one per process and the handlers run in threads: a seeded section holds this lock, so two of them
+# do not interleave their draws (a live training's own draws still can: the trainer does not take it).
+GLOBAL_RNG = threading.Lock()
+
+
+@contextlib.contextmanager
+def seeded(seed: int = 0):
+    """Torch's global RNG at `seed` inside, restored after: for the library code that draws noise from it (the AVB's
+    and the universal AAE's encoders), so that a handler's output is a function of its inputs."""
+    with GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 # What a handler raises for something the visitor or the operator can fix: a missing or broken model (the store's
