@@ -34,8 +34,9 @@ import numpy as np
 from PIL import Image
 
 RESULT_CACHE_ENV = "VAE_FAMILY_RESULT_CACHE_MB"
-# 64 MB holds ~300 of the largest results (a 100-sample grid, ~200 kB of PNG) and thousands of the typical ones
-# (10-60 kB): every example, test digit and default of the app with room to spare, a small share of a Space's RAM.
+# 64 MB holds ~150 of the largest results (a 30 x 30 manifold, ~440 kB of PNG) and thousands of the typical ones
+# (4-70 kB; the latent scatters ~190 kB): every example, test digit and default of the app with room to spare, and a
+# small share of a Space's RAM (the server holds ~600 MB).
 RESULT_CACHE_MB = 64.0
 LOG_EVERY = 50  # calls between two hit-rate lines in the server log
 ENTRY_OVERHEAD = 256  # bytes charged per entry for its key and bookkeeping, so that tiny results are bounded too
