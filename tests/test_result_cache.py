@@ -156,3 +156,14 @@ def test_the_hit_rate_goes_to_the_server_log(monkeypatch, capsys):
     for key in "aaab":
         results.get(key, lambda: "value")
     assert "result cache: 2 hits in 4 calls (50%)" in capsys.readouterr().err
+
+
+def test_every_image_a_cached_endpoint_returns_is_shown_as_png(server):
+    """The cache stores images as the PNG gradio would write (demo.common.png_bytes) and returns that file: right only
+    where the output component's format is PNG."""
+    import gradio as gr
+
+    app, _ = server
+    images = [block for fn in app.fns.values() if getattr(fn.fn, "result_cache", False)
+              for block in fn.outputs if isinstance(block, gr.Image)]
+    assert images and all(block.format == "png" for block in images)
