@@ -233,8 +233,10 @@ def install_lazy_session_config() -> None:
     """Work around a per-visitor cost in gradio 6.31: each new session (every page visit, every gradio_client)
     builds `SessionState.config_values`, the config of every block of the app (about 170 here, each through
     inspect.signature and pydantic JSON schemas), which only the deep-link feature reads (this app has no deep-link
-    button). With this, the entries are made when first read: `components` (deep links) fills them all, and gradio's
-    own updates already compute a missing entry. benchmarks/README.md has the measured effect."""
+    button). With this, the entries are made when first read: `components` (deep links) fills them all. An event's
+    output value is kept until then too: gradio's update made the block's whole entry just to set its value, ~0.5 ms
+    per output block at a session's first call of each endpoint (measured with cProfile on the served app under the
+    benchmark's example mix: ~5 ms per call). benchmarks/README.md has the measured effect."""
     import types
 
     from gradio import state_holder
@@ -242,11 +244,26 @@ def install_lazy_session_config() -> None:
     cls = state_holder.SessionState
     if getattr(cls, "lazy_config", False):
         return
-    eager_init, eager_components = cls.__init__, cls.components
+    eager_init, eager_components, eager_update = cls.__init__, cls.components, cls._update_value_in_config
+    eager_setitem, eager_update_config = cls.__setitem__, cls._update_config
 
     def __init__(self, blocks):
         eager_init(self, types.SimpleNamespace(default_config=blocks.default_config, blocks={}))  # no entries
         self._config_order = [k for k in self.blocks_config.blocks if k in blocks.blocks]
+        self._values = {}  # block id -> the last output value given to a block whose entry is not made yet
+
+    def _update_value_in_config(self, key, value):
+        if key in self.config_values or not self._config_order:  # its entry is made: as gradio does
+            return eager_update(self, key, value)
+        self._values[key] = value
+
+    def __setitem__(self, key, value):  # a block replaced by an update: gradio makes its entry anew from it
+        self._values.pop(key, None)
+        eager_setitem(self, key, value)
+
+    def _update_config(self, key):
+        self._values.pop(key, None)
+        eager_update_config(self, key)
 
     def components(self):
         if self._config_order:  # gradio's order: every block's entry, then entries added since
@@ -255,6 +272,11 @@ def install_lazy_session_config() -> None:
                 k, [], self.blocks_config.blocks[k]) for k in self._config_order}
             self.config_values.update({k: v for k, v in made.items() if k not in self.config_values})
             self._config_order = []
+            for key, value in self._values.items():  # the values the session's events gave them
+                eager_update(self, key, value)
+            self._values = {}
         return eager_components.fget(self)
 
     cls.__init__, cls.components, cls.lazy_config = __init__, property(components), True
+    cls._update_value_in_config, cls.__setitem__, cls._update_config = _update_value_in_config, __setitem__, \
+        _update_config
