@@ -4,6 +4,7 @@ of the same machine, alternated with it, so the ratio is taken under the same lo
 
     python -m benchmarks.app_latency                  # ~3 min on 2 idle cores
     python -m benchmarks.app_latency --calls 5 --concurrent-calls 1 --starts 1    # quick look
+    python -m benchmarks.app_latency --mix --concurrent-calls 4     # 16 clients x 4 calls: seeded /sample, test digits
 
 Weights (`--weights auto`): pretrained/ for every checkpoint it holds, tiny random checkpoints
 (demo/tiny_weights.py) for any still missing; the table says which. The server is `python app.py --weights-dir ...
@@ -129,12 +130,14 @@ def bare_import_seconds() -> float:
     return time.monotonic() - start
 
 
-def start_server(weights: Path, tmp: Path, concurrency: int | None = None) -> tuple[subprocess.Popen, str, float]:
+def start_server(weights: Path, tmp: Path, concurrency: int | None = None,
+                 result_cache_mb: float | None = None) -> tuple[subprocess.Popen, str, float]:
     """`python app.py` as a user starts it; returns (process, url, seconds to the first HTTP 200)."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1",
            "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp / "gradio"),
-           **({"VAE_FAMILY_CONCURRENCY": str(concurrency)} if concurrency else {})}
+           **({"VAE_FAMILY_CONCURRENCY": str(concurrency)} if concurrency else {}),
+           **({"VAE_FAMILY_RESULT_CACHE_MB": str(result_cache_mb)} if result_cache_mb is not None else {})}
     url = f"http://127.0.0.1:{port}/"
     start = time.monotonic()
     proc = subprocess.Popen([sys.executable, "app.py", "--weights-dir", str(weights), "--port", str(port)],
@@ -210,10 +213,10 @@ class HttpClient:
         return data
 
 
-def timed_calls(url: str, api_name: str, args: tuple, clients: int, calls_each: int,
+def timed_calls(url: str, plan, clients: int, calls_each: int,
                 client_kind: str = "gradio_client") -> tuple[list[float], list[str]]:
     """`clients` threads, each with its own client (gradio_client.Client, or HttpClient), start together and make
-    `calls_each` calls."""
+    `calls_each` calls: call j of client i is plan(i, j) = (api_name, args)."""
     from gradio_client import Client
 
     latencies, errors, lock = [], [], threading.Lock()
@@ -226,9 +229,10 @@ def timed_calls(url: str, api_name: str, args: tuple, clients: int, calls_each: 
             errors += [f"client start-up: {type(exc).__name__}: {exc}"] * calls_each
     barrier = threading.Barrier(len(handles)) if handles else None
 
-    def work(client):
+    def work(i, client):
         barrier.wait()
-        for _ in range(calls_each):
+        for j in range(calls_each):
+            api_name, args = plan(i, j)
             start = time.perf_counter()
             try:  # submit + result(timeout): a lost event must not hang the benchmark (predict waits forever)
                 if isinstance(client, HttpClient):
@@ -240,9 +244,9 @@ def timed_calls(url: str, api_name: str, args: tuple, clients: int, calls_each: 
                     latencies.append(ms)
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 with lock:
-                    errors.append(f"{type(exc).__name__}: {exc}")
+                    errors.append(f"{api_name}: {type(exc).__name__}: {exc}")
 
-    threads = [threading.Thread(target=work, args=(c,)) for c in handles]
+    threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(handles)]
     for t in threads:
         t.start()
     for t in threads:
@@ -250,6 +254,45 @@ def timed_calls(url: str, api_name: str, args: tuple, clients: int, calls_each: 
     for c in handles:
         c.close() if hasattr(c, "close") else None
     return latencies, errors
+
+
+# The calls visitors click, as the load test of the result cache makes them: each client alternates a seeded /sample
+# (the UI's defaults, seeds 0-3) and /every_model on a bundled test digit (one of the 20, by client).
+def example_mix(client: int, call: int) -> tuple[str, tuple]:
+    from demo.common import example_choices
+
+    if call % 2 == 0:
+        return "/sample", ("vae", 36, 1.0, (client + call // 2) % 4)
+    return "/every_model", (None, None, example_choices()[client % len(example_choices())])
+
+
+def run_mix(args, weights: Path, tmp: Path) -> list[str]:
+    """The example mix, twice on one fresh server: `--concurrency` clients x `--concurrent-calls` calls at once, first
+    with the result cache holding only the first visit's values (cold), then once more with every input seen (warm,
+    a Space after its first visitors). p50 / p95 / errors over each pass, and the server's last result-cache line."""
+    proc, url, _ = start_server(weights, tmp, args.concurrency_limit, args.result_cache_mb)
+    rows, all_errors, n = [], [], args.concurrency * args.concurrent_calls
+    try:
+        timed_calls(url, lambda i, j: ("/prior_metrics", ()), 1, 1, args.client)  # first connection; not cached
+        for name in ("cold", "warm"):
+            server_before = cpu_seconds(proc.pid)
+            ms, errors = timed_calls(url, example_mix, args.concurrency, args.concurrent_calls, args.client)
+            server_ms = (cpu_seconds(proc.pid) - server_before) / max(1, len(ms)) * 1000
+            all_errors += errors
+            rows.append([name, n, f"{median(ms):.0f}" if ms else "–", f"{percentile(ms, 95):.0f}" if ms else "–",
+                         f"{max(ms):.0f}" if ms else "–", f"{server_ms:.0f}", f"{len(errors)} / {n}",
+                         verdict(bool(ms) and not errors and median(ms) <= P50_TARGET_MS)])
+            print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
+    finally:
+        stop(proc)
+    log = [line for line in proc.stderr.read().splitlines() if line.startswith("result cache:")]
+    return [f"#### Example mix: {args.concurrency} clients ({args.client}) × {args.concurrent_calls} calls at once, "
+            "alternating seeded `/sample` (36 samples, seeds 0-3) and `/every_model` (a bundled test digit), two "
+            f"passes on one server; result cache {'off' if args.result_cache_mb == 0 else 'on'}; queue concurrency "
+            f"{args.concurrency_limit or 'the app default'}; target p50 ≤ {P50_TARGET_MS:.0f} ms", "",
+            table(["pass", "calls", "p50 ms", "p95 ms", "max ms", "server CPU ms / call", "errors", ""], rows), "",
+            f"Server log at the end: `{log[-1] if log else 'no result-cache line'}`", "",
+            *(["Errors:", "", *[f"- {e}" for e in all_errors[:20]], ""] if all_errors else [])]
 
 
 def main(argv=None) -> None:
@@ -264,7 +307,17 @@ def main(argv=None) -> None:
     p.add_argument("--endpoints", nargs="*", help="only these endpoints (e.g. /sample /denoise)")
     p.add_argument("--client", choices=["gradio_client", "http"], default="gradio_client",
                    help="gradio_client (as before), or plain HTTP calls as a browser page makes them (lighter)")
+    p.add_argument("--mix", action="store_true",
+                   help="only the example mix (--concurrency clients x --concurrent-calls calls alternating seeded "
+                        "/sample and /every_model on a test digit), on a fresh server")
+    p.add_argument("--result-cache-mb", type=float, help="the server's result cache in MB (0: off; default: the app's)")
     args = p.parse_args(argv)
+    if args.mix:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            weights, weights_note = weights_dir(args.weights, Path(tmp_name))
+            print("\n".join([header("Demo latency: example mix"), f"Weights: {weights_note}.", "",
+                             *run_mix(args, weights, Path(tmp_name))]), flush=True)
+        return
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -290,10 +343,11 @@ def main(argv=None) -> None:
             all_errors = []
             calls = [c for c in endpoint_calls() if not args.endpoints or c[0] in args.endpoints]
             for api_name, call_args in calls:
-                timed_calls(url, api_name, call_args, 1, 2, args.client)  # warm-up
-                single, e1 = timed_calls(url, api_name, call_args, 1, args.calls, args.client)
+                plan = lambda i, j, call=(api_name, call_args): call  # noqa: E731 - the same call every time
+                timed_calls(url, plan, 1, 2, args.client)  # warm-up
+                single, e1 = timed_calls(url, plan, 1, args.calls, args.client)
                 server_before, client_before = cpu_seconds(proc.pid), time.process_time()
-                many, e16 = timed_calls(url, api_name, call_args, args.concurrency, args.concurrent_calls, args.client)
+                many, e16 = timed_calls(url, plan, args.concurrency, args.concurrent_calls, args.client)
                 n_calls = max(1, len(many))
                 server_ms = (cpu_seconds(proc.pid) - server_before) / n_calls * 1000
                 client_ms = (time.process_time() - client_before) / n_calls * 1000

@@ -59,11 +59,14 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
     return app
 
 
-# Handlers take milliseconds (benchmarks/app_latency.py), so what a visitor waits for under load is the queue, not
-# the computation: let several events run at once. Each runs torch on one thread (see launch), so they do not
-# oversubscribe the cores. 8 is a choice, not a measured optimum: compare with
-# `python -m benchmarks.app_latency --concurrency-limit 2` on the target machine (VAE_FAMILY_CONCURRENCY sets it).
-DEFAULT_CONCURRENCY = int(os.environ.get("VAE_FAMILY_CONCURRENCY", "8"))
+# Events the queue runs at once: one per core. A call is mostly gradio's own work (the queue, the event stream, the
+# output files) around a handler of milliseconds, and repeated inputs are served from the result cache
+# (demo/cache.py), so more events in flight than cores only interleave the same CPU time and delay every answer; each
+# runs torch on one thread (see launch). The live training has its own queue (one run at a time, on
+# live.TRAIN_THREADS thread), outside this limit. VAE_FAMILY_CONCURRENCY overrides it; compare with
+# `python -m benchmarks.app_latency --concurrency-limit N` on the target machine.
+DEFAULT_CONCURRENCY = int(os.environ.get("VAE_FAMILY_CONCURRENCY") or (
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 @contextlib.contextmanager

@@ -12,7 +12,8 @@ import torch
 
 from vae_models import checkpoints, latent, typicality
 
-from .common import bind, digit_examples, digit_inputs, example_choices, first_visit, intro, read_digit, to_image
+from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, intro, read_digit, seeded,
+                     to_image)
 from .priors import _test_set
 from .weights import (ModelStore, ModelUnavailable, featured, label_judge, sampler_checkpoints,
                       traversal_checkpoints)
@@ -101,6 +102,11 @@ def every_model(store: ModelStore, sketch, upload, example):
     """(the preprocessed digit, one reconstruction per model (None where unavailable), a Markdown table of the
     log-likelihoods, the complexity-corrected scores, their test-set percentiles and the verdicts)."""
     x, _, source = read_digit(sketch, upload, example)
+    with seeded(0):  # the AVB's reconstruction averages noise draws: the same digit, the same picture
+        return _every_model(store, x, source)
+
+
+def _every_model(store: ModelStore, x, source: str):
     images, rows, missing = [], [], []
     columns = every_model_checkpoints()
     for name, title in columns.items():

@@ -250,4 +250,6 @@ def build(store: ModelStore) -> None:
     gr.Markdown("#### Measured (from each checkpoint's eval_results.json)")
     table = gr.Markdown(metrics_table(store))
     refresh = gr.Button("Reload measurements")
-    refresh.click(bind(metrics_table, store), None, table, api_name="prior_metrics")
+    # Not cached: it reads each checkpoint's eval_results.json at every call, so that a re-evaluation shows on
+    # Refresh without a restart, and a table of text costs nothing to make.
+    refresh.click(bind(metrics_table, store, cached=False), None, table, api_name="prior_metrics")

@@ -15,6 +15,8 @@ every checkpoint of every registered model, and the tabs pick theirs by what the
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import threading
@@ -245,6 +247,20 @@ class ModelStore:
             notices.append(f"**No pinned Hub revision** for {', '.join(unpinned)} (`{REVISIONS_FILE.name}` lacks "
                            "them; `python -m train.publish` writes it): using the bundled weights for those.")
         self.notice = " ".join(notices)
+
+    @functools.cached_property
+    def revision(self) -> str:
+        """What the results of this store's models depend on, as one SHA-256 (the result cache's key, demo/cache.py):
+        each checkpoint's source and the SHA-256 of its model.safetensors (a Hub snapshot's too: a pin can be a
+        tag), and the MNIST folder the latent scatters may encode. Other weights, other key."""
+        h = hashlib.sha256(f"data_dir={self.data_dir}".encode())
+        for name, entry in sorted(self._entries.items()):
+            h.update(f"\n{name} {entry.source} ".encode())
+            weights = entry.folder / "model.safetensors" if entry.folder else None
+            if weights is not None and weights.is_file():  # a missing one: its features raise, nothing is stored
+                with open(weights, "rb") as f:
+                    h.update(hashlib.file_digest(f, "sha256").digest())
+        return h.hexdigest()
 
     def names(self) -> list[str]:
         return list(self._entries)

@@ -34,6 +34,24 @@ def test_session_config_is_lazy_and_equal_to_gradios(tmp_path, monkeypatch):
     assert len(made) == len(eager)
 
 
+def test_an_events_output_values_are_kept_without_making_the_session_config(tmp_path, monkeypatch):
+    app = build_app(weights_dir=make_tiny_weights(tmp_path / "weights"), hub=False)
+    with_props = [k for k, v in app.default_config.blocks.items()
+                  if k in app.blocks and "props" in BlocksConfig.config_for_block(k, [], v)][:2]
+    eager = {k: BlocksConfig.config_for_block(k, [], v) for k, v in app.default_config.blocks.items() if k in app.blocks}
+    for k in with_props:
+        eager[k]["props"]["value"] = f"output of {k}"
+    made = []
+    original = BlocksConfig.config_for_block
+    monkeypatch.setattr(BlocksConfig, "config_for_block",
+                        staticmethod(lambda *args, **kwargs: made.append(args[0]) or original(*args, **kwargs)))
+    session = SessionState(app)
+    for k in with_props:  # what gradio does with each output of an event
+        session._update_value_in_config(k, f"output of {k}")
+    assert made == []
+    assert list(session.components) == [c for c in eager.values() if c]
+
+
 def test_the_server_app_is_built_once_at_launch(tmp_path, monkeypatch):
     builds = []
     original = App.__dict__["create_app"]
