@@ -273,4 +273,4 @@ def build(store: ModelStore) -> None:
     gr.Markdown("#### Over the test set")
     summary = gr.Markdown(first_visit(table, store), elem_id="posterior-table")
     refresh = gr.Button("Reload the table")
-    refresh.click(bind(table, store), None, summary, api_name="posterior_table")
+    refresh.click(bind(table, store, cached=False), None, summary, api_name="posterior_table")  # rereads the files

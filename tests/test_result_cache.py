@@ -21,8 +21,8 @@ PATIENT = {"timeout": 300}  # a loaded CI machine: wait for the answer (speed is
 # The endpoints whose handlers are bound to the model store, so cached; the rest are not (live training, its Stop
 # and push change state or the Hub; /prior_metrics reads eval files that a re-evaluation rewrites).
 CACHED = {"/sample", "/interpolate", "/manifold", "/cvae_samples", "/same_style", "/complete_quadrants", "/denoise",
-          "/latent_scatter", "/prior_samples", "/every_model", "/traverse"}
-NOT_CACHED = {"/prior_metrics", "/train_live", "/stop_live", "/push_live"}
+          "/latent_scatter", "/prior_samples", "/every_model", "/traverse", "/posterior"}
+NOT_CACHED = {"/prior_metrics", "/posterior_table", "/train_live", "/stop_live", "/push_live"}
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_every_cached_endpoint_is_a_function_of_its_inputs(server, monkeypatch):
              "/manifold": ("vae-2d", 3), "/cvae_samples": (3, 0, 4), "/same_style": (None, None, ZERO, "6"),
              "/complete_quadrants": (None, None, ZERO, 2, 3, 0), "/denoise": (None, None, ZERO, "gaussian", 0.4, 0),
              "/latent_scatter": (200, 0), "/prior_samples": (4, 0), "/every_model": (None, None, SIX),
-             "/traverse": (None, None, ZERO, "vae", 2, 3)}
+             "/traverse": (None, None, ZERO, "vae", 2, 3), "/posterior": (None, None, ZERO, "vae-2d")}
     assert set(calls) == CACHED
 
     def outputs(name):
