@@ -50,6 +50,16 @@ def pytest_configure(config):
     expect.set_options(timeout=30_000)
 
 
+@pytest.fixture(autouse=True)
+def restore_denormals_after_training():
+    """Training flushes float32 denormals to zero for speed, a process-wide switch (a live-training test trains in
+    this process too): undo it after every test, so later ones (hypothesis's float strategies) see IEEE floats."""
+    yield
+    import torch
+
+    torch.set_flush_denormal(False)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir():
     """tests.paths.MNIST_DIR, after checking that the four MNIST files are in it."""
