@@ -31,7 +31,7 @@ from vae_models.data import environment_options
 from vae_models.export import EvalResult, ExportError, read_eval_results, training_dataset, write_eval_results
 from vae_models.metrics import importance_sampled_nll
 
-from .evaluate import test_set
+from .evaluate import gets_is_nll, test_set
 
 
 def paired_difference(nll_a: torch.Tensor, nll_b: torch.Tensor) -> tuple[float, float]:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(datasets) != 1:
             raise ExportError(f"{args.first} and {args.second} were trained on different datasets {sorted(datasets)}")
         for path, model in zip((args.first, args.second), models):
-            if not (model.spec.has_likelihood_bound and model.spec.likelihood == "bound"):
+            if not gets_is_nll(model.spec):
                 raise ExportError(f"{path} ({model.config.model_type}) has no importance-weighted bound")
             if model.spec.label_conditional:
                 raise ExportError(f"{path} ({model.config.model_type}) is label-conditional: compare p(x) models")

@@ -232,6 +232,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.output_dir = Path(cfg.output_dir)
+        # The wall time of the training loop, summed over the segments of a resumed run (checkpoints carry it).
+        self.earlier_seconds, self.started = 0.0, None
         # Everything that can be wrong with the input is checked before anything is written.
         self._check_args()
         existing = latest_checkpoint(self.output_dir)
@@ -343,8 +345,6 @@ class Trainer:
         steps_per_epoch = self.steps_per_epoch
         total = self.total = cfg.max_steps or cfg.epochs * steps_per_epoch
         step = self.start_step
-        # The wall time of the training loop, summed over the segments of a resumed run (checkpoints carry it).
-        self.earlier_seconds = 0.0
         if self.resume_from is not None:
             self._load(self.resume_from)
             self.earlier_seconds = float(read_state(self.resume_from).get("compute", {}).get("wall_seconds", 0.0))
@@ -581,7 +581,8 @@ class Trainer:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise Diverged(f"weights are not finite at step {step}; training stopped, {self._latest_text()}")
         acc = self.accelerator
-        ckpt.save(self.output_dir, step, {"settings": self.settings, "compute": self.compute()}, self.model, self.optimizers, self.ema,
+        state = {"settings": self.settings, "compute": self.compute()}
+        ckpt.save(self.output_dir, step, state, self.model, self.optimizers, self.ema,
                   self.cfg.keep_checkpoints, rank=acc.process_index, is_main=acc.is_main_process,
                   barrier=acc.wait_for_everyone)
 
@@ -599,8 +600,8 @@ class Trainer:
         """What the steps so far cost: TrainingRecord.compute."""
         device = self.accelerator.device
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-        running = time.perf_counter() - self.started if hasattr(self, "started") else 0.0
-        seconds = getattr(self, "earlier_seconds", 0.0) + running
+        running = 0.0 if self.started is None else time.perf_counter() - self.started
+        seconds = self.earlier_seconds + running
         return {"wall_seconds": round(seconds, 4), "threads": torch.get_num_threads(), "device": name}
 
     @contextmanager
