@@ -45,8 +45,11 @@ ENTRY_OVERHEAD = 256  # bytes charged per entry for its key and bookkeeping, so 
 def result_cache_bytes() -> int:
     """The bound in bytes: RESULT_CACHE_MB, or VAE_FAMILY_RESULT_CACHE_MB (0 turns the cache off)."""
     value = os.environ.get(RESULT_CACHE_ENV, "").strip()
-    megabytes = float(value) if value else RESULT_CACHE_MB
-    if megabytes < 0:
+    try:
+        megabytes = float(value) if value else RESULT_CACHE_MB
+    except ValueError:
+        megabytes = -1.0  # not a number: the same error as a negative size
+    if not megabytes >= 0:  # also refuses nan
         raise ValueError(f"{RESULT_CACHE_ENV} must be a size in MB (0: off), got {value!r}")
     return int(megabytes * 1024 * 1024)
 
