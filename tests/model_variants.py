@@ -40,5 +40,10 @@ VARIANTS: dict[str, list[dict]] = {
         {"backbone": "conv", "hidden_dims": [16], "discriminator_hidden_dims": [16], "latent_dim": 2,
          "prior": "mixture10"},
     ],
+    "categorical_aae": [
+        {"discriminator_hidden_dims": [32], "num_clusters": 6},
+        {"discriminator_hidden_dims": [32], "num_clusters": 10, "semi_supervised": True, "latent_dim": 2},
+        {"backbone": "conv", "hidden_dims": [16], "discriminator_hidden_dims": [16], "num_clusters": 3},
+    ],
     "classifier": [{"backbone": "conv", "hidden_dims": [8, 16], "latent_dim": 16}],
 }

@@ -42,10 +42,17 @@ the model declares (`model.spec`, vae_models/registry.py), and a model gets thos
                                                     samples and the test set
     prior_mmd              prior_matched            prior MMD between codes of test digits and prior samples
     accuracy               kind "classifier"        test accuracy
+    clustering             clusters, trained        Clustering error: each cluster takes the label of the held-out
+                           without labels           validation digit it is surest of (the AAE paper's rule, Sec. 6),
+                                                    and, beside it, the majority label of the validation digits it
+                                                    holds; the error on the test digits, with the cluster shares
+    semi_supervised        clusters, trained        Semi-supervised test error: argmax q(y|x) against the test labels
+                           with labels              (Sec. 5, Table 2), with the number of labels it learnt from
 
 Likelihoods are scored on the test set binarised once with a fixed seed (grey levels for continuous likelihoods).
 The classifier metrics need a classifier trained on the same dataset; they are skipped otherwise (the command line
-warns). `EvalSettings` holds how the metrics are measured; the command line's options for it are generated from
+warns). The clustering metric needs validation digits held out from the training set (`--validation-examples` when
+training, `validation_set`); it is skipped without them, so nothing is ever chosen on the test set. `EvalSettings` holds how the metrics are measured; the command line's options for it are generated from
 its fields. `eval_results.json` holds `vae_models.export.EvalResult` records; the model card turns them into its
 model-index. `--metrics NAME ...` computes just those, `--ais-only` just AIS (and the conditional accuracy),
 `--exact-only` just the quadrature; all three merge their records into the existing file, replacing those of the
@@ -71,9 +78,15 @@ from vae_models import CheckpointError, ConfigError, judge_checkpoint, load_mode
 from vae_models.ais import SCHEDULES, STARTS, ais_log_likelihood, bdmc, simulate
 from vae_models.corruption import corrupt
 from vae_models.data import environment_options, load_mnist
-from vae_models.export import EvalResult, ExportError, read_eval_results, training_dataset, write_eval_results
+from vae_models.export import (EvalResult, ExportError, read_eval_results, read_training_record, training_dataset,
+                               write_eval_results)
 from vae_models.metrics import (
+    best_example_cluster_labels,
     classifier_frechet_distance,
+    cluster_probabilities,
+    cluster_shares,
+    clustering_error,
+    majority_cluster_labels,
     conditional_accuracy,
     conditional_nll_quadrants,
     importance_sampled_nll,
@@ -190,10 +203,13 @@ class Scoring:
     classifier: object | None  # trained on `dataset`, or None
     dataset: str
     command: str  # written into every record
+    validation: tuple | None = None  # (grey images, labels) held out from the training set (validation_set), or None
+    training_args: dict = dataclasses.field(default_factory=dict)  # the export's TrainConfig fields, when it has them
 
     @property
     def binarised(self) -> bool:
-        return self.model.config.pixel_likelihood.binary
+        """Scored on binary digits: what the model trains on (grey levels for a model whose spec says so)."""
+        return self.model.spec.binarize_for(self.model.config) != "none"
 
     @property
     def scored(self) -> torch.Tensor:
@@ -405,6 +421,45 @@ def accuracy_records(s: Scoring) -> list[EvalResult]:
     return [s.result("Test accuracy", "accuracy", accuracy, "top-1 accuracy on the grey-level test digits")]
 
 
+def clustering_records(s: Scoring) -> list[EvalResult]:
+    """The AAE paper's clustering error (Sec. 6, Table 3) and the majority-label rule, on the grey test digits; each
+    cluster's label comes from the held-out validation digits, never from the test set."""
+    val_grey, val_labels = s.validation
+    val = cluster_probabilities(s.model, val_grey)
+    test = cluster_probabilities(s.model, s.grey)
+    shares = cluster_shares(test)
+    k = test.shape[1]
+    common = {"clusters": k, "validation_digits": len(val_labels), "units": "%",
+              "smallest_cluster_share": round(float(shares.min()), 4),
+              "largest_cluster_share": round(float(shares.max()), 4), "empty_clusters": int((shares == 0).sum())}
+    records = []
+    for rule, cluster_labels, how in (
+            ("paper rule", best_example_cluster_labels(val, val_labels),
+             "each cluster takes the label of the validation digit with the highest q(y = cluster | x) (Makhzani et "
+             "al. 2015, Sec. 6)"),
+            ("majority rule", majority_cluster_labels(val, val_labels),
+             "each cluster takes the most frequent label of the validation digits assigned to it")):
+        error = 100 * clustering_error(test, s.labels, cluster_labels)
+        records.append(s.result(
+            f"Clustering error ({rule})", "error", error,
+            f"% of the grey-level test digits whose cluster (argmax q(y|x) of {k}) is labelled other than their own "
+            f"label; {how}, from the {len(val_labels)} digits held out of the training set",
+            **common, cluster_labels=cluster_labels.tolist()))
+    return records
+
+
+def semi_supervised_records(s: Scoring) -> list[EvalResult]:
+    test = cluster_probabilities(s.model, s.grey)
+    error = 100 * float((test.argmax(1) != s.labels).float().mean())
+    labelled = s.training_args.get("labelled_examples", "an unknown number of")
+    labelled = "every training digit's" if labelled is None else labelled
+    return [s.result("Semi-supervised test error", "error", error,
+                     f"% of the grey-level test digits whose most probable class under q(y|x) is not their label; "
+                     f"the model learnt from {labelled} labels (Makhzani et al. 2015, Sec. 5, Table 2)",
+                     units="%", labelled_examples=s.training_args.get("labelled_examples"),
+                     label_draw_seed=s.training_args.get("seed"))]
+
+
 @dataclass(frozen=True)
 class Metric:
     """One row of the docstring's table."""
@@ -413,6 +468,7 @@ class Metric:
     applies: Callable[[object], bool]  # the capability it needs, from what the model declares
     compute: Callable[[Scoring], list[EvalResult]]
     needs_classifier: bool = False  # skipped without a classifier trained on the model's dataset
+    needs_validation: bool = False  # skipped without validation digits held out from the training set
     default: bool = True  # computed when no metrics are named; AIS and the quadrature are costly, so opt-in
 
 
@@ -430,6 +486,9 @@ METRICS = {m.name: m for m in (
     Metric("classifier_fd", lambda model: model.spec.generative, classifier_fd_records, needs_classifier=True),
     Metric("prior_mmd", lambda model: model.spec.prior_matched, prior_mmd_records),
     Metric("accuracy", lambda model: model.spec.classifies, accuracy_records),
+    Metric("clustering", lambda model: model.spec.clusters and not model.samples_by_label, clustering_records,
+           needs_validation=True),
+    Metric("semi_supervised", lambda model: model.spec.clusters and model.samples_by_label, semi_supervised_records),
 )}
 DEFAULT_METRICS = [m.name for m in METRICS.values() if m.default]
 AIS_ONLY = ["ais", "conditional_accuracy"]  # what --ais-only has always computed (the bundled records' commands)
@@ -463,22 +522,40 @@ def command_line(checkpoint: str, metrics: list[str] | None, settings: EvalSetti
     return shlex.join(["python", "-m", "train.evaluate", *argv])
 
 
+def validation_set(folder: str | os.PathLike, data_dir: str | None = None, data_source: str = "idx"):
+    """(grey images (n,1,28,28), labels) of the n training digits an export's run held out (the last n of the
+    training split, TrainConfig.validation_examples), or None when it held none out or has no training record."""
+    record = read_training_record(folder)
+    n = record.args.get("validation_examples", 0) if record else 0
+    if not n:
+        return None
+    images, labels = load_mnist("train", data_dir=data_dir, dataset=record.dataset, source=data_source)
+    return images[-n:].float().div(255).unsqueeze(1), labels[-n:]
+
+
 def evaluate(model, metrics: list[str] | None = None, data=None, *, settings: EvalSettings = EvalSettings(),
              classifier=None, dataset: str | None = None, data_dir: str | None = None, data_source: str = "idx",
-             limit: int | None = None, device: str | torch.device = "cpu", command: str | None = None
-             ) -> list[EvalResult]:
+             limit: int | None = None, device: str | torch.device = "cpu", command: str | None = None,
+             validation=None, training_args: dict | None = None) -> list[EvalResult]:
     """The records of `metrics` (names of METRICS; None: the default ones) that apply to `model`.
 
     model: an export folder (loaded with vae_models.load_model onto `device`; its dataset is the one it was trained
     on) or a loaded model (of `dataset`, MNIST unless told). data: test_set(...) of that dataset; None loads its
     first `limit` test digits from data_dir / data_source. classifier: a classifier trained on that dataset, or its
     export folder; None skips the classifier-judged metrics. command: written into each record; None: the
-    equivalent command line (command_line). torch's global generator is seeded with settings.seed first, so the
-    records depend only on the arguments."""
+    equivalent command line (command_line). validation: (grey images, labels) held out of the training set; None:
+    the export's own (validation_set), if any, else the metrics needing it are skipped. training_args: how the
+    model was trained (an export's training record's args; read from the folder when None). torch's global
+    generator is seeded with settings.seed first, so the records depend only on the arguments."""
     path = str(model) if isinstance(model, (str, os.PathLike)) else None
     if path is not None:
         dataset = dataset or training_dataset(path)
         model = load_model(path).to(device)
+        if validation is None:
+            validation = validation_set(path, data_dir, data_source)
+        if training_args is None:
+            record = read_training_record(path)
+            training_args = record.args if record else {}
     dataset = dataset or "mnist"
     chosen = select_metrics(model, metrics, settings)
     classifier_path = str(classifier) if isinstance(classifier, (str, os.PathLike)) else None
@@ -491,8 +568,9 @@ def evaluate(model, metrics: list[str] | None = None, data=None, *, settings: Ev
         command = command_line(path or "MODEL", metrics, settings, data_dir=data_dir, data_source=data_source,
                                limit=limit, classifier=classifier_path)
     torch.manual_seed(settings.seed)  # the importance samples themselves
-    scoring = Scoring(model, *data, settings, classifier, dataset, command)
-    return [r for m in chosen if classifier is not None or not m.needs_classifier for r in m.compute(scoring)]
+    scoring = Scoring(model, *data, settings, classifier, dataset, command, validation, training_args or {})
+    return [r for m in chosen if (classifier is not None or not m.needs_classifier)
+            and (validation is not None or not m.needs_validation) for r in m.compute(scoring)]
 
 
 def merged(folder: str, new: list[EvalResult], spec, filename: str) -> list[EvalResult]:
@@ -595,8 +673,14 @@ def main(argv: list[str] | None = None) -> int:
         if classifier is not None and judge is None:
             print(f"warning: {path} was trained on {dataset}, the classifier on {classifier_dataset}: skipping "
                   "its classifier-judged metrics", file=sys.stderr)
+        validation = validation_set(path, args.data_dir, args.data_source)
+        if validation is None and any(m.needs_validation for m in select_metrics(model, args.metrics, args.settings)):
+            print(f"warning: {path} held no validation digits out of its training set: skipping its clustering "
+                  "error (train with --validation-examples N)", file=sys.stderr)
+        record = read_training_record(path)
         results = evaluate(model, args.metrics, data[dataset], settings=args.settings, classifier=judge,
-                           dataset=dataset, command=command)
+                           dataset=dataset, command=command, validation=validation,
+                           training_args=record.args if record else {})
         if args.merge:
             results = merged(path, results, model.spec, args.output)
         write_eval_results(path, results, args.output)

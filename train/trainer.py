@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 import vae_models
 from vae_models import CheckpointError, ConfigError, build_model
-from vae_models.data import BINARIZE, DATASETS, SOURCES, load_mnist, make_loader
+from vae_models.data import BINARIZE, DATASETS, SOURCES, MNISTDataset, load_mnist, make_loader
 
 from . import checkpoint as ckpt
 from .export import training_record, write_export
@@ -111,6 +111,11 @@ class TrainConfig:
     init_output_bias: bool = False  # start the decoder's output bias at the logit of the training set's mean pixel
     #   (Burda et al.'s IWAE code does), instead of zero
     seed: int = 0  # seeds model init, data order, binarisation and sampling noise: same seed, same weights
+    labelled_examples: int | None = None  # models that learn from a labelled minibatch (semi-supervised): how many
+    #   training digits keep their labels, labelled_examples/10 of each digit drawn with the seed (the seed is the
+    #   label draw); None: every training digit. Each step's labelled minibatch is batch_size of them, drawn anew
+    validation_examples: int = 0  # the last n training digits are held out: never trained on, recorded in the
+    #   export, and what evaluation reads where a protocol needs labelled digits that are not the test set
     init_from: str | None = None  # export folder whose weights start the run (a warm start; same model config)
     sync_every: int = 50  # steps between reads of the loss terms from the device (one transfer): the logs (each
     #   term's mean over those steps), the progress bar and the finite-loss check
@@ -166,9 +171,12 @@ class LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images, labels, discriminator: bool = False):
+    def forward(self, images, labels, discriminator: bool = False, labelled=None):
         batch = (images, labels)
-        out = self.model.discriminator_loss(batch) if discriminator else self.model.loss(batch)
+        if discriminator:
+            out = self.model.discriminator_loss(batch)
+        else:  # a semi-supervised model's labelled minibatch (Trainer._labelled_batch) goes to its loss
+            out = self.model.loss(batch) if labelled is None else self.model.loss(batch, labelled=labelled)
         return out.loss, out.terms  # plain tuple/dict: what DDP and autocast output conversion traverse
 
 
@@ -204,6 +212,20 @@ def read_state(folder: Path) -> dict:
         return ckpt.read_state(folder)
     except CheckpointError as exc:
         raise TrainError(f"cannot resume: {exc}") from exc
+
+
+def labelled_digits(labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Indices of the training digits whose labels a semi-supervised run keeps: cfg.labelled_examples / 10 of each
+    digit, the first of each class in a permutation seeded by cfg.seed; every digit when it is None."""
+    if cfg.labelled_examples is None:
+        return torch.arange(len(labels))
+    per_class = cfg.labelled_examples // 10
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg.seed))
+    chosen = [order[labels[order] == digit][:per_class] for digit in range(10)]
+    if min(len(c) for c in chosen) < per_class:
+        raise TrainError(f"--labelled-examples {cfg.labelled_examples}: the training set has fewer than "
+                         f"{per_class} digits of some class")
+    return torch.cat(chosen).sort().values
 
 
 def lr_factor(schedule: str, step: int, total: int, lr: float, decay_to: float | None) -> float:
@@ -243,6 +265,11 @@ class Trainer:
         probe = build(cfg)
         self.binarize = cfg.binarize or default_binarize(probe)
         self.images, self.labels = load_data(cfg, "train")
+        if cfg.validation_examples:  # held out: evaluation's validation split (train.evaluate.validation_set)
+            self.images, self.labels = self.images[:-cfg.validation_examples], self.labels[:-cfg.validation_examples]
+        self.labelled_index = labelled_digits(self.labels, cfg) if probe.learns_from_labelled_batch else None
+        if cfg.labelled_examples is not None and self.labelled_index is None:
+            raise TrainError(f"--labelled-examples: {cfg.model} does not learn from a labelled minibatch")
         self.preview_x, self.preview_y = load_data(cfg, "test")
         self.preview_x = self.preview_x[:PREVIEW_COUNT].float().div(255).unsqueeze(1)
         self.preview_y = self.preview_y[:PREVIEW_COUNT]
@@ -313,6 +340,11 @@ class Trainer:
             raise TrainError("--lr-decay-to goes with --lr-schedule exponential, and only with it")
         if cfg.lr_decay_to is not None and not (0 < cfg.lr_decay_to <= cfg.lr):
             raise TrainError(f"--lr-decay-to must be in (0, --lr], got {cfg.lr_decay_to}")
+        if cfg.labelled_examples is not None and (cfg.labelled_examples < 10 or cfg.labelled_examples % 10):
+            raise TrainError(f"--labelled-examples must be a positive multiple of 10 (as many of each digit), got "
+                             f"{cfg.labelled_examples}")
+        if not isinstance(cfg.validation_examples, int) or cfg.validation_examples < 0:
+            raise TrainError(f"--validation-examples must be >= 0, got {cfg.validation_examples!r}")
         if cfg.init_from is not None and not (Path(cfg.init_from) / "model.safetensors").is_file():
             raise TrainError(f"--init-from {cfg.init_from} is not an export folder (no model.safetensors)")
 
@@ -413,6 +445,12 @@ class Trainer:
             self.steps_per_epoch = len(self.loader)
         if self.steps_per_epoch == 0:
             raise TrainError(f"--batch-size {cfg.batch_size} is larger than the training set per process")
+        self.labelled = None
+        if self.labelled_index is not None:  # on the device, binarised as the batches are
+            index = self.labelled_index
+            self.labelled = MNISTDataset(self.images[index], self.labels[index], binarize=self.binarize, seed=cfg.seed)
+            self.labelled.pixels = self.labelled.pixels.to(acc.device)
+            self.labelled.labels = self.labelled.labels.to(acc.device)
         self.wrapped, self.optimizers = wrapped, optimizers
         self.averaged = self._averaged()
         self.ema = [t.clone() for t in self.averaged] if cfg.ema_decay else None
@@ -449,21 +487,22 @@ class Trainer:
         for optimizer, base in zip(self.optimizers, self.base_lrs):
             for group in optimizer.param_groups:
                 group["lr"] = base * factor
+        labelled = self._labelled_batch(step, len(images))
         if not self.model.spec.adversarial:
             (g_opt,) = self.optimizers
-            terms = self._gradients(g_opt, images, labels, discriminator=False, prefix="train/")
+            terms = self._gradients(g_opt, images, labels, discriminator=False, prefix="train/", labelled=labelled)
             self._step(g_opt)
         elif self.cfg.adversarial_updates == "alternating":  # the discriminator steps first; the model sees the new one
             d_opt, g_opt = self.optimizers
             terms = self._gradients(d_opt, images, labels, discriminator=True, prefix="train/discriminator/")
             self._step(d_opt)
-            terms |= self._gradients(g_opt, images, labels, discriminator=False, prefix="train/")
+            terms |= self._gradients(g_opt, images, labels, discriminator=False, prefix="train/", labelled=labelled)
             self._step(g_opt)
         else:  # simultaneous: both players' gradients at the same weights, then both updates
             d_opt, g_opt = self.optimizers
             terms = self._gradients(d_opt, images, labels, discriminator=True, prefix="train/discriminator/")
             kept = self._keep_gradients(d_opt)
-            terms |= self._gradients(g_opt, images, labels, discriminator=False, prefix="train/")
+            terms |= self._gradients(g_opt, images, labels, discriminator=False, prefix="train/", labelled=labelled)
             self._restore_gradients(d_opt, kept)
             self._step(d_opt)
             self._step(g_opt)
@@ -471,14 +510,24 @@ class Trainer:
             torch._foreach_lerp_(self.ema, self.averaged, 1 - self.cfg.ema_decay)
         return terms
 
-    def _gradients(self, optimizer, images, labels, discriminator: bool, prefix: str) -> dict[str, torch.Tensor]:
+    def _labelled_batch(self, step: int, size: int):
+        """Step `step`'s labelled minibatch (semi-supervised models; None otherwise): `size` labelled digits drawn
+        with replacement from a generator seeded by (seed, step), so a resumed run draws the same ones."""
+        if self.labelled is None:
+            return None
+        generator = torch.Generator().manual_seed(self.cfg.seed * 2**32 + step)
+        index = torch.randint(len(self.labelled), (size,), generator=generator)
+        return self.labelled.__getitems__(index.to(self.accelerator.device))
+
+    def _gradients(self, optimizer, images, labels, discriminator: bool, prefix: str,
+                   labelled=None) -> dict[str, torch.Tensor]:
         """This player's loss and its gradients, as a plain loop makes them: the other player's loss may have left
         gradients on these parameters, so they are zeroed first (the torch optimizer itself:
         AcceleratedOptimizer.zero_grad inspects its signature on every call)."""
         optimizer.optimizer.zero_grad(set_to_none=True)
         frozen = self._freeze_other_player(discriminator)
         try:
-            loss, terms = self.wrapped(images, labels, discriminator=discriminator)
+            loss, terms = self.wrapped(images, labels, discriminator=discriminator, labelled=labelled)
             if self.direct:
                 loss.backward()
             else:

@@ -17,6 +17,7 @@ from .socvae import QuadrantBaseline, QuadrantBaselineConfig, StructuredCVAE, St
 from .dvae import DVAE, DVAEConfig
 from .avb import AVB, AVBConfig
 from .aae import AAE, AAEConfig
+from .categorical_aae import CategoricalAAE, CategoricalAAEConfig
 from .classifier import ClassifierConfig, MNISTClassifier
 from .base import CheckpointError, EncoderOutput, HubModel, LossOutput, VAEFamilyModel, evaluating, read_config
 from .blocks import ConfigError, ModelConfig, PixelLikelihoodConfig

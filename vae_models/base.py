@@ -163,6 +163,12 @@ class VAEFamilyModel(HubModel):
         """Whether sample(n, labels=...) draws the requested digits (label-conditional or label-supervised prior)."""
         return self.spec.label_conditional
 
+    @property
+    def learns_from_labelled_batch(self) -> bool:
+        """Whether `loss(batch, labelled=(images, labels))` takes a labelled minibatch beside each batch (the
+        semi-supervised models): the trainer draws it from the labelled training digits."""
+        return False
+
     def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
         raise NotImplementedError
 

@@ -240,3 +240,42 @@ def prior_mmd(model: nn.Module, images: Tensor, labels: Tensor | None = None, n:
         prior = model.prior_sample(len(x), generator)
     return float(mmd_rbf(codes.cpu(), prior.cpu()))
 
+
+
+# -- clusters (the categorical AAE, Makhzani et al. 2015, Secs. 5-6) -------------------------------------------------
+
+@torch.no_grad()
+def cluster_probabilities(model: nn.Module, images: Tensor, batch_size: int = 1000) -> Tensor:
+    """q(y|x) (N, K) of a clustering model (spec.clusters) for grey images (N, 1, 28, 28), in eval mode."""
+    with evaluating(model):
+        return torch.cat([model.cluster_probabilities(images[i:i + batch_size].to(model.device)).cpu()
+                          for i in range(0, len(images), batch_size)])
+
+
+def best_example_cluster_labels(probabilities: Tensor, labels: Tensor) -> Tensor:
+    """The AAE paper's rule (Sec. 6): cluster k takes the label of the digit x_n with the highest q(y = k | x_n).
+    probabilities (N, K) of labelled (validation) digits with labels (N,); returns (K,)."""
+    return labels[probabilities.argmax(0)]
+
+
+def majority_cluster_labels(probabilities: Tensor, labels: Tensor, num_classes: int = 10) -> Tensor:
+    """The usual rule: cluster k takes the most frequent label among the digits assigned to it (argmax q(y|x)), ties
+    to the smaller label; a cluster no digit is assigned to falls back to the paper's rule. Returns (K,)."""
+    assigned = probabilities.argmax(1)
+    k = probabilities.shape[1]
+    counts = torch.zeros(k, num_classes, dtype=torch.long)
+    counts.index_put_((assigned, labels.long()), torch.ones_like(assigned), accumulate=True)
+    majority = counts.argmax(1)  # the first maximum: ties go to the smaller label
+    empty = counts.sum(1) == 0
+    return torch.where(empty, best_example_cluster_labels(probabilities, labels), majority)
+
+
+def clustering_error(probabilities: Tensor, labels: Tensor, cluster_labels: Tensor) -> float:
+    """Share of digits whose cluster (argmax q(y|x)) is labelled other than their own label (the error of Table 3)."""
+    return float((cluster_labels[probabilities.argmax(1)] != labels).float().mean())
+
+
+def cluster_shares(probabilities: Tensor) -> Tensor:
+    """The share of the digits each cluster holds (argmax q(y|x)), (K,): 1/K each when the clusters fill evenly."""
+    k = probabilities.shape[1]
+    return torch.bincount(probabilities.argmax(1), minlength=k).float() / len(probabilities)

@@ -65,6 +65,9 @@ class ModelSpec:
     #                           "none": no likelihood (AE, AAE, the classifier)
     prior_matched: bool = False  # training pushes the codes' aggregate q(z) towards p(z) (a KL or an adversary):
     #                              the prior MMD of the codes is a meaningful number
+    clusters: bool = False  # a categorical code q(y|x) over K clusters (`cluster_probabilities(x)`, `num_clusters`,
+    #                         `decode_clusters(styles)`): scored by clustering error, and by test error when trained
+    #                         on labels (`samples_by_label`: cluster k is digit k)
     denoising: bool = False  # scored on denoising corrupted digits (the denoising VAE and its plain-VAE baseline)
     needs_ais: bool = False  # decoder-based: log p(x) measured by annealed importance sampling (vae_models/ais.py)
     #                          from log_prior / prior_sample / decoder_logits / log_likelihood, with its BDMC gap
