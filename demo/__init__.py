@@ -1,4 +1,5 @@
-"""The Gradio app: one module per tab (sampling, conditional, denoising, priors, explore, live), models from weights.py.
+"""The Gradio app: one module per tab (sampling, conditional, denoising, priors, explore, posterior, clusters, live),
+models from weights.py.
 
     from demo import build_app
     app = build_app(weights_dir="pretrained", hub=False)
@@ -25,7 +26,7 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
     Face sign-in of the live-training tab (None: on a Space)."""
     import gradio as gr
 
-    from . import conditional, denoising, explore, live, posterior, priors, sampling, serving
+    from . import clusters, conditional, denoising, explore, live, posterior, priors, sampling, serving
     from .common import install_atomic_image_cache, install_lazy_session_config
     from .weights import ModelStore
 
@@ -51,6 +52,8 @@ def build_app(weights_dir=None, hub: bool | None = None, revisions=None, data_di
                 explore.build(store)
             with gr.Tab("See the posterior", id="posterior"):
                 posterior.build(store)
+            with gr.Tab("Clusters and styles", id="clusters"):
+                clusters.build(store)
             with gr.Tab("Train one yourself", id="live"):
                 app_live = live.build(store, oauth=oauth)
         app.queue(default_concurrency_limit=DEFAULT_CONCURRENCY)

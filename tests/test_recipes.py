@@ -27,7 +27,8 @@ NOT_SETTINGS = {"data_dir", "output_dir", "save_pretrained", "push_to_hub", "rev
 # Settings added after the bundled weights were trained, with the value every earlier run had.
 EARLIER = {"optimizer": "adam", "init_from": None, "lr_decay_to": None, "data_source": "idx", "hub_revision": None,
            "lr_schedule": "constant", "discriminator_lr": None, "adam_beta1": 0.9, "adversarial_updates": "alternating",
-           "ema_decay": None, "init_output_bias": False, "sync_every": 50}
+           "ema_decay": None, "init_output_bias": False, "sync_every": 50, "labelled_examples": None,
+           "validation_examples": 0}
 
 
 def test_reproduce_rebuilds_the_judge_of_the_others_evaluation_first():

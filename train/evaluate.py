@@ -444,7 +444,7 @@ def clustering_records(s: Scoring) -> list[EvalResult]:
             f"Clustering error ({rule})", "error", error,
             f"% of the grey-level test digits whose cluster (argmax q(y|x) of {k}) is labelled other than their own "
             f"label; {how}, from the {len(val_labels)} digits held out of the training set",
-            **common, cluster_labels=cluster_labels.tolist()))
+            **common, cluster_labels=cluster_labels.tolist(), cluster_shares=[round(v, 4) for v in shares.tolist()]))
     return records
 
 
