@@ -134,8 +134,39 @@ def test_the_adversaries_see_prior_draws_against_the_two_heads():
     t = torch.tensor([1.5, -0.5])
     assert out.terms["clusters"].item() == pytest.approx((F.softplus(-t[0]) + F.softplus(t[0])).item(), rel=1e-6)
     assert out.terms["style"].item() == pytest.approx((F.softplus(-t[1]) + F.softplus(t[1])).item(), rel=1e-6)
-    gen = model.loss((digits(5), torch.zeros(5, dtype=torch.long)))
+    gen = model.regularisation_loss((digits(5), torch.zeros(5, dtype=torch.long)))
     assert gen.terms["clusters_adversarial"].item() == pytest.approx(F.softplus(-t[0]).item(), rel=1e-6)
+    assert gen.terms["style_adversarial"].item() == pytest.approx(F.softplus(-t[1]).item(), rel=1e-6)
+    assert gen.loss.item() == pytest.approx((F.softplus(-t[0]) + F.softplus(-t[1])).item(), rel=1e-6)
+
+
+def test_the_regularisation_phase_is_its_own_step_on_the_encoder_or_joins_the_loss():
+    """With regularisation_phase (the paper's), `loss` is the reconstruction alone and the encoder fools the
+    adversaries in `regularisation_loss`; without it, `loss` is the sum and there is no separate phase."""
+    batch = (digits(4), torch.zeros(4, dtype=torch.long))
+    torch.manual_seed(0)
+    phased = build_model("categorical_aae", **{**TINY, "adversarial_weight": 2.0})
+    merged = build_model("categorical_aae", **{**TINY, "adversarial_weight": 2.0, "regularisation_phase": False})
+    merged.load_state_dict(phased.state_dict())
+    loss, regularisation = phased.loss(batch), phased.regularisation_loss(batch)
+    assert set(loss.terms) == {"reconstruction"} and loss.loss.item() == loss.terms["reconstruction"].item()
+    assert regularisation.loss.item() == pytest.approx(
+        2.0 * (regularisation.terms["clusters_adversarial"] + regularisation.terms["style_adversarial"]).item())
+    assert merged.loss(batch).loss.item() == pytest.approx(loss.loss.item() + regularisation.loss.item(), rel=1e-6)
+    assert [id(p) for p in phased.regularisation_parameters()] == [id(p) for p in phased.encoder.parameters()]
+    assert list(merged.regularisation_parameters()) == []
+
+
+def test_instance_noise_reaches_both_inputs_of_the_cluster_adversary_only_when_asked():
+    y = torch.eye(4)
+    clean = build_model("categorical_aae", **TINY)
+    noisy = build_model("categorical_aae", **{**TINY, "cluster_noise_std": 0.5})
+    noisy.load_state_dict(clean.state_dict())
+    assert torch.equal(clean.cluster_critic(y), clean.cluster_discriminator(y).squeeze(1))
+    torch.manual_seed(3)
+    noise = 0.5 * torch.randn_like(y)
+    torch.manual_seed(3)
+    assert torch.allclose(noisy.cluster_critic(y), clean.cluster_discriminator(y + noise).squeeze(1))
 
 
 def test_the_joint_code_is_the_softmax_of_the_cluster_head_beside_the_style():
@@ -182,6 +213,7 @@ def test_a_semi_supervised_model_samples_the_digit_asked_for():
     ({"semi_supervised": True, "num_clusters": 16}, "one cluster per digit"),
     ({"adversarial_weight": -1.0}, "adversarial_weight"),
     ({"classification_weight": -0.5}, "classification_weight"),
+    ({"cluster_noise_std": -0.1}, "cluster_noise_std"),
     ({"discriminator_hidden_dims": []}, "discriminator_hidden_dims"),
 ])
 def test_the_config_refuses_what_cannot_be_built(fields, message):

@@ -92,3 +92,21 @@ def test_labels_for_a_model_that_does_not_learn_from_them_are_refused(tmp_path, 
 def test_impossible_label_or_validation_counts_are_refused(tmp_path, mnist_dir, changes, message):
     with pytest.raises(TrainError, match=message):
         Trainer(semi_config(tmp_path / "run", mnist_dir, **changes))
+
+
+def test_a_separate_regularisation_phase_gets_its_own_optimiser_and_moves_only_the_encoder(tmp_path, mnist_dir):
+    """The categorical AAE's regularisation phase (model.regularisation_parameters()) is a third Adam step after the
+    discriminators' and the reconstruction's; its backward reaches the encoder alone."""
+    trainer = Trainer(semi_config(tmp_path / "run", mnist_dir, labelled_examples=None))
+    trainer._prepare()
+    model = trainer.model
+    assert len(trainer.optimizers) == 3
+    assert [id(p) for p in trainer.optimizers[-1].optimizer.param_groups[0]["params"]] == \
+        [id(p) for p in model.encoder.parameters()]
+    images, labels = trainer.data.__getitems__(torch.arange(8, device=trainer.accelerator.device))
+    terms = trainer._gradients(trainer.optimizers[-1], images, labels, discriminator=False,
+                               prefix="train/regularisation/", regularisation=True)
+    assert {"train/regularisation/clusters_adversarial", "train/regularisation/style_adversarial"} <= set(terms)
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    assert all(p.grad is None for p in [*model.decoder.parameters(), *model.discriminator_parameters()])
+    assert all(p.requires_grad for p in model.parameters())  # the other players are trainable again

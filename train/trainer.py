@@ -171,10 +171,12 @@ class LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images, labels, discriminator: bool = False, labelled=None):
+    def forward(self, images, labels, discriminator: bool = False, labelled=None, regularisation: bool = False):
         batch = (images, labels)
         if discriminator:
             out = self.model.discriminator_loss(batch)
+        elif regularisation:  # a separate regularisation phase (model.regularisation_parameters())
+            out = self.model.regularisation_loss(batch)
         else:  # a semi-supervised model's labelled minibatch (Trainer._labelled_batch) goes to its loss
             out = self.model.loss(batch) if labelled is None else self.model.loss(batch, labelled=labelled)
         return out.loss, out.terms  # plain tuple/dict: what DDP and autocast output conversion traverse
@@ -433,6 +435,11 @@ class Trainer:
             d_lr = cfg.discriminator_lr or cfg.lr
             optimizers.insert(0, torch.optim.Adam(model.discriminator_parameters(), lr=d_lr, **adam))
             self.base_lrs.insert(0, d_lr)
+        regularised = list(model.regularisation_parameters())
+        self.regularising = bool(regularised)
+        if self.regularising:  # the model's own regularisation phase last (train_step), at the model's rate
+            optimizers.append(torch.optim.Adam(regularised, lr=cfg.lr, **adam))
+            self.base_lrs.append(cfg.lr)
         loader = make_loader(self.images, self.labels, cfg.batch_size, shuffle=True, binarize=self.binarize,
                              drop_last=True, seed=cfg.seed)
         if self.fast:
@@ -457,6 +464,9 @@ class Trainer:
         if model.spec.adversarial:  # each update's other player (only parameters that train: they are re-enabled)
             self.other_player = {True: [p for p in model.generator_parameters() if p.requires_grad],
                                  False: [p for p in model.discriminator_parameters() if p.requires_grad]}
+        if self.regularising:  # the regularisation phase trains its parameters only
+            mine = {id(p) for p in regularised}
+            self.other_player["regularisation"] = [p for p in model.parameters() if p.requires_grad and id(p) not in mine]
         # Accelerate's optimizer wrapper and `backward` exist for loss scaling (fp16), gradient accumulation and
         # XLA/DeepSpeed; without those they only add Python work to every step (import probes, a division by 1).
         # Then the step calls torch directly, as a plain loop does; DDP's gradient sync lives in backward() itself.
@@ -488,24 +498,30 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = base * factor
         labelled = self._labelled_batch(step, len(images))
+        optimizers = self.optimizers[:-1] if self.regularising else self.optimizers
         if not self.model.spec.adversarial:
-            (g_opt,) = self.optimizers
+            (g_opt,) = optimizers
             terms = self._gradients(g_opt, images, labels, discriminator=False, prefix="train/", labelled=labelled)
             self._step(g_opt)
         elif self.cfg.adversarial_updates == "alternating":  # the discriminator steps first; the model sees the new one
-            d_opt, g_opt = self.optimizers
+            d_opt, g_opt = optimizers
             terms = self._gradients(d_opt, images, labels, discriminator=True, prefix="train/discriminator/")
             self._step(d_opt)
             terms |= self._gradients(g_opt, images, labels, discriminator=False, prefix="train/", labelled=labelled)
             self._step(g_opt)
         else:  # simultaneous: both players' gradients at the same weights, then both updates
-            d_opt, g_opt = self.optimizers
+            d_opt, g_opt = optimizers
             terms = self._gradients(d_opt, images, labels, discriminator=True, prefix="train/discriminator/")
             kept = self._keep_gradients(d_opt)
             terms |= self._gradients(g_opt, images, labels, discriminator=False, prefix="train/", labelled=labelled)
             self._restore_gradients(d_opt, kept)
             self._step(d_opt)
             self._step(g_opt)
+        if self.regularising:  # the model's regularisation phase, after its loss's step (Makhzani et al., Sec. 2)
+            r_opt = self.optimizers[-1]
+            terms |= self._gradients(r_opt, images, labels, discriminator=False, prefix="train/regularisation/",
+                                     regularisation=True)
+            self._step(r_opt)
         if self.ema is not None:  # ema <- decay * ema + (1 - decay) * weights
             torch._foreach_lerp_(self.ema, self.averaged, 1 - self.cfg.ema_decay)
         return terms
@@ -520,14 +536,15 @@ class Trainer:
         return self.labelled.__getitems__(index.to(self.accelerator.device))
 
     def _gradients(self, optimizer, images, labels, discriminator: bool, prefix: str,
-                   labelled=None) -> dict[str, torch.Tensor]:
+                   labelled=None, regularisation: bool = False) -> dict[str, torch.Tensor]:
         """This player's loss and its gradients, as a plain loop makes them: the other player's loss may have left
         gradients on these parameters, so they are zeroed first (the torch optimizer itself:
         AcceleratedOptimizer.zero_grad inspects its signature on every call)."""
         optimizer.optimizer.zero_grad(set_to_none=True)
-        frozen = self._freeze_other_player(discriminator)
+        frozen = self._freeze_other_player("regularisation" if regularisation else discriminator)
         try:
-            loss, terms = self.wrapped(images, labels, discriminator=discriminator, labelled=labelled)
+            loss, terms = self.wrapped(images, labels, discriminator=discriminator, labelled=labelled,
+                                       regularisation=regularisation)
             if self.direct:
                 loss.backward()
             else:
@@ -556,8 +573,9 @@ class Trainer:
         else:
             optimizer.step()
 
-    def _freeze_other_player(self, discriminator: bool) -> list[nn.Parameter]:
-        """Two players in one process: the other player's parameters stop requiring gradients for this player's
+    def _freeze_other_player(self, discriminator) -> list[nn.Parameter]:
+        """`discriminator`: True for the discriminator's update, False for the model's, "regularisation" for a
+        separate regularisation phase (which trains only model.regularisation_parameters()). Two players in one process: the other player's parameters stop requiring gradients for this player's
         update, so backward computes only the gradients this update uses. The generator's loss goes through the
         discriminator (a plain loop, as pytorch/examples' dcgan, also computes the discriminator's weight gradients
         there and throws them away); this player's gradients are bitwise the same. DDP's reducer waits for the

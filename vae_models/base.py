@@ -106,6 +106,11 @@ class HubModel(
         """What `discriminator_loss` trains (two-player models, `spec.adversarial`); nothing otherwise."""
         return iter(())
 
+    def regularisation_parameters(self) -> Iterator[nn.Parameter]:
+        """What a separate regularisation phase trains with `regularisation_loss(batch)`, in its own optimiser step
+        after `loss`'s (the AAE paper's phases, Makhzani et al. 2015, Sec. 2); nothing for models without one."""
+        return iter(())
+
     # -- loading: safetensors + strictly validated config.json only -----------------------------------------
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,

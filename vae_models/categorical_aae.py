@@ -13,11 +13,14 @@ codes, fools them) and, when labels are given, semi-supervised classification (t
 cross-entropy on a labelled minibatch). With no labels the model is the clustering AAE of Sec. 6; with K = 10 and
 labels it is the semi-supervised AAE of Sec. 5, whose cluster index is the digit.
 
-As in aae.py, the trainer's two players are D_y and D_z together (`discriminator_loss`) and everything else
-(`loss`): one Adam step on reconstruction + adversarial_weight * (-log D_y(y) - log D_z(z)) (the non-saturating
-generator loss, Goodfellow et al. 2014, Sec. 3) + classification_weight * cross-entropy, where the paper gives each
-phase its own SGD step. The labelled minibatch is `loss`'s `labelled` argument (the trainer draws it from the
-labelled digits, `TrainConfig.labelled_examples`); the unlabelled batch's labels are never read.
+The trainer runs the phases as separate optimiser steps, in this order: D_y and D_z together
+(`discriminator_loss`), the reconstruction (`loss`: -log p(x|y, z), + classification_weight * cross-entropy on the
+labelled minibatch), and, with `regularisation_phase`, the encoder's regularisation step (`regularisation_loss`:
+adversarial_weight * (-log D_y(y) - log D_z(z)), the non-saturating generator loss of Goodfellow et al. 2014, Sec.
+3). Without it the adversarial terms join `loss` in one Adam step, as aae.py does; the reconstruction's hundreds of
+nats then dominate that step and the clusters do not fill (measured: benchmarks/README.md). The paper uses SGD with
+momentum per phase; we use Adam per phase. The labelled minibatch is `loss`'s `labelled` argument (the trainer draws
+it from the labelled digits, `TrainConfig.labelled_examples`); the unlabelled batch's labels are never read.
 
 Why the y adversary fills every cluster: at its optimum D_y(e_k) = p_k / (p_k + q_k) (Goodfellow et al. 2014,
 Prop. 1), so -log D_y(e_k) = log(1 + q_k / p_k) grows with cluster k's mass q_k, and the encoder moves digits out
@@ -50,6 +53,10 @@ class CategoricalAAEConfig(PixelLikelihoodConfig):
     adversarial_weight: float = 1.0  # weight of the encoder's two adversarial terms in the generator loss
     classification_weight: float = 1.0  # weight of the labelled minibatch's cross-entropy (semi_supervised only)
     discriminator_hidden_dims: tuple[int, ...] = (1000, 1000)  # widths of each adversary's MLP (D_y and D_z)
+    regularisation_phase: bool = True  # the paper's separate regularisation step: the encoder fools both adversaries
+    #   in its own optimiser step (`regularisation_loss`); False: the adversarial terms join `loss`, one step
+    cluster_noise_std: float = 0.0  # instance noise (Sonderby et al. 2016): N(0, std^2) added to both inputs of D_y,
+    #   so that it compares cluster masses instead of telling soft codes from one-hot ones (0: the paper's D_y)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -58,8 +65,8 @@ class CategoricalAAEConfig(PixelLikelihoodConfig):
         if self.semi_supervised and self.num_clusters != NUM_CLASSES:
             raise ConfigError(f"a semi-supervised model has one cluster per digit: num_clusters must be "
                               f"{NUM_CLASSES}, got {self.num_clusters}")
-        if self.adversarial_weight < 0 or self.classification_weight < 0:
-            raise ConfigError("adversarial_weight and classification_weight must be >= 0")
+        if self.adversarial_weight < 0 or self.classification_weight < 0 or self.cluster_noise_std < 0:
+            raise ConfigError("adversarial_weight, classification_weight and cluster_noise_std must be >= 0")
         if not self.discriminator_hidden_dims or min(self.discriminator_hidden_dims) < 1:
             raise ConfigError(f"discriminator_hidden_dims must be positive, got {self.discriminator_hidden_dims}")
 
@@ -181,6 +188,12 @@ class CategoricalAAE(VAEFamilyModel):
         return self.decode(code).view(k, s, 1, 28, 28)
 
     # -- the two players ------------------------------------------------------------------------------------------
+    def cluster_critic(self, y: Tensor) -> Tensor:
+        """D_y's logit (B,) for cluster codes y (B, K), with the config's instance noise added first."""
+        if self.config.cluster_noise_std > 0:
+            y = y + self.config.cluster_noise_std * torch.randn_like(y)
+        return self.cluster_discriminator(y).squeeze(1)
+
     def discriminator_loss(self, batch) -> LossOutput:
         """Both adversaries' losses (eq. 1), summed: D_y on one-hot draws of Cat(K) against q(y|x), D_z on N(0, I)
         against z."""
@@ -188,8 +201,8 @@ class CategoricalAAE(VAEFamilyModel):
         with torch.no_grad():
             y, z = self.split_code(self.encode(x).z)
         y_prior, z_prior = self.split_code(self.prior_sample(len(x)))
-        clusters = discriminator_value(self.cluster_discriminator(y_prior), self.cluster_discriminator(y))
-        style = discriminator_value(self.style_discriminator(z_prior), self.style_discriminator(z))
+        clusters = discriminator_value(self.cluster_critic(y_prior), self.cluster_critic(y))
+        style = discriminator_value(self.style_discriminator(z_prior).squeeze(1), self.style_discriminator(z).squeeze(1))
         return LossOutput(clusters + style, {"clusters": clusters, "style": style})
 
     def loss(self, batch, labelled: tuple[Tensor, Tensor] | None = None) -> LossOutput:
@@ -198,10 +211,11 @@ class CategoricalAAE(VAEFamilyModel):
         x, _ = batch
         y, z = self.split_code(self.encode(x).z)
         reconstruction = -self.log_likelihood(self.decoder_logits(torch.cat([y, z], dim=1)), x).mean()
-        clusters = generator_value(self.cluster_discriminator(y))
-        style = generator_value(self.style_discriminator(z))
-        loss = reconstruction + self.config.adversarial_weight * (clusters + style)
-        terms = {"reconstruction": reconstruction, "clusters_adversarial": clusters, "style_adversarial": style}
+        loss, terms = reconstruction, {"reconstruction": reconstruction}
+        if not self.config.regularisation_phase:
+            adversarial = self.regularisation_loss(batch, code=(y, z))
+            loss = loss + adversarial.loss
+            terms |= adversarial.terms
         if labelled is not None:
             if not self.config.semi_supervised:
                 raise ValueError("a labelled minibatch needs a semi-supervised model (semi_supervised=True)")
@@ -210,6 +224,19 @@ class CategoricalAAE(VAEFamilyModel):
             loss = loss + self.config.classification_weight * classification
             terms["classification"] = classification
         return LossOutput(loss, terms)
+
+    def regularisation_loss(self, batch, code: tuple[Tensor, Tensor] | None = None) -> LossOutput:
+        """The encoder's regularisation phase: adversarial_weight * (E_q[-log D_y(y)] + E_q[-log D_z(z)]) on the
+        batch (its codes `code` = (y, z) when already computed)."""
+        y, z = code if code is not None else self.split_code(self.encode(batch[0]).z)
+        clusters = generator_value(self.cluster_critic(y))
+        style = generator_value(self.style_discriminator(z).squeeze(1))
+        return LossOutput(self.config.adversarial_weight * (clusters + style),
+                          {"clusters_adversarial": clusters, "style_adversarial": style})
+
+    def regularisation_parameters(self) -> Iterator[nn.Parameter]:
+        """What the separate regularisation phase trains: the encoder (nothing without that phase)."""
+        return self.encoder.parameters() if self.config.regularisation_phase else iter(())
 
     def discriminator_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.cluster_discriminator.parameters()
