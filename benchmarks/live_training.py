@@ -11,6 +11,9 @@ same code path as the page, with the scatter and curve updates) for each chosen 
         pretrained/aae-2d-mixture and the untrained model, on the same points. Target: below MMD_TARGET (its
         reference values: benchmarks/mixture_fill.py). With a mixture prior, also the share of codes nearest each
         component (10 % each under the prior): the smallest and the largest share.
+  clustering AAE (spec.clusters)   the share of the --mmd-points test digits each cluster holds (argmax q(y|x)),
+        smallest and largest, and the clustering error on them, each cluster labelled by the paper's rule from the
+        training digits the recipe holds out. Target: every cluster holds SHARE_RANGE of the codes.
 
     python -m benchmarks.live_training --data-dir ../shared/data/mnist            # ~6 min on one loaded core
     python -m benchmarks.live_training --models vae-2d --seconds 30 --limit 200    # quicker look
@@ -39,7 +42,8 @@ import torch
 from demo.live import MAX_SECONDS, LiveTraining, live_models
 from train.evaluate import test_set
 from vae_models import build_model, get_spec, load_model
-from vae_models.metrics import importance_sampled_nll, prior_mmd
+from vae_models.metrics import (best_example_cluster_labels, cluster_probabilities, cluster_shares, clustering_error,
+                                importance_sampled_nll, prior_mmd)
 
 from .aae_mixture_steps import petal_shares
 
@@ -49,6 +53,7 @@ NLL_MARGIN = 10.0  # nats: the live VAE should be within this of the bundled vae
 # (benchmarks/mixture_fill.py): the prior against itself <= 0.002; the bundled aae-2d-mixture, whose codes visibly fill
 # all ten components, 0.046; the prior with two neighbouring components emptied 0.078-0.083; untrained 4.2.
 MMD_TARGET = 0.06
+SHARE_RANGE = (0.05, 0.15)  # a live clustering AAE's clusters (10): each holds 5-15 % of the test codes
 
 
 def train_live(choice: str, seconds: float, data_dir: str, seed: int) -> tuple[torch.nn.Module, str]:
@@ -75,17 +80,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed and model")
     args = p.parse_args(argv)
     torch.set_flush_denormal(True)
-    grey, binary, _ = test_set(args.data_dir, max(args.limit, args.mmd_points), 0)
+    grey, binary, test_labels = test_set(args.data_dir, max(args.limit, args.mmd_points), 0)
     binary = binary[:args.limit]
     rows = []
     for choice, seed in ((c, s) for c in args.models for s in args.seeds):
         print(f"training {choice} for {args.seconds:g} s, seed {seed}", file=sys.stderr)
         model, status = train_live(choice, args.seconds, args.data_dir, seed)
         recipe = live_models()[choice]
-        bundled = load_model(str(REPO / "pretrained" / choice))
+        bundled = None if get_spec(recipe.model).clusters else load_model(str(REPO / "pretrained" / choice))
         found = re.search(r"\d+ steps \([\d.]+ epochs\)", status)
         steps = found.group(0) if found else "?"
-        if get_spec(recipe.model).likelihood == "bound":  # an explicit q(z|x): the IS-NLL is a true bound
+        if get_spec(recipe.model).clusters:
+            from vae_models.data import load_mnist
+            n, held_out = args.mmd_points, recipe.validation_examples
+            probabilities = cluster_probabilities(model, grey[:n])
+            shares = cluster_shares(probabilities)
+            images, labels = load_mnist("train", data_dir=args.data_dir)
+            validation = cluster_probabilities(model, images[-held_out:].unsqueeze(1).float() / 255.0)
+            error = 100 * clustering_error(probabilities, test_labels[:n],
+                                           best_example_cluster_labels(validation, labels[-held_out:]))
+            low, high = SHARE_RANGE
+            verdict = "met" if low <= float(shares.min()) and float(shares.max()) <= high else "missed"
+            rows.append(f"| {choice} | {seed} | {steps} | % of {n} test codes per cluster (min–max); clustering "
+                        f"error (paper rule, {held_out} held-out labels) | {100 * float(shares.min()):.1f}–"
+                        f"{100 * float(shares.max()):.1f}; {error:.1f} % | — | every cluster {100 * low:g}–"
+                        f"{100 * high:g} %: {verdict} |")
+        elif get_spec(recipe.model).likelihood == "bound":  # an explicit q(z|x): the IS-NLL is a true bound
             torch.manual_seed(0)
             live_nll = float(importance_sampled_nll(model, binary, num_samples=args.k).mean())
             torch.manual_seed(0)

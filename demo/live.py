@@ -30,14 +30,15 @@ import torch
 
 from vae_models import CheckpointError, ConfigError, checkpoints, evaluating, load_model
 from vae_models.data import DataError, load_mnist
-from vae_models.metrics import importance_sampled_nll, prior_mmd
+from vae_models.metrics import (best_example_cluster_labels, cluster_probabilities, cluster_shares, clustering_error,
+                                importance_sampled_nll, prior_mmd)
 from vae_models.typicality import has_likelihood
 
 from .common import generator
 
 if TYPE_CHECKING:  # train.trainer (accelerate) is imported when a training starts, not with the app
     from train.trainer import TrainConfig, Trainer
-from .priors import _codes, render_scatter
+from .priors import render_scatter
 
 # What a visitor can train: the bundled checkpoints with a 2-D latent space (the scatter draws their codes), each
 # from its own recipe (recipes/<name>.json: model, model config, batch size, learning rate). The catalogue declares
@@ -57,19 +58,21 @@ class LiveModel:
     model_config: dict
     batch_size: int
     lr: float
+    validation_examples: int = 0  # training digits the recipe holds out (they label a clustering model's clusters)
 
 
 def live_models(recipes_dir: Path | None = None) -> dict[str, LiveModel]:
-    """The catalogue's 2-D checkpoints of generative models (those of the recipes in `recipes_dir` instead, when
-    given), by checkpoint name, in the catalogue's order."""
+    """The catalogue's checkpoints of generative models whose codes are drawn in a plane (a 2-D code, or a clustering
+    AAE's 2-D style: config.pictured_in_2d), those of the recipes in `recipes_dir` instead when given, by
+    checkpoint name, in the catalogue's order."""
     found = {}
     for name, (checkpoint, spec) in checkpoints(recipes_dir).items():
-        if not (checkpoint.latent_2d and spec.generative):
+        if not (checkpoint.config.pictured_in_2d and spec.generative):
             continue
         train = checkpoint.train
         lr = train.get("lr", 1e-3) * (1.0 if spec.adversarial else SHORT_RUN_LR_GAIN)
         found[name] = LiveModel(name, checkpoint.title, checkpoint.model, dict(checkpoint.model_config),
-                                train.get("batch_size", BATCH_SIZE), lr)
+                                train.get("batch_size", BATCH_SIZE), lr, train.get("validation_examples", 0))
     return found
 
 
@@ -136,6 +139,7 @@ class LiveTraining:
         run = Path(tempfile.mkdtemp(prefix="run-", dir=self.workdir))
         cfg = TrainConfig(model=live.model, model_config=dict(live.model_config), data_dir=self.data_dir,
                           batch_size=live.batch_size, lr=live.lr, max_steps=10**9, seed=seed,
+                          validation_examples=live.validation_examples,
                           output_dir=str(run / "run"), checkpoint_every=0,
                           save_pretrained=str(run / "export" / f"live-{live.name}"), progress_bar=False)
         return cfg, seconds
@@ -207,7 +211,7 @@ class LiveTraining:
             curves += [{"step": step, "loss": sum(v) / len(v), "term": k} for k, v in pending.items()]
         elapsed = time.monotonic() - start if start is not None else 0.0
         scatter = self.scatter(trainer, title, test_x, test_y, step)
-        summary = self.evaluate(trainer, test_x)
+        summary = self.evaluate(trainer, test_x, test_y)
         zipped = self.export(trainer, step)
         status = (f"**Done**: {title}, {step} steps ({step * trainer.cfg.batch_size / 60000:.2f} epochs) in {elapsed:.0f} s, "
                   f"stopped by {stopped_by}. {summary} Download the zip below.")
@@ -217,15 +221,17 @@ class LiveTraining:
     def scatter(self, trainer: "Trainer", title: str, x, y, step: int):
         model = trainer.model
         with evaluating(model):
-            prior = model.prior_sample(20_000, generator(0)).cpu()
-            return render_scatter(_codes(model, x), y, prior, f"{title}, step {step}")
+            prior = model.plane_prior_sample(20_000, generator(0)).cpu()
+            return render_scatter(model.plane_codes(x.to(model.device)).cpu(), y, prior, f"{title}, step {step}")
 
     @torch.no_grad()
-    def evaluate(self, trainer: "Trainer", x) -> str:
+    def evaluate(self, trainer: "Trainer", x, y) -> str:
         """Quick numbers on held-out digits: prior MMD of the codes, and an IS-NLL estimate where there is one (both
         measured in eval mode; the model is left training)."""
         model = trainer.model
         parts = [f"Prior MMD of {len(x)} test codes: {prior_mmd(model, x, n=len(x), generator=generator(1)):.4f}."]
+        if model.spec.clusters:
+            parts.append(clusters_summary(trainer, x, y))
         if has_likelihood(model):
             binary = torch.bernoulli(x[:EVAL_POINTS], generator=generator(0))
             nll = importance_sampled_nll(model, binary, num_samples=EVAL_K).mean()
@@ -265,6 +271,25 @@ class LiveTraining:
 
 
 # ------------------------------------------------------------------------------------------- push
+
+
+@torch.no_grad()
+def clusters_summary(trainer: "Trainer", x, y) -> str:
+    """A clustering model's cluster shares of the test digits `x` and its clustering error on them, each cluster
+    labelled by the paper's rule from the digits the run held out of training (vae_models.metrics)."""
+    model, held_out = trainer.model, trainer.cfg.validation_examples
+    probabilities = cluster_probabilities(model, x)
+    shares = cluster_shares(probabilities)
+    text = (f"Cluster shares of the {len(x)} test digits: {100 * float(shares.min()):.1f} % to "
+            f"{100 * float(shares.max()):.1f} % (1/{len(shares)} = {100 / len(shares):.1f} % each when they fill "
+            "evenly).")
+    if held_out:
+        images, labels = load_mnist("train", data_dir=trainer.cfg.data_dir)
+        validation = cluster_probabilities(model, images[-held_out:].unsqueeze(1).float() / 255.0)
+        cluster_labels = best_example_cluster_labels(validation, labels[-held_out:])
+        text += (f" Clustering error {100 * clustering_error(probabilities, y, cluster_labels):.1f} % (each cluster "
+                 f"labelled by its surest digit of the {held_out:,} held out of training, the paper's rule).")
+    return text
 
 
 def unpack_export(zip_path) -> Path:

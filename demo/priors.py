@@ -84,11 +84,6 @@ DOT = np.array([(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dx * d
 COLOURS = np.array(PALETTE, dtype=np.uint8)
 
 
-def _codes(model, x: torch.Tensor) -> torch.Tensor:
-    out = model.encode(x.to(model.device))
-    return (out.mean if out.mean is not None else out.z).cpu()
-
-
 def make_frame(prior: np.ndarray, lim: float, title: str) -> Image.Image:
     """The empty plot: the prior's density on [-lim, lim]^2 under a title, over a legend of the digits' colours."""
     canvas = Image.new("RGB", (SIZE, SIZE + 40), "white")

@@ -79,12 +79,16 @@ def read_test_codes(folder: str | Path | None) -> tuple[torch.Tensor, torch.Tens
 
 
 def is_two_dimensional(folder: Path) -> bool:
-    """An export whose config declares a 2-D code (what the scatter shows), read from config.json only."""
+    """An export whose config declares a 2-D code (what the scatter shows: `code_dim`, so a categorical AAE's 2-D
+    style with its cluster code is not one), read from config.json only."""
     import json
 
+    from vae_models import MODELS
+
     try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("latent_dim") == 2
-    except (OSError, ValueError):
+        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        return MODELS[data["model_type"]].config_class.from_dict(data).code_dim == 2
+    except (OSError, ValueError, KeyError, TypeError):
         return False
 
 

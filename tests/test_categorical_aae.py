@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vae_models import ConfigError, build_model
+from vae_models import ConfigError, Unsupported, build_model
 from vae_models.categorical_aae import discriminator_value, generator_value
 
 TINY = {"hidden_dims": [8], "latent_dim": 3, "num_clusters": 4, "discriminator_hidden_dims": [8]}
@@ -227,3 +227,30 @@ def test_the_paper_value_of_a_uniform_cluster_code_is_log_4():
     logits = torch.zeros(4)
     assert discriminator_value(logits, logits, torch.full((4,), 0.25), torch.full((4,), 0.25)).item() == \
         pytest.approx(math.log(4))
+
+
+def test_the_plane_picture_puts_each_cluster_at_its_head_plus_half_its_style():
+    """With a 2-D style, plane_codes = q(y|x) @ heads + 0.5 z, the heads evenly on a circle of radius 4; prior draws
+    in the picture are petals around the heads. Another style size has no picture."""
+    model = build_model("categorical_aae", **{**TINY, "latent_dim": 2})
+    heads = model.cluster_heads()
+    assert torch.allclose(heads.norm(dim=1), torch.full((4,), 4.0))
+    assert torch.allclose(heads[1], torch.tensor([0.0, 4.0]), atol=1e-6)
+    x = digits(3)
+    y, z = model.split_code(model.encode(x).z)
+    assert torch.allclose(model.plane_codes(x), y @ heads + 0.5 * z)
+    code = model.prior_sample(5, torch.Generator().manual_seed(2))
+    y, z = model.split_code(code)
+    assert torch.allclose(model.plane_prior_sample(5, torch.Generator().manual_seed(2)), y @ heads + 0.5 * z)
+    assert model.config.pictured_in_2d and model.config.code_dim == 6
+    with pytest.raises(ValueError, match="needs a 2-D style"):
+        build_model("categorical_aae", **TINY).plane_codes(x)
+
+
+def test_a_model_with_a_2d_code_is_its_own_plane_picture():
+    vae = build_model("vae", hidden_dims=[8], latent_dim=2)
+    x = digits(2)
+    assert torch.equal(vae.plane_codes(x), vae.encode(x).mean)
+    assert vae.config.pictured_in_2d and not build_model("vae", hidden_dims=[8], latent_dim=3).config.pictured_in_2d
+    with pytest.raises(Unsupported, match="3-D code"):
+        build_model("vae", hidden_dims=[8], latent_dim=3).plane_codes(x)

@@ -298,9 +298,12 @@ def test_signed_in_visitor_pushes_with_the_session_token(server, client, hub, tm
 
 
 def test_live_models_are_the_2d_checkpoints_with_their_recipes(tmp_path):
-    """The tab offers what the models declare (2-D checkpoints) as their recipes say; it names no model itself."""
+    """The tab offers what the models declare (generative checkpoints pictured in a plane: a 2-D code, or a clustering
+    AAE's 2-D style) as their recipes say; it names no model itself."""
     offered = live.live_models()
-    assert list(offered) == [name for name, (c, spec) in checkpoints().items() if c.latent_2d and spec.generative]
+    assert list(offered) == [name for name, (c, spec) in checkpoints().items()
+                             if c.config.pictured_in_2d and spec.generative]
+    assert {"vae-2d", "aae-2d-mixture", "aae-2d-clusters"} <= set(offered) and "aae-clusters-16" not in offered
     for name, model in offered.items():
         recipe = read_recipe(RECIPES_DIR / f"{name}.json")
         assert (model.model, model.model_config, model.batch_size) == (

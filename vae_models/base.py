@@ -177,6 +177,20 @@ class VAEFamilyModel(HubModel):
     def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:
         raise NotImplementedError
 
+    def plane_codes(self, x: Tensor) -> Tensor:
+        """(B, 2) codes drawn in a plane (config.pictured_in_2d): a 2-D code itself (the posterior mean, or the
+        code of a deterministic encoder); models with another picture override it."""
+        if self.config.code_dim != 2:
+            raise Unsupported(f"{type(self).__name__} has a {self.config.code_dim}-D code: no plane picture")
+        out = self.encode(x)
+        return out.mean if out.mean is not None else out.z
+
+    def plane_prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """(n, 2) prior draws in the picture of `plane_codes`."""
+        if self.config.code_dim != 2:
+            raise Unsupported(f"{type(self).__name__} has a {self.config.code_dim}-D code: no plane picture")
+        return self.prior_sample(n, generator)
+
     def decoder_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 

@@ -78,6 +78,18 @@ class ModelConfig:
         (PixelLikelihoodConfig)."""
         return PixelLikelihood("bernoulli")
 
+    @property
+    def code_dim(self) -> int:
+        """The size of the code the decoder reads (`encode(x).z`, `decode(z)`): latent_dim, unless the model's code has
+        other parts (the categorical AAE's cluster code beside its style)."""
+        return self.latent_dim
+
+    @property
+    def pictured_in_2d(self) -> bool:
+        """Whether the model draws its codes in a plane (`plane_codes`, `plane_prior_sample`): a 2-D code, or a
+        picture the model defines (the categorical AAE's clusters with a 2-D style)."""
+        return self.code_dim == 2
+
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         """Strict constructor for configs read from disk: unknown keys are an error, not silently dropped."""

@@ -79,8 +79,9 @@ class Checkpoint:
 
     @property
     def latent_2d(self) -> bool:
-        """A 2-D latent space: the app's manifold view, prior comparison and live training use it."""
-        return self.config.latent_dim == 2
+        """A 2-D code: the app's manifold view, prior comparison and posterior use it (live training takes every
+        checkpoint whose config is pictured_in_2d)."""
+        return self.config.code_dim == 2
 
 
 # The keys a recipe's "checkpoint" object may have, with their types: the Checkpoint fields that do not come from

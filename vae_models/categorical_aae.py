@@ -41,6 +41,10 @@ from .blocks import ConfigError, Decoder, Encoder, PixelLikelihoodConfig, mlp, o
 from .registry import ModelSpec, Paper, register_model
 
 NUM_CLASSES = 10  # digits: a semi-supervised model has one cluster per class
+# The plane picture of a 2-D style (Sec. 7, "dimensionality reduction": a cluster head per cluster plus the style):
+# here the heads are fixed, evenly on a circle, not learned as in the paper.
+PLANE_RADIUS = 4.0  # the heads' circle
+PLANE_STYLE_SCALE = 0.5  # the style's share of the picture: N(0, I) styles spread 0.5 around their head
 
 
 @dataclass
@@ -57,6 +61,15 @@ class CategoricalAAEConfig(PixelLikelihoodConfig):
     #   in its own optimiser step (`regularisation_loss`); False: the adversarial terms join `loss`, one step
     cluster_noise_std: float = 0.0  # instance noise (Sonderby et al. 2016): N(0, std^2) added to both inputs of D_y,
     #   so that it compares cluster masses instead of telling soft codes from one-hot ones (0: the paper's D_y)
+
+    @property
+    def code_dim(self) -> int:
+        return self.num_clusters + self.latent_dim
+
+    @property
+    def pictured_in_2d(self) -> bool:
+        """A 2-D style: the plane picture of Sec. 7 (plane_codes)."""
+        return self.latent_dim == 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -178,6 +191,26 @@ class CategoricalAAE(VAEFamilyModel):
         code = self.prior_sample(n, generator, labels=labels)
         y, z = self.split_code(code)
         return self.decode(torch.cat([y, z * temperature], dim=1))
+
+    # -- the plane picture (a 2-D style) --------------------------------------------------------------------------
+    def cluster_heads(self) -> Tensor:
+        """(K, 2): cluster k's head at angle 2 pi k / K on a circle of radius PLANE_RADIUS."""
+        angle = 2 * torch.pi * torch.arange(self.num_clusters, device=self.device) / self.num_clusters
+        return PLANE_RADIUS * torch.stack([angle.cos(), angle.sin()], dim=1)
+
+    def _plane(self, code: Tensor) -> Tensor:
+        if self.config.latent_dim != 2:
+            raise ValueError(f"the plane picture needs a 2-D style; this model's style has {self.config.latent_dim}")
+        y, z = self.split_code(code)
+        return y @ self.cluster_heads() + PLANE_STYLE_SCALE * z
+
+    def plane_codes(self, x: Tensor) -> Tensor:
+        """(B, 2): q(y|x)'s average cluster head plus the scaled style (an unsure digit lies between heads)."""
+        return self._plane(self.encode(x).z)
+
+    def plane_prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """(n, 2): prior draws in the plane picture, a petal of N(0, I) styles around each head."""
+        return self._plane(self.prior_sample(n, generator))
 
     @torch.no_grad()
     def decode_clusters(self, styles: Tensor) -> Tensor:
