@@ -81,4 +81,6 @@ def test_the_semi_supervised_error_is_the_share_of_test_digits_whose_likeliest_c
         expected = 100 * (model.cluster_probabilities(grey).argmax(1) != labels).float().mean().item()
     assert record.value == pytest.approx(expected, abs=1e-4)
     assert record.details["labelled_examples"] == 100 and record.details["label_draw_seed"] == 3
+    p = expected / 100
+    assert record.details["std_error"] == pytest.approx(100 * (p * (1 - p) / 200) ** 0.5, abs=1e-4)
     assert "100 labels" in record.estimator

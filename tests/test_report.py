@@ -40,3 +40,15 @@ def test_report_shows_the_standard_error_when_recorded(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith("| `vae` | IS-NLL (k=5000) | 89.92 ± 0.25 (s.e.) | 86.76")
     assert lines[3] == "| `vae` | Prior MMD | 0.0025 |  |"
+
+
+def test_spread_gives_the_mean_and_sample_sd_of_each_metric_over_repeated_runs(tmp_path, capsys):
+    for draw, error in enumerate((4.0, 5.0, 9.0)):
+        write_eval_results(tmp_path / f"draw-{draw}", [EvalResult("Semi-supervised test error", "error", error),
+                                                        EvalResult("Prior MMD", "mmd", 0.01 * (draw + 1))])
+    write_eval_results(tmp_path / "other", [EvalResult("Prior MMD", "mmd", 0.04)])
+    assert main([str(tmp_path), "--spread", "--only", "Semi"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["| metric | runs | mean ± s.d. |", "|---|---|---|", "| Semi-supervised test error | 3 | 6 ± 2.6 |"]
+    assert main([str(tmp_path), "--spread"]) == 0
+    assert "| Prior MMD | 4 | 0.025 ± 0.013 |" in capsys.readouterr().out  # (0.01 .. 0.04): s.d. 0.0129

@@ -421,6 +421,12 @@ def accuracy_records(s: Scoring) -> list[EvalResult]:
     return [s.result("Test accuracy", "accuracy", accuracy, "top-1 accuracy on the grey-level test digits")]
 
 
+def binomial_error(percent: float, n: int) -> float:
+    """The standard error of an error rate (in %) measured on n test digits: 100 sqrt(p (1 - p) / n)."""
+    p = percent / 100
+    return round(100 * math.sqrt(p * (1 - p) / n), 4)
+
+
 def clustering_records(s: Scoring) -> list[EvalResult]:
     """The AAE paper's clustering error (Sec. 6, Table 3) and the majority-label rule, on the grey test digits; each
     cluster's label comes from the held-out validation digits, never from the test set."""
@@ -444,7 +450,8 @@ def clustering_records(s: Scoring) -> list[EvalResult]:
             f"Clustering error ({rule})", "error", error,
             f"% of the grey-level test digits whose cluster (argmax q(y|x) of {k}) is labelled other than their own "
             f"label; {how}, from the {len(val_labels)} digits held out of the training set",
-            **common, cluster_labels=cluster_labels.tolist(), cluster_shares=[round(v, 4) for v in shares.tolist()]))
+            **common, std_error=binomial_error(error, s.n), cluster_labels=cluster_labels.tolist(),
+            cluster_shares=[round(v, 4) for v in shares.tolist()]))
     return records
 
 
@@ -456,7 +463,8 @@ def semi_supervised_records(s: Scoring) -> list[EvalResult]:
     return [s.result("Semi-supervised test error", "error", error,
                      f"% of the grey-level test digits whose most probable class under q(y|x) is not their label; "
                      f"the model learnt from {labelled} labels (Makhzani et al. 2015, Sec. 5, Table 2)",
-                     units="%", labelled_examples=s.training_args.get("labelled_examples"),
+                     units="%", std_error=binomial_error(error, s.n),
+                     labelled_examples=s.training_args.get("labelled_examples"),
                      label_draw_seed=s.training_args.get("seed"))]
 
 

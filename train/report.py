@@ -2,11 +2,15 @@
 `python -m train.report pretrained`. Numbers come only from the evaluation files (written by `train.evaluate`); the
 anchors are declared with each bundled checkpoint (the "anchors" of its recipe, vae_models/catalogue.py). The
 README's Results table is this output verbatim (tests/test_bundled_weights.py checks it), so regenerate it with this
-command after re-evaluating."""
+command after re-evaluating.
+
+`--spread` summarises repeated runs instead (a folder holding one export per seed or label draw): per metric, the
+mean and sample standard deviation over the exports that have it, and how many there are."""
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -33,11 +37,36 @@ def rows(folder: Path):
             yield export.name, entry.name, measured(entry), anchor(export.name, entry.name)
 
 
+def spread(folder: Path) -> list[tuple[str, int, float, float]]:
+    """(metric, number of exports, mean, sample s.d.; 0 for one export) over the exports in `folder`, in the order
+    the metrics first appear."""
+    values: dict[str, list[float]] = {}
+    for export in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for entry in read_eval_results(export) or []:
+            values.setdefault(entry.name, []).append(entry.value)
+    return [(name, len(v), statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+            for name, v in values.items()]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.report", description=__doc__.splitlines()[0])
     p.add_argument("folder", help="a folder of exports, e.g. pretrained")
     p.add_argument("--only", nargs="*", help="metric name prefixes to keep (default: all)")
+    p.add_argument("--spread", action="store_true", help="mean ± s.d. of each metric over the folder's exports "
+                   "(repeated runs: seeds, label draws)")
     args = p.parse_args(argv)
+    keep = lambda metric: not args.only or any(metric.startswith(prefix) for prefix in args.only)  # noqa: E731
+    if args.spread:
+        try:
+            summary = spread(Path(args.folder))
+        except (ExportError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print("| metric | runs | mean ± s.d. |\n|---|---|---|")
+        for metric, n, mean, sd in summary:
+            if keep(metric):
+                print(f"| {metric} | {n} | {mean:.4g} ± {sd:.2g} |")
+        return 0
     try:
         table = list(rows(Path(args.folder)))
     except (ExportError, OSError) as exc:
@@ -45,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("| model | metric | measured | anchor |\n|---|---|---|---|")
     for model, metric, value, text in table:
-        if not args.only or any(metric.startswith(prefix) for prefix in args.only):
+        if keep(metric):
             print(f"| `{model}` | {metric} | {value} | {text} |")
     return 0
 
