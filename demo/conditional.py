@@ -8,7 +8,7 @@ import torch
 
 from vae_models.socvae import mask
 
-from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro,
+from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro, test_digits,
                      read_digit, to_image)
 from .weights import ModelStore, completion_pair, conditional_sampler, label_judge
 
@@ -51,6 +51,19 @@ def same_style(store: ModelStore, sketch, upload, example, label_choice: str):
     return to_image(x), to_image(row, nrow=10), f"Encoded {source} as a **{label}** ({how})."
 
 
+def first_recognised(store: ModelStore, start: int = 0) -> int:
+    """The first bundled test digit from `start` on (wrapping) that the classifier labels as its own label: the
+    "same style" view opens on a digit whose label the classifier gets, not on one of its misses (test digit 6, a
+    3 it reads as a 5); `start` when the classifier is missing."""
+    images, labels = test_digits()
+    with torch.no_grad():
+        predicted, _ = store.use(label_judge(), lambda judge: judge.predict(images).tolist())
+    if predicted is None:
+        return start
+    order = [(start + i) % len(labels) for i in range(len(labels))]
+    return next((i for i in order if predicted[i] == labels[i]), start)
+
+
 @torch.no_grad()
 def complete_quadrants(store: ModelStore, sketch, upload, example, num_given: int, num_samples: int, seed: int):
     """Keep `num_given` quadrants (1 = bottom-left, 2 = left half, 3 = all but bottom-right) and complete the rest.
@@ -90,16 +103,17 @@ def build(store: ModelStore) -> None:
     gr.Markdown("#### Same style, all ten digits")
     with gr.Row():
         with gr.Column(scale=1):
-            source = digit_inputs("Your digit", 6)
+            start = first_recognised(store, 6)
+            source = digit_inputs("Your digit", start)
             label = gr.Dropdown(LABEL_CHOICES, value=AUTO, label="Label used to encode it")
             style_btn = gr.Button("Decode as every digit", variant="primary")
         with gr.Column(scale=2):
-            seen0, row0, note0 = first_visit(same_style, store, None, None, ex[6], AUTO, outputs=3)
+            seen0, row0, note0 = first_visit(same_style, store, None, None, ex[start], AUTO, outputs=3)
             seen = gr.Image(seen0, type="pil", label="Preprocessed input", format="png", height=140)
             row = gr.Image(row0, type="pil", label="Its style, digits 0-9", elem_id="style-out", format="png")
             note = gr.Markdown(note0)
     style_btn.click(bind(same_style, store), [*source, label], [seen, row, note], api_name="same_style")
-    digit_examples([source[2], label], [[ex[6], AUTO], [ex[13], AUTO], [ex[16], "3"]],
+    digit_examples([source[2], label], [[ex[start], AUTO], [ex[13], AUTO], [ex[16], "3"]],
                    lambda x, lab: bind(same_style, store)(None, None, x, lab), [seen, row, note])
 
     gr.Markdown("#### Quadrant completion")

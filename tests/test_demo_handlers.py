@@ -256,3 +256,18 @@ def test_denoising_tab_shows_each_models_own_reconstruction(store):
     assert rows["plain VAE"] == pytest.approx(float(psnr(outputs["vae"], x)), abs=0.006)
     assert rows["corrupted input"] == pytest.approx(float(psnr(noisy, x)), abs=0.006)
     assert rows["DVAE"] != rows["plain VAE"]
+
+
+def test_same_style_opens_on_a_digit_the_bundled_classifier_reads_right(tmp_path):
+    """The first visit's digit (from test digit 6 on) is one the classifier labels as its own label: test digit 6,
+    a 3 the bundled classifier reads as a 5, is skipped for test digit 7, another 3."""
+    bundled = ModelStore(None, hub=False)
+    images, labels = common.test_digits()
+    judge = bundled.get("classifier")
+    assert int(judge.predict(images[6:7])[0]) != labels[6]
+    start = conditional.first_recognised(bundled, 6)
+    assert start == 7 and int(judge.predict(images[7:8])[0]) == labels[7] == 3
+    _, _, note = conditional.same_style(bundled, None, None, example_choices()[start], conditional.AUTO)
+    assert note.startswith("Encoded test digit 7 as a **3**")
+    without = ModelStore(make_tiny_weights(tmp_path / "w", skip=("classifier",)), hub=False)
+    assert conditional.first_recognised(without, 6) == 6
