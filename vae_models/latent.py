@@ -79,3 +79,28 @@ def traversal(code: Tensor, dims: list[int], offsets: Tensor, scale: Tensor | fl
         z[:, u] = code[0, u] + offsets.to(code.dtype) * scale[u]
         rows.append(z)
     return torch.cat(rows)
+
+
+def posterior_code(model: nn.Module, x: Tensor) -> Tensor:
+    """The code a path starts or ends at: the posterior mean, or the code of a deterministic encoder."""
+    out = model.encode(x)
+    return out.mean if out.mean is not None else out.z
+
+
+@torch.no_grad()
+def interpolation_frames(model: nn.Module, x_a: Tensor, x_b: Tensor, steps: int, path=lerp) -> Tensor:
+    """The decoded path (steps, 1, 28, 28) between the codes of digits x_a and x_b (each (1, 1, 28, 28)), at
+    t = 0, 1/(steps-1), ..., 1 along `path` (lerp or slerp): the frames of the lecture's moon example."""
+    with evaluating(model):
+        t = torch.linspace(0, 1, steps, device=model.device)
+        codes = path(posterior_code(model, x_a.to(model.device)), posterior_code(model, x_b.to(model.device)), t)
+        return model.decode(codes).cpu()
+
+
+def midpoint_dip(values: Tensor) -> Tensor:
+    """Per path (rows of values (N, steps), steps odd): the mean of its two end frames' values minus its middle
+    frame's. Positive when the path sags in the middle (a confidence or a likelihood lower there than at either
+    end); 0 for a path that keeps its ends' level."""
+    if values.shape[1] % 2 == 0:
+        raise ValueError(f"a path needs an odd number of frames to have a middle one, got {values.shape[1]}")
+    return (values[:, 0] + values[:, -1]) / 2 - values[:, values.shape[1] // 2]
