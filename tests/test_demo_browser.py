@@ -54,7 +54,8 @@ def run_action(page, tab: str, button: str, output_id: str, shot: Path) -> None:
 FIRST_VISIT = {"Sampling": ["samples-out", "interp-vae", "manifold-out"], "Conditional digits": ["cvae-out",
                "style-out", "complete-out"], "Denoising": ["noisy-out", "dvae-out"],
                "Adversarial priors": ["scatter-vae-2d", "scatter-aae-2d-mixture"],
-               "Explore a digit": ["every-vae", "traversal-out"]}  # the live-training tab trains on a click
+               "Explore a digit": ["every-vae", "traversal-out"],
+               "Clusters and styles": ["clusters-out", "styles-out"]}  # the live-training tab trains on a click
 
 
 def test_first_visit_shows_results_in_every_tab_without_a_click(page, shots):
