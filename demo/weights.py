@@ -50,10 +50,10 @@ def checkpoint_names() -> list[str]:
 
 
 def sampler_checkpoints() -> dict[str, Checkpoint]:
-    """The checkpoints that sample without a condition (generative, not label-conditional; the 2-D ones have their
-    own views), by name."""
+    """The checkpoints that sample without a condition (generative, not label-conditional; the 2-D ones and those
+    with a cluster code, `spec.clusters`, have their own views), by name."""
     return {name: c for name, (c, spec) in checkpoints().items()
-            if c.in_app and spec.generative and not spec.label_conditional and not c.latent_2d}
+            if c.in_app and spec.generative and not spec.label_conditional and not c.latent_2d and not spec.clusters}
 
 
 def latent_2d_checkpoints() -> dict[str, Checkpoint]:

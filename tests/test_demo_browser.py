@@ -68,7 +68,8 @@ def test_first_visit_shows_results_in_every_tab_without_a_click(page, shots):
         for output_id in outputs:
             image = fresh.locator(f"#{output_id} img")
             expect(image).to_be_visible()
-            assert image.evaluate("img => img.complete && img.naturalWidth > 0"), (tab, output_id)
+            image.scroll_into_view_if_needed()  # a large image below the fold may still be loading
+            fresh.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
         if tab != "Adversarial priors":  # every tab with a digit input offers examples
             expect(fresh.get_by_text("Examples: click one to run it").filter(visible=True).first).to_be_visible()
         fresh.screenshot(path=str(shots / f"first_visit_{tab.split()[0].lower()}.png"), full_page=True)

@@ -220,7 +220,7 @@ def test_app_builds_without_any_weights(tmp_path):
 
     app = build_app(weights_dir=tmp_path, hub=False)  # e.g. before the pretrained models exist
     texts = [getattr(b, "value", "") for b in app.blocks.values() if type(b).__name__ == "Markdown"]
-    assert sum("Unavailable here" in str(t) for t in texts) == 6  # one per tab that uses checkpoints (not live training)
+    assert sum("Unavailable here" in str(t) for t in texts) == 7  # one per tab that uses checkpoints (not live training)
     assert "not measured" in priors.metrics_table(app.store)
 
 
