@@ -18,8 +18,9 @@ VAE_2D = {"model": "vae", "checkpoint": {"title": "VAE (2-D)"}, "model_config": 
 def test_the_catalogue_is_the_recipes_in_the_registration_order_of_their_models():
     assert sorted(checkpoints()) == sorted(p.stem for p in RECIPES_DIR.glob("*.json"))
     assert list(checkpoints()) == ["ae", "vae", "vae-2d", "vae-dvae-budget", "cvae", "socvae", "quadrant_nn", "dvae", "dvae-low-noise", "avb", "avb-2d",
-                                   "aae", "aae-2d-gaussian", "aae-2d-mixture", "aae-2d-supervised", "aae-clusters-16",
-                                   "aae-clusters-30", "aae-semi-100", "classifier"]
+                                   "aae", "aae-2d-gaussian", "aae-2d-mixture", "aae-2d-posterior-gaussian",
+                                   "aae-2d-posterior-universal", "aae-2d-supervised", "aae-2d-clusters",
+                                   "aae-clusters-16", "aae-clusters-30", "aae-semi-100", "classifier"]
     for name, (checkpoint, spec) in checkpoints().items():
         assert checkpoint.name == name and checkpoint.model == spec.name == vae_models.MODELS[spec.name].spec.name
 
@@ -38,7 +39,9 @@ def test_an_entry_carries_its_recipe_and_its_declarations():
 
 def test_a_2d_code_follows_from_the_model_config_with_the_models_defaults(tmp_path):
     assert [name for name, (c, _) in checkpoints().items() if c.latent_2d] == [
-        "vae-2d", "avb-2d", "aae-2d-gaussian", "aae-2d-mixture", "aae-2d-supervised"]
+        "vae-2d", "avb-2d", "aae-2d-gaussian", "aae-2d-mixture", "aae-2d-posterior-gaussian",
+        "aae-2d-posterior-universal", "aae-2d-supervised"]  # not aae-2d-clusters: its code is 10 + 2 numbers
+    assert checkpoints()["aae-2d-clusters"][0].config.pictured_in_2d
     for name, latent in (("two", {"latent_dim": 2}), ("three", {"latent_dim": 3}), ("default", {})):
         (tmp_path / f"{name}.json").write_text(json.dumps({**VAE_2D, "model_config": latent}))
     found = {name: c.latent_2d for name, (c, _) in checkpoints(tmp_path).items()}

@@ -55,4 +55,5 @@ def test_wheel_holds_the_three_packages_and_works_outside_the_repository(tmp_pat
     assert run.returncode == 0, run.stderr[-3000:]
     first, live = run.stdout.splitlines()
     assert first.split() == ["VAE", "(20,", "1,", "28,", "28)", "['aae',", "'ae']"]
-    assert live == "['vae-2d', 'avb-2d', 'aae-2d-gaussian', 'aae-2d-mixture', 'aae-2d-supervised', 'aae-2d-clusters']"
+    assert live == str(["vae-2d", "avb-2d", "aae-2d-gaussian", "aae-2d-mixture", "aae-2d-posterior-gaussian",
+                        "aae-2d-posterior-universal", "aae-2d-supervised", "aae-2d-clusters"])
