@@ -59,6 +59,7 @@ class LiveModel:
     batch_size: int
     lr: float
     validation_examples: int = 0  # training digits the recipe holds out (they label a clustering model's clusters)
+    adam_beta1: float = 0.9  # the recipe's Adam beta1 (a two-player recipe may choose GAN-style 0.5)
 
 
 def live_models(recipes_dir: Path | None = None) -> dict[str, LiveModel]:
@@ -72,7 +73,8 @@ def live_models(recipes_dir: Path | None = None) -> dict[str, LiveModel]:
         train = checkpoint.train
         lr = train.get("lr", 1e-3) * (1.0 if spec.adversarial else SHORT_RUN_LR_GAIN)
         found[name] = LiveModel(name, checkpoint.title, checkpoint.model, dict(checkpoint.model_config),
-                                train.get("batch_size", BATCH_SIZE), lr, train.get("validation_examples", 0))
+                                train.get("batch_size", BATCH_SIZE), lr, train.get("validation_examples", 0),
+                                train.get("adam_beta1", 0.9))
     return found
 
 
@@ -139,7 +141,7 @@ class LiveTraining:
         run = Path(tempfile.mkdtemp(prefix="run-", dir=self.workdir))
         cfg = TrainConfig(model=live.model, model_config=dict(live.model_config), data_dir=self.data_dir,
                           batch_size=live.batch_size, lr=live.lr, max_steps=10**9, seed=seed,
-                          validation_examples=live.validation_examples,
+                          validation_examples=live.validation_examples, adam_beta1=live.adam_beta1,
                           output_dir=str(run / "run"), checkpoint_every=0,
                           save_pretrained=str(run / "export" / f"live-{live.name}"), progress_bar=False)
         return cfg, seconds

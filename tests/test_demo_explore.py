@@ -308,6 +308,7 @@ def test_live_models_are_the_2d_checkpoints_with_their_recipes(tmp_path):
         recipe = read_recipe(RECIPES_DIR / f"{name}.json")
         assert (model.model, model.model_config, model.batch_size) == (
             recipe["model"], recipe["model_config"], recipe["train"]["batch_size"])
+        assert model.adam_beta1 == recipe["train"].get("adam_beta1", 0.9), name  # aae-2d-clusters: 0.5
         assert model.lr == recipe["train"]["lr"] * (1 if get_spec(model.model).adversarial else 3), name
     edited = tmp_path / "recipes"
     shutil.copytree(RECIPES_DIR, edited)
