@@ -77,7 +77,7 @@ def test_the_settings_a_resume_must_share():
     assert set(settings(cfg, model, "fixed", 1)) == {
         "model", "model_config", "dataset", "binarize", "batch_size", "lr", "optimizer", "seed", "num_processes",
         "init_from", "lr_schedule", "lr_decay_to", "discriminator_lr", "adam_beta1", "adversarial_updates",
-        "ema_decay", "init_output_bias"}
+        "ema_decay", "init_output_bias", "labelled_examples", "validation_examples"}
 
 
 def test_a_checkpoint_of_another_format_is_refused_with_a_clear_error(tmp_path):
