@@ -14,7 +14,7 @@ from demo.clusters import STYLE_ROWS, cluster_checkpoints, clusters_view
 from demo.weights import ModelStore
 from demo.tiny_weights import make_tiny_weights
 from train import evaluate
-from vae_models import load_model
+from vae_models import checkpoints, load_model
 from vae_models.data import load_mnist
 from vae_models.export import write_eval_results
 
@@ -36,7 +36,8 @@ def served(tmp_path_factory, mnist_dir):
 def kinds(weights):
     """(a clustering checkpoint, a semi-supervised one) of the catalogue, loaded from the tiny weights."""
     models = {name: load_model(str(weights / name)) for name in cluster_checkpoints()}
-    clustering = next(name for name, m in models.items() if not m.samples_by_label)
+    clustering = next(name for name, m in models.items()  # one whose recipe declares the paper's number
+                      if not m.samples_by_label and checkpoints()[name][0].anchors)
     semi = next(name for name, m in models.items() if m.samples_by_label)
     return (clustering, models[clustering]), (semi, models[semi])
 

@@ -14,7 +14,7 @@ from PIL import Image
 from demo import conditional, denoising, priors, sampling
 from demo import common
 from demo.common import example_choices, read_digit
-from demo.weights import ModelStore, ModelUnavailable, hub_revisions
+from demo.weights import ModelStore, ModelUnavailable, hub_revisions, latent_2d_checkpoints
 from vae_models.corruption import corrupt
 from vae_models.metrics import psnr
 from vae_models.preprocess import ImageInputError, to_mnist
@@ -123,13 +123,14 @@ def test_denoise_outputs_and_psnr(store):
 
 def test_prior_comparison(store):
     *scatters, note = priors.latent_scatter(store, 200, 0)
-    assert len(scatters) == 5 and all(s.size == (priors.SIZE, priors.SIZE + 40) for s in scatters)
+    assert len(scatters) == len(latent_2d_checkpoints()) == 7
+    assert all(s.size == (priors.SIZE, priors.SIZE + 40) for s in scatters)
     assert differ(scatters[0], scatters[2])  # a Gaussian vs a mixture prior density
     samples = priors.prior_samples(store, 9, 0)
-    assert len(samples) == 5 and differ(samples[0], samples[1])
+    assert len(samples) == 7 and differ(samples[0], samples[1])
     table = priors.metrics_table(store)
     assert ("| VAE: KL to N(0, I) | 133.50 ± 1.25 (BDMC gap 0.3100) | 135.25 (IS-NLL (k=5000)) | 12.50 | 0.0123 | "
-            "not measured |") in table and table.count("not measured") == 1 + 4 * 5
+            "not measured |") in table and table.count("not measured") == 1 + 5 * (len(latent_2d_checkpoints()) - 1)
 
 
 def test_drawn_and_uploaded_digits_take_precedence(store, tmp_path):

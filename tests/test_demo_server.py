@@ -74,9 +74,9 @@ def test_every_endpoint_over_http(server, tmp_path):
     assert all(image(p).shape == (128, 128) for p in (clean, noisy, dvae, vae)) and "PSNR" in table
 
     *scatters, note = client.predict(300, 0, api_name="/latent_scatter")
-    assert len(scatters) == 5 and image(scatters[4]).shape == (340, 300) and "MNIST test digits" in note
+    assert len(scatters) == 7 and image(scatters[4]).shape == (340, 300) and "MNIST test digits" in note
     samples = client.predict(4, 0, api_name="/prior_samples")
-    assert len(samples) == 5 and image(samples[0]).shape == (124, 124)
+    assert len(samples) == 7 and image(samples[0]).shape == (124, 124)
     assert "135.25" in client.predict(api_name="/prior_metrics")
 
 

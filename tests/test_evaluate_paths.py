@@ -443,7 +443,7 @@ def test_an_unknown_metric_name_is_an_error_that_names_the_known_ones():
     model = build_model("vae", hidden_dims=[8], latent_dim=2)
     with pytest.raises(EvalError, match=r"unknown metrics \['fid'\]; known: \['ais', 'exact', 'elbo', "
                                         r"'conditional_accuracy', 'is_nll', 'cll', 'denoising', 'classifier_fd', "
-                                        r"'prior_mmd', 'accuracy'\]"):
+                                        r"'prior_mmd', 'accuracy', 'clustering', 'semi_supervised'\]"):
         evaluation.evaluate(model, ["prior_mmd", "fid"], evaluation.test_set(str(MNIST_DIR), 10, 0))
 
 
@@ -457,7 +457,7 @@ def test_a_named_metric_the_model_does_not_support_is_skipped():
 
 def test_the_defaults_are_the_metrics_that_run_unless_opted_out_and_ais_and_exact_are_opt_in():
     assert evaluation.DEFAULT_METRICS == ["conditional_accuracy", "is_nll", "cll", "denoising", "classifier_fd",
-                                          "prior_mmd", "accuracy"]
+                                          "prior_mmd", "accuracy", "clustering", "semi_supervised"]
     parse = evaluation.parse_args
     assert parse(["m", "--ais"]).metrics == evaluation.DEFAULT_METRICS + ["ais"]
     assert parse(["m", "--exact"]).metrics == evaluation.DEFAULT_METRICS + ["exact"]

@@ -32,6 +32,10 @@ def weighted_sum(config, terms: dict) -> torch.Tensor:
         return terms["reconstruction"] + terms["kl_estimate"]  # eq. 3.7 with T in place of the KL
     if kind == "aae":
         return terms["reconstruction"] + config.adversarial_weight * terms["adversarial"]
+    if kind == "categorical_aae":  # the paper's separate phases: the adversarial terms are the regularisation's
+        adversarial = 0 if config.regularisation_phase else config.adversarial_weight * (
+            terms["clusters_adversarial"] + terms["style_adversarial"])
+        return terms["reconstruction"] + adversarial + config.classification_weight * terms.get("classification", 0)
     if kind == "socvae":
         cvae = terms.get("reconstruction", 0) + terms.get("kl", 0)
         return {"cvae": cvae, "gsnn": terms.get("gsnn_reconstruction"),
@@ -43,6 +47,7 @@ EXPECTED_TERMS = {
     "vae": {"reconstruction", "kl"}, "cvae": {"reconstruction", "kl"}, "dvae": {"reconstruction", "kl"},
     "ae": {"reconstruction"}, "quadrant_nn": {"reconstruction"}, "classifier": {"cross_entropy"},
     "avb": {"reconstruction", "kl_estimate"}, "aae": {"reconstruction", "adversarial"},
+    "categorical_aae": {"reconstruction"},
 }
 SOCVAE_TERMS = {"cvae": {"reconstruction", "kl"}, "gsnn": {"gsnn_reconstruction"},
                 "hybrid": {"reconstruction", "kl", "gsnn_reconstruction"}}
@@ -80,7 +85,8 @@ def test_loss_is_the_weighted_sum_of_non_negative_terms(name, fields):
                 assert value >= 0, (term, value)
     if model.spec.adversarial:  # the discriminator's objective: a sum of two softplus (negated log-likelihood) terms
         d = model.discriminator_loss(batch)
-        names = {"avb": {"posterior_pairs", "prior_pairs"}, "aae": {"prior_codes", "posterior_codes"}}[name]
+        names = {"avb": {"posterior_pairs", "prior_pairs"}, "aae": {"prior_codes", "posterior_codes"},
+                 "categorical_aae": {"clusters", "style"}}[name]
         assert set(d.terms) == names and all(v > 0 for v in d.terms.values())
         torch.testing.assert_close(d.loss, sum(d.terms.values()), rtol=1e-6, atol=1e-6)
 

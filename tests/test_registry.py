@@ -305,7 +305,8 @@ def test_every_bundled_export_is_a_catalogue_entry_of_its_model():
     for name, (checkpoint, spec) in catalogue.items():
         config = json.loads((REPO / "pretrained" / name / "config.json").read_text())
         assert config["model_type"] == spec.name, name
-        assert checkpoint.latent_2d == ("2d" in name) == (config["latent_dim"] == 2), name
+        # "2d" in a name: drawn in a plane (a 2-D code, or aae-2d-clusters' 2-D style beside its cluster code)
+        assert checkpoint.config.pictured_in_2d == ("2d" in name) == (config["latent_dim"] == 2), name
 
 
 # ------------------------------------------------------------------------------------------- export records

@@ -114,12 +114,12 @@ def test_each_update_computes_only_its_own_players_gradients_and_then_unfreezes_
     seen = []
     original = trainer._gradients
 
-    def gradients(optimizer, images, labels, discriminator, prefix):
+    def gradients(optimizer, images, labels, discriminator, prefix, **phase):
         model = trainer.model
         other = list(model.generator_parameters() if discriminator else model.discriminator_parameters())
         own = list(model.discriminator_parameters() if discriminator else model.generator_parameters())
         before = [None if p.grad is None else p.grad.clone() for p in other]
-        out = original(optimizer, images, labels, discriminator, prefix)
+        out = original(optimizer, images, labels, discriminator, prefix, **phase)
         kept = all((b is None and p.grad is None) or (b is not None and torch.equal(b, p.grad))
                    for b, p in zip(before, other))
         seen.append((discriminator, kept, all(p.grad is not None for p in own)))
