@@ -5,32 +5,22 @@ a digit's style and swaps its cluster, and a headless Chromium sees both on its 
 import numpy as np
 import pytest
 import torch
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from demo import build_app, common
+from demo import common
 from demo.clusters import STYLE_ROWS, cluster_checkpoints, clusters_view
 from demo.weights import ModelStore
-from demo.tiny_weights import make_tiny_weights
 from train import evaluate
 from vae_models import checkpoints, load_model
 from vae_models.data import load_mnist
 from vae_models.export import write_eval_results
 
-from .test_demo_browser import CHROMIUM_ARGS, TIMEOUT_MS
-from .test_demo_server import PATIENT
+from .test_demo_browser import opened_tab
+from .test_posterior_app import served  # noqa: F401 (the app on the tiny weights, one per module)
 
 ZERO = common.example_choices()[0]
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, mnist_dir):
-    weights = make_tiny_weights(tmp_path_factory.mktemp("weights"))
-    app = build_app(weights_dir=weights, hub=False, data_dir=mnist_dir)
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    yield url, Client(url, verbose=False, httpx_kwargs=PATIENT), weights
-    app.close()
 
 
 def kinds(weights):
@@ -108,16 +98,10 @@ def test_a_model_without_clusters_is_a_clear_error(served):
 
 def test_the_tab_shows_both_views_on_the_first_visit(served, tmp_path):
     url, _, _ = served
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url)
-        page.get_by_role("tab", name="Clusters and styles", exact=True).click()
+    with opened_tab(url, "Clusters and styles") as page:
         for output in ("clusters-out", "styles-out"):
             image = page.locator(f"#{output} img")
             expect(image).to_be_visible()
             assert image.evaluate("img => img.complete && img.naturalWidth > 0")
         expect(page.locator("#clusters-table")).to_contain_text("Rows, top to bottom: cluster 0")
         page.screenshot(path=str(tmp_path / "clusters.png"), full_page=True)
-        browser.close()

@@ -2,6 +2,7 @@
 appears; an upload through the page; a bad upload shows its message. Screenshots go to the session's pytest tmp
 folder (`pytest --basetemp DIR` keeps them somewhere known), never into the repository."""
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -17,6 +18,19 @@ from demo.tiny_weights import make_tiny_weights
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 30_000
+
+
+@contextlib.contextmanager
+def opened_tab(url: str, tab: str):
+    """A headless Chromium page on the app at `url`, with the tab named `tab` open (the tab modules' own tests)."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.get_by_role("tab", name=tab, exact=True).click()
+        yield page
+        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from gradio_client import Client
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from demo import build_app
 from demo import common
@@ -17,7 +17,7 @@ from train import evaluate
 from vae_models import load_model, posterior, typicality
 from vae_models.export import read_eval_results, write_eval_results
 
-from .test_demo_browser import CHROMIUM_ARGS, TIMEOUT_MS
+from .test_demo_browser import opened_tab
 from .test_demo_server import PATIENT
 
 ZERO = common.example_choices()[0]
@@ -83,16 +83,10 @@ def test_the_table_endpoint_shows_each_checkpoints_negative_elbo_record(served, 
 
 def test_the_tab_shows_its_plot_and_numbers_on_the_first_visit(served, tmp_path):
     url, _, _ = served
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url)
-        page.get_by_role("tab", name="See the posterior", exact=True).click()
+    with opened_tab(url, "See the posterior") as page:
         image = page.locator("#posterior-plot img")
         expect(image).to_be_visible()
         assert image.evaluate("img => img.complete && img.naturalWidth > 0")
         expect(page.locator("#posterior-numbers")).to_contain_text("log p(x), exact (quadrature)")
         expect(page.locator("#posterior-table")).to_contain_text("exact NLL")
         page.screenshot(path=str(tmp_path / "posterior.png"), full_page=True)
-        browser.close()

@@ -55,27 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spread", action="store_true", help="mean ± s.d. of each metric over the folder's exports "
                    "(repeated runs: seeds, label draws)")
     args = p.parse_args(argv)
-    keep = lambda metric: not args.only or any(metric.startswith(prefix) for prefix in args.only)  # noqa: E731
-    if args.spread:
-        try:
-            summary = spread(Path(args.folder))
-        except (ExportError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print("| metric | runs | mean ± s.d. |\n|---|---|---|")
-        for metric, n, mean, sd in summary:
-            if keep(metric):
-                print(f"| {metric} | {n} | {mean:.4g} ± {sd:.2g} |")
-        return 0
-    try:
-        table = list(rows(Path(args.folder)))
+    folder = Path(args.folder)
+    try:  # (metric, table line) pairs
+        if args.spread:
+            header = "| metric | runs | mean ± s.d. |\n|---|---|---|"
+            lines = [(m, f"| {m} | {n} | {mean:.4g} ± {sd:.2g} |") for m, n, mean, sd in spread(folder)]
+        else:
+            header = "| model | metric | measured | anchor |\n|---|---|---|---|"
+            lines = [(m, f"| `{model}` | {m} | {value} | {text} |") for model, m, value, text in rows(folder)]
     except (ExportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print("| model | metric | measured | anchor |\n|---|---|---|---|")
-    for model, metric, value, text in table:
-        if keep(metric):
-            print(f"| `{model}` | {metric} | {value} | {text} |")
+    print(header)
+    for metric, line in lines:
+        if not args.only or any(metric.startswith(prefix) for prefix in args.only):
+            print(line)
     return 0
 
 

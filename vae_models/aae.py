@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import ConfigError, Decoder, Encoder, PixelLikelihoodConfig, mlp, one_hot, reparameterize
-from .registry import ModelSpec, Paper, register_model
+from .registry import MAKHZANI_2015, ModelSpec, register_model
 
 PRIORS = ("gaussian", "mixture10", "swiss_roll")
 POSTERIORS = ("deterministic", "gaussian", "universal")
@@ -142,8 +142,7 @@ class AAE(VAEFamilyModel):
     spec = ModelSpec(
         name="aae",
         description="an autoencoder whose aggregated posterior is matched to the prior by a GAN on the codes",
-        paper=Paper("Adversarial Autoencoders", "Makhzani, Shlens, Jaitly, Goodfellow & Frey", 2015,
-                    arxiv="1511.05644"),
+        paper=MAKHZANI_2015,
         adversarial=True,
         likelihood="none",
         prior_matched=True,

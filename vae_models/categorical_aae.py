@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from .base import EncoderOutput, LossOutput, VAEFamilyModel
 from .blocks import ConfigError, Decoder, Encoder, PixelLikelihoodConfig, mlp, one_hot
-from .registry import ModelSpec, Paper, register_model
+from .registry import MAKHZANI_2015, ModelSpec, register_model
 
 NUM_CLASSES = 10  # digits: a semi-supervised model has one cluster per class
 # The plane picture of a 2-D style (Sec. 7, "dimensionality reduction": a cluster head per cluster plus the style):
@@ -109,8 +109,7 @@ class CategoricalAAE(VAEFamilyModel):
         name="categorical_aae",
         description="an autoencoder with a categorical and a style code, each matched to its prior by a GAN: it "
                     "clusters digits without labels, or classifies them from a few",
-        paper=Paper("Adversarial Autoencoders", "Makhzani, Shlens, Jaitly, Goodfellow & Frey", 2015,
-                    arxiv="1511.05644"),
+        paper=MAKHZANI_2015,
         adversarial=True,
         likelihood="none",
         prior_matched=True,

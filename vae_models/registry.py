@@ -42,6 +42,9 @@ class Paper:
         return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else None
 
 
+# Cited by both AAEs (aae.py, categorical_aae.py).
+MAKHZANI_2015 = Paper("Adversarial Autoencoders", "Makhzani, Shlens, Jaitly, Goodfellow & Frey", 2015,
+                      arxiv="1511.05644")
 # Cited by three models (the label-conditional CVAE, the structured-output CVAE and its quadrant baseline).
 SOHN_2015 = Paper("Learning Structured Output Representation using Deep Conditional Generative Models",
                   "Sohn, Lee & Yan", 2015, venue="NeurIPS")
