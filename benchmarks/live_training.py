@@ -42,8 +42,8 @@ import torch
 from demo.live import MAX_SECONDS, LiveTraining, live_models
 from train.evaluate import test_set
 from vae_models import build_model, get_spec, load_model
-from vae_models.metrics import (best_example_cluster_labels, cluster_probabilities, cluster_shares, clustering_error,
-                                importance_sampled_nll, prior_mmd)
+from vae_models.data import held_out_digits
+from vae_models.metrics import importance_sampled_nll, paper_rule_clustering, prior_mmd
 
 from .aae_mixture_steps import petal_shares
 
@@ -91,14 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         found = re.search(r"\d+ steps \([\d.]+ epochs\)", status)
         steps = found.group(0) if found else "?"
         if get_spec(recipe.model).clusters:
-            from vae_models.data import load_mnist
             n, held_out = args.mmd_points, recipe.validation_examples
-            probabilities = cluster_probabilities(model, grey[:n])
-            shares = cluster_shares(probabilities)
-            images, labels = load_mnist("train", data_dir=args.data_dir)
-            validation = cluster_probabilities(model, images[-held_out:].unsqueeze(1).float() / 255.0)
-            error = 100 * clustering_error(probabilities, test_labels[:n],
-                                           best_example_cluster_labels(validation, labels[-held_out:]))
+            shares, error = paper_rule_clustering(model, grey[:n], test_labels[:n],
+                                                  *held_out_digits(held_out, args.data_dir))
+            error *= 100
             low, high = SHARE_RANGE
             verdict = "met" if low <= float(shares.min()) and float(shares.max()) <= high else "missed"
             rows.append(f"| {choice} | {seed} | {steps} | % of {n} test codes per cluster (min–max); clustering "

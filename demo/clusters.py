@@ -12,7 +12,7 @@ from vae_models import checkpoints
 
 from .common import bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro, read_digit, \
     test_digits, to_image
-from .priors import read_results
+from .priors import read_record
 from .weights import ModelStore, featured
 
 MAX_STYLES = 12
@@ -37,16 +37,12 @@ def _check(model_name: str) -> None:
         raise ValueError(f"unknown model {model_name!r}; choose one of {list(choices)}")
 
 
-def _record(store: ModelStore, name: str, prefix: str):
-    return next((e for e in read_results(store.folder(name)) if e.name.startswith(prefix)), None)
-
-
 def cluster_names(store: ModelStore, name: str, model) -> list[str]:
     """What each cluster is called: its digit for a model trained on labels, else the label evaluation gave it by
     the paper's rule (eval_results.json), else its index."""
     if model.samples_by_label:
         return [f"digit {k}" for k in range(model.num_clusters)]
-    paper = _record(store, name, "Clustering error (paper rule)")
+    paper = read_record(store.folder(name), "Clustering error (paper rule)")
     labels = paper.details.get("cluster_labels") if paper else None
     if isinstance(labels, list) and len(labels) == model.num_clusters:
         return [f"cluster {k} (a {label})" for k, label in enumerate(labels)]
@@ -59,12 +55,13 @@ def cluster_table(store: ModelStore, name: str, model) -> str:
     published = "; ".join(text for _, text in checkpoints()[name][0].anchors)
     published = f" Published: {published}." if published else ""
     if model.samples_by_label:
-        record = _record(store, name, "Semi-supervised test error")
+        record = read_record(store.folder(name), "Semi-supervised test error")
         measured = "not measured" if record is None else f"**{record.value:.2f} %**"
         labelled = record.details.get("labelled_examples") if record else None
         return (f"Cluster k is digit k: the model learnt from {labelled or 'some'} labels. Test error, the most "
                 f"probable class under q(y|x): {measured}.{published}")
-    paper, majority = (_record(store, name, f"Clustering error ({rule})") for rule in ("paper rule", "majority rule"))
+    paper, majority = (read_record(store.folder(name), f"Clustering error ({rule})")
+                       for rule in ("paper rule", "majority rule"))
     if paper is None:
         return ("Clustering error not measured: `python -m train.evaluate` writes it into this checkpoint's "
                 f"eval_results.json.{published}")

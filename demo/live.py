@@ -29,9 +29,9 @@ import pandas as pd
 import torch
 
 from vae_models import CheckpointError, ConfigError, checkpoints, evaluating, load_model
-from vae_models.data import DataError, load_mnist
-from vae_models.metrics import (best_example_cluster_labels, cluster_probabilities, cluster_shares, clustering_error,
-                                importance_sampled_nll, prior_mmd)
+from vae_models.data import DataError, held_out_digits, load_mnist
+from vae_models.metrics import (cluster_probabilities, cluster_shares, importance_sampled_nll, paper_rule_clustering,
+                                prior_mmd)
 from vae_models.typicality import has_likelihood
 
 from .common import generator
@@ -280,17 +280,16 @@ def clusters_summary(trainer: "Trainer", x, y) -> str:
     """A clustering model's cluster shares of the test digits `x` and its clustering error on them, each cluster
     labelled by the paper's rule from the digits the run held out of training (vae_models.metrics)."""
     model, held_out = trainer.model, trainer.cfg.validation_examples
-    probabilities = cluster_probabilities(model, x)
-    shares = cluster_shares(probabilities)
+    if not held_out:
+        shares = cluster_shares(cluster_probabilities(model, x))
+    else:
+        shares, error = paper_rule_clustering(model, x, y, *held_out_digits(held_out, trainer.cfg.data_dir))
     text = (f"Cluster shares of the {len(x)} test digits: {100 * float(shares.min()):.1f} % to "
             f"{100 * float(shares.max()):.1f} % (1/{len(shares)} = {100 / len(shares):.1f} % each when they fill "
             "evenly).")
     if held_out:
-        images, labels = load_mnist("train", data_dir=trainer.cfg.data_dir)
-        validation = cluster_probabilities(model, images[-held_out:].unsqueeze(1).float() / 255.0)
-        cluster_labels = best_example_cluster_labels(validation, labels[-held_out:])
-        text += (f" Clustering error {100 * clustering_error(probabilities, y, cluster_labels):.1f} % (each cluster "
-                 f"labelled by its surest digit of the {held_out:,} held out of training, the paper's rule).")
+        text += (f" Clustering error {100 * error:.1f} % (each cluster labelled by its surest digit of the "
+                 f"{held_out:,} held out of training, the paper's rule).")
     return text
 
 

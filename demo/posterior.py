@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from vae_models import checkpoints, posterior, typicality
 
 from .common import bind, digit_examples, digit_inputs, example_choices, first_visit, intro, read_digit, test_digits
-from .priors import read_results
+from .priors import read_record
 from .weights import ModelStore, featured, label_judge
 
 PANEL = 300  # pixels per side of each of the two plots
@@ -215,17 +215,13 @@ def first_digit(store: ModelStore, model_name: str) -> int:
 # ------------------------------------------------------------------------------------------- the test set
 
 
-def _record(store: ModelStore, name: str, prefix: str):
-    """The checkpoint's eval_results.json record whose name starts with `prefix`, or None."""
-    return next((e for e in read_results(store.folder(name)) if e.name.startswith(prefix)), None)
-
-
 def table(store: ModelStore) -> str:
     """Markdown: per 2-D checkpoint, the exact NLL and the negative ELBO over the same test digits, both from its
     eval_results.json (`python -m train.evaluate --metrics exact elbo`), and the mean gap between them."""
     rows = []
     for name, label in posterior_checkpoints().items():
-        exact, elbo = _record(store, name, "Exact-NLL"), _record(store, name, "Negative ELBO")
+        folder = store.folder(name)
+        exact, elbo = read_record(folder, "Exact-NLL"), read_record(folder, "Negative ELBO")
         shown = "not measured" if exact is None else f"{exact.value:.2f}"
         if elbo is None:
             model, _ = store.use(name, lambda m: m)

@@ -192,6 +192,11 @@ def read_results(folder) -> list[EvalResult]:
         return []
 
 
+def read_record(folder, prefix: str) -> EvalResult | None:
+    """The folder's first evaluation record whose name starts with `prefix` (read_results), or None."""
+    return next((e for e in read_results(folder) if e.name.startswith(prefix)), None)
+
+
 def _cell(entry: EvalResult | None) -> str:
     if entry is None:
         return "not measured"

@@ -10,8 +10,8 @@ import torch
 from train import evaluate as evaluation
 from train.evaluate import evaluate
 from vae_models import build_model
-from vae_models.metrics import (best_example_cluster_labels, cluster_shares, clustering_error,
-                                majority_cluster_labels)
+from vae_models.metrics import (best_example_cluster_labels, cluster_probabilities, cluster_shares, clustering_error,
+                                majority_cluster_labels, paper_rule_clustering)
 
 # Five validation digits over three clusters: cluster 0 is surest of digit 2 (0.9) but holds mostly 7s.
 VALIDATION = torch.tensor([[0.9, 0.1, 0.0],
@@ -84,3 +84,15 @@ def test_the_semi_supervised_error_is_the_share_of_test_digits_whose_likeliest_c
     p = expected / 100
     assert record.details["std_error"] == pytest.approx(100 * (p * (1 - p) / 200) ** 0.5, abs=1e-4)
     assert "100 labels" in record.estimator
+
+
+def test_the_paper_rule_summary_is_the_shares_and_error_of_the_rules_above():
+    torch.manual_seed(0)
+    model = build_model("categorical_aae", hidden_dims=[8], latent_dim=2, num_clusters=4,
+                        discriminator_hidden_dims=[4]).eval()
+    images, validation = torch.rand(30, 1, 28, 28), torch.rand(20, 1, 28, 28)
+    labels, validation_labels = torch.arange(30) % 10, torch.arange(20) % 10
+    shares, error = paper_rule_clustering(model, images, labels, validation, validation_labels)
+    test = cluster_probabilities(model, images)
+    cluster_labels = best_example_cluster_labels(cluster_probabilities(model, validation), validation_labels)
+    assert torch.equal(shares, cluster_shares(test)) and error == clustering_error(test, labels, cluster_labels)

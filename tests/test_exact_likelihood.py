@@ -69,16 +69,25 @@ def digits():
     return binary, labels
 
 
+def midpoint_rule(model, binary, grid, labels=None):
+    """log p(x) = log sum_cells p(z) p(x|z) h^2 (grid spacing h), one digit at a time with the model's own
+    log_likelihood on every grid point (a label-conditional model given each digit's label)."""
+    with torch.no_grad():
+        rows = []
+        for i, x in enumerate(binary):
+            y = None if labels is None else labels[i].expand(len(grid.index))
+            logits = model.decoder_logits(grid.points, y)
+            rows.append(model.log_likelihood(logits, x.expand(len(logits), -1, -1, -1)))
+    return torch.logsumexp(torch.stack(rows).double() + grid.log_prior, 1) + 2 * math.log(grid.spacing)
+
+
 def test_the_bernoulli_product_equals_the_models_own_likelihood_on_the_same_grid(digits):
     """The matrix product x @ logits^T - sum softplus is the model's log_likelihood, for every grid point."""
     torch.manual_seed(0)
     model = build_model("vae", hidden_dims=[8], latent_dim=2).eval()
     binary, _ = digits
     grid = latent_grid(model, spacing=0.1)
-    with torch.no_grad():
-        logits = model.decoder_logits(grid.points)
-        joint = torch.stack([model.log_likelihood(logits, x.expand(len(logits), -1, -1, -1)) for x in binary])
-    expected = torch.logsumexp(joint.double() + grid.log_prior, 1) + 2 * math.log(0.1)
+    expected = midpoint_rule(model, binary, grid)
     result = quadrature_log_likelihood(model, binary, grid=grid, chunk=1000, batch_size=3)
     torch.testing.assert_close(result.log_px, expected, rtol=0, atol=2e-4)
 
@@ -88,11 +97,7 @@ def test_a_label_conditional_model_is_scored_by_log_p_x_given_its_own_label(digi
     model = build_model("cvae", hidden_dims=[8], latent_dim=2).eval()
     binary, labels = digits
     grid = latent_grid(model, spacing=0.1)
-    with torch.no_grad():
-        joint = torch.stack([model.log_likelihood(model.decoder_logits(grid.points, y.expand(len(grid.index))),
-                                                  x.expand(len(grid.index), -1, -1, -1))
-                             for x, y in zip(binary, labels)])
-    expected = torch.logsumexp(joint.double() + grid.log_prior, 1) + 2 * math.log(0.1)
+    expected = midpoint_rule(model, binary, grid, labels)
     result = quadrature_log_likelihood(model, binary, labels, grid=grid, chunk=1000)
     torch.testing.assert_close(result.log_px, expected, rtol=0, atol=2e-4)
     other = quadrature_log_likelihood(model, binary, (labels + 1) % 10, grid=grid)

@@ -77,7 +77,7 @@ from tqdm.auto import tqdm
 from vae_models import CheckpointError, ConfigError, judge_checkpoint, load_model
 from vae_models.ais import SCHEDULES, STARTS, ais_log_likelihood, bdmc, simulate
 from vae_models.corruption import corrupt
-from vae_models.data import environment_options, load_mnist
+from vae_models.data import environment_options, held_out_digits, load_mnist
 from vae_models.export import (EvalResult, ExportError, read_eval_results, read_training_record, training_dataset,
                                write_eval_results)
 from vae_models.metrics import (
@@ -535,10 +535,7 @@ def validation_set(folder: str | os.PathLike, data_dir: str | None = None, data_
     training split, TrainConfig.validation_examples), or None when it held none out or has no training record."""
     record = read_training_record(folder)
     n = record.args.get("validation_examples", 0) if record else 0
-    if not n:
-        return None
-    images, labels = load_mnist("train", data_dir=data_dir, dataset=record.dataset, source=data_source)
-    return images[-n:].float().div(255).unsqueeze(1), labels[-n:]
+    return held_out_digits(n, data_dir, record.dataset, data_source) if n else None
 
 
 def evaluate(model, metrics: list[str] | None = None, data=None, *, settings: EvalSettings = EvalSettings(),

@@ -351,6 +351,13 @@ class MNISTDataset(Dataset):
         return x, self.labels[index]
 
 
+def held_out_digits(n: int, data_dir: str | None = None, dataset: str = "mnist", source: str = "idx"):
+    """(grey images (n, 1, 28, 28) in [0, 1], labels) of the last n digits of the training split: the ones a run
+    with `validation_examples` n never trains on (train.trainer), which label a clustering model's clusters."""
+    images, labels = load_mnist("train", data_dir=data_dir, dataset=dataset, source=source)
+    return images[-n:].float().div(255).unsqueeze(1), labels[-n:]
+
+
 def _pass_batch(batch):
     """collate_fn: MNISTDataset.__getitems__ already returns a stacked (x, labels) batch."""
     return batch

@@ -275,6 +275,15 @@ def clustering_error(probabilities: Tensor, labels: Tensor, cluster_labels: Tens
     return float((cluster_labels[probabilities.argmax(1)] != labels).float().mean())
 
 
+def paper_rule_clustering(model: nn.Module, images: Tensor, labels: Tensor, validation_images: Tensor,
+                          validation_labels: Tensor) -> tuple[Tensor, float]:
+    """(each cluster's share of `images`, the clustering error on them), each cluster labelled by the paper's rule
+    from the validation digits: the summary the live tab and its benchmark report."""
+    probabilities = cluster_probabilities(model, images)
+    cluster_labels = best_example_cluster_labels(cluster_probabilities(model, validation_images), validation_labels)
+    return cluster_shares(probabilities), clustering_error(probabilities, labels, cluster_labels)
+
+
 def cluster_shares(probabilities: Tensor) -> Tensor:
     """The share of the digits each cluster holds (argmax q(y|x)), (K,): 1/K each when the clusters fill evenly."""
     k = probabilities.shape[1]
