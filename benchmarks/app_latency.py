@@ -5,6 +5,8 @@ of the same machine, alternated with it, so the ratio is taken under the same lo
     python -m benchmarks.app_latency                  # ~3 min on 2 idle cores
     python -m benchmarks.app_latency --calls 5 --concurrent-calls 1 --starts 1    # quick look
     python -m benchmarks.app_latency --mix --concurrent-calls 4     # 16 clients x 4 calls: seeded /sample, test digits
+    python -m benchmarks.app_latency --mix --fresh --concurrent-calls 4   # the same calls with new seeds and uploads
+    python -m benchmarks.app_latency --mix --live --concurrent-calls 4    # ... while a live training runs
 
 Weights (`--weights auto`): pretrained/ for every checkpoint it holds, tiny random checkpoints
 (demo/tiny_weights.py) for any still missing; the table says which. The server is `python app.py --weights-dir ...
@@ -31,11 +33,12 @@ if __package__ in (None, ""):  # run as a file (python path/to/benchmarks/x.py),
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     __package__ = "benchmarks"
 
-from .common import REPO_ROOT, header, median, percentile, table, verdict
+from .common import MNIST_DIR, REPO_ROOT, header, median, percentile, table, verdict
 
 IN_PROCESS_TARGET_MS = 20.0
 P50_TARGET_MS = 300.0
 P95_TARGET_MS = 1000.0
+FRESH_P50_TARGET_MS = 1000.0  # inputs nobody sent before: every call runs its model
 COLD_START_TARGET_RATIO = 1.3  # cold start of app.py / bare `import gradio, torch`, measured alternately
 CALL_TIMEOUT_S = 60.0  # a call that has not answered by then counts as an error
 
@@ -130,17 +133,19 @@ def bare_import_seconds() -> float:
     return time.monotonic() - start
 
 
-def start_server(weights: Path, tmp: Path, concurrency: int | None = None,
-                 result_cache_mb: float | None = None) -> tuple[subprocess.Popen, str, float]:
+def start_server(weights: Path, tmp: Path, concurrency: int | None = None, result_cache_mb: float | None = None,
+                 data_dir: Path | None = None, batch_rows: int | None = None) -> tuple[subprocess.Popen, str, float]:
     """`python app.py` as a user starts it; returns (process, url, seconds to the first HTTP 200)."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1",
            "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp / "gradio"),
            **({"VAE_FAMILY_CONCURRENCY": str(concurrency)} if concurrency else {}),
-           **({"VAE_FAMILY_RESULT_CACHE_MB": str(result_cache_mb)} if result_cache_mb is not None else {})}
+           **({"VAE_FAMILY_RESULT_CACHE_MB": str(result_cache_mb)} if result_cache_mb is not None else {}),
+           **({"VAE_FAMILY_BATCH_ROWS": str(batch_rows)} if batch_rows is not None else {})}
     url = f"http://127.0.0.1:{port}/"
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "app.py", "--weights-dir", str(weights), "--port", str(port)],
+    command = [sys.executable, "app.py", "--weights-dir", str(weights), "--port", str(port)]
+    proc = subprocess.Popen(command + (["--data-dir", str(data_dir)] if data_dir else []),
                             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while time.monotonic() - start < 120:
         if proc.poll() is not None:
@@ -186,8 +191,25 @@ class HttpClient:
     def __init__(self, url: str):
         self.url = url.rstrip("/")
 
+    def upload(self, path: Path) -> dict:
+        """POST the file to /gradio_api/upload as the page does; the FileData that names it in a call."""
+        import json
+        import uuid
+
+        boundary = uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{path.name}\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + \
+            f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(f"{self.url}/gradio_api/upload", data=body, method="POST",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request, timeout=CALL_TIMEOUT_S) as response:
+            (stored,) = json.loads(response.read())
+        return {"path": stored, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
     def call(self, api_name: str, args: tuple) -> list:
         import json
+
+        args = tuple(self.upload(a) if isinstance(a, Path) else a for a in args)  # a fresh upload: sent first
 
         request = urllib.request.Request(f"{self.url}/gradio_api/call{api_name}", method="POST",
                                          data=json.dumps({"data": list(args)}).encode(),
@@ -238,6 +260,9 @@ def timed_calls(url: str, plan, clients: int, calls_each: int,
                 if isinstance(client, HttpClient):
                     client.call(api_name, args)
                 else:
+                    from gradio_client import handle_file
+
+                    args = tuple(handle_file(a) if isinstance(a, Path) else a for a in args)
                     client.submit(*args, api_name=api_name).result(timeout=CALL_TIMEOUT_S)
                 ms = (time.perf_counter() - start) * 1000
                 with lock:
@@ -266,32 +291,97 @@ def example_mix(client: int, call: int) -> tuple[str, tuple]:
     return "/every_model", (None, None, example_choices()[client % len(example_choices())])
 
 
+class FreshMix:
+    """The same two calls with inputs nobody sent before: /sample with a new seed, /every_model on a fresh upload
+    (a bundled test digit at a random size, mode, polarity, format and noise: benchmarks/soak.py's pictures), made
+    while the call is prepared, so every call misses the cache."""
+
+    def __init__(self, folder: Path, seed: int, sample_only: bool = False):
+        import random
+
+        self.folder, self.rng, self.lock, self.calls = folder, random.Random(seed), threading.Lock(), 0
+        self.sample_only = sample_only
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, client: int, call: int) -> tuple[str, tuple]:
+        from .soak import random_upload
+
+        with self.lock:
+            self.calls += 1
+            if call % 2 == 0 or self.sample_only:
+                return "/sample", ("vae", 36, 1.0, 10_000 + self.calls)
+            return "/every_model", (None, random_upload(self.rng, self.folder), None)
+
+
+def live_trainings(url: str, data_dir: Path, until: threading.Event, budget_s: int, done: list) -> threading.Thread:
+    """One more visitor running the live tab's training over and over (its defaults, `budget_s` seconds, a new seed
+    each run) until `until` is set; each finished run's seconds are appended to `done`."""
+    from gradio_client import Client
+
+    def loop():
+        client = Client(url, verbose=False, download_files=False)
+        params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/train_live"]
+        values = [p.get("parameter_default") for p in params["parameters"]]
+        seed = 0
+        while not until.is_set():
+            seed += 1
+            values[1:3] = [budget_s, seed]
+            start = time.perf_counter()
+            client.submit(*values, api_name="/train_live").result(timeout=CALL_TIMEOUT_S + budget_s)
+            done.append(time.perf_counter() - start)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
 def run_mix(args, weights: Path, tmp: Path) -> list[str]:
     """The example mix, twice on one fresh server: `--concurrency` clients x `--concurrent-calls` calls at once, first
     with the result cache holding only the first visit's values (cold), then once more with every input seen (warm,
     a Space after its first visitors). p50 / p95 / errors over each pass, and the server's last result-cache line."""
-    proc, url, _ = start_server(weights, tmp, args.concurrency_limit, args.result_cache_mb)
+    proc, url, _ = start_server(weights, tmp, args.concurrency_limit, args.result_cache_mb,
+                                args.data_dir if args.live else None, args.batch_rows)
     rows, all_errors, n = [], [], args.concurrency * args.concurrent_calls
+    plan = FreshMix(tmp / "uploads", 0, args.sample_only) if args.fresh else example_mix
+    target = FRESH_P50_TARGET_MS if args.fresh else P50_TARGET_MS
+    stop_live, live_runs = threading.Event(), []
     try:
         timed_calls(url, lambda i, j: ("/prior_metrics", ()), 1, 1, args.client)  # first connection; not cached
+        if args.live:
+            live = live_trainings(url, args.data_dir, stop_live, args.live_budget, live_runs)
+            time.sleep(args.live_budget / 3)  # the training is under way when the clients start
         for name in ("cold", "warm"):
             server_before = cpu_seconds(proc.pid)
-            ms, errors = timed_calls(url, example_mix, args.concurrency, args.concurrent_calls, args.client)
+            ms, errors = timed_calls(url, plan, args.concurrency, args.concurrent_calls, args.client)
             server_ms = (cpu_seconds(proc.pid) - server_before) / max(1, len(ms)) * 1000
             all_errors += errors
             rows.append([name, n, f"{median(ms):.0f}" if ms else "–", f"{percentile(ms, 95):.0f}" if ms else "–",
                          f"{max(ms):.0f}" if ms else "–", f"{server_ms:.0f}", f"{len(errors)} / {n}",
-                         verdict(bool(ms) and not errors and median(ms) <= P50_TARGET_MS)])
+                         verdict(bool(ms) and not errors and median(ms) <= target)])
             print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
+        if args.live:
+            stop_live.set()
+            live.join(CALL_TIMEOUT_S + args.live_budget)
     finally:
         stop(proc)
-    log = [line for line in proc.stderr.read().splitlines() if line.startswith("result cache:")]
-    return [f"#### Example mix: {args.concurrency} clients ({args.client}) × {args.concurrent_calls} calls at once, "
-            "alternating seeded `/sample` (36 samples, seeds 0-3) and `/every_model` (a bundled test digit), two "
-            f"passes on one server; result cache {'off' if args.result_cache_mb == 0 else 'on'}; queue concurrency "
-            f"{args.concurrency_limit or 'the app default'}; target p50 ≤ {P50_TARGET_MS:.0f} ms", "",
+    lines = proc.stderr.read().splitlines()
+    log = [line for line in lines if line.startswith("result cache:")]
+    batching = [line for line in lines if line.startswith("decode batching:")]
+    inputs = ("fresh inputs: only `/sample`, each with a seed nobody used before" if args.fresh and args.sample_only
+              else "fresh inputs: `/sample` with seeds nobody used before, `/every_model` on a fresh upload each"
+              if args.fresh else "alternating seeded `/sample` (36 samples, seeds 0-3) and `/every_model` (a bundled "
+              "test digit)")
+    live_note = (f"; while one more visitor ran the live training over and over ({args.live_budget} s runs, "
+                 f"{len(live_runs)} finished)" if args.live else "")
+    return [f"#### {'Fresh inputs' if args.fresh else 'Example mix'}: {args.concurrency} clients ({args.client}) × "
+            f"{args.concurrent_calls} calls at once, {inputs}, two passes on one server{live_note}; result cache "
+            f"{'off' if args.result_cache_mb == 0 else 'on'}; decode batching "
+            f"{'off' if args.batch_rows == 0 else 'on'}; queue concurrency "
+            f"{args.concurrency_limit or 'the app default'}; target p50 ≤ "
+            f"{FRESH_P50_TARGET_MS if args.fresh else P50_TARGET_MS:.0f} ms", "",
             table(["pass", "calls", "p50 ms", "p95 ms", "max ms", "server CPU ms / call", "errors", ""], rows), "",
-            f"Server log at the end: `{log[-1] if log else 'no result-cache line'}`", "",
+            f"Server log at the end: `{log[-1] if log else 'no result-cache line'}`; "
+            f"`{batching[-1] if batching else 'no batching line'}`", "",
             *(["Errors:", "", *[f"- {e}" for e in all_errors[:20]], ""] if all_errors else [])]
 
 
@@ -311,6 +401,14 @@ def main(argv=None) -> None:
                    help="only the example mix (--concurrency clients x --concurrent-calls calls alternating seeded "
                         "/sample and /every_model on a test digit), on a fresh server")
     p.add_argument("--result-cache-mb", type=float, help="the server's result cache in MB (0: off; default: the app's)")
+    p.add_argument("--batch-rows", type=int, help="the server's decode batching, rows per pass (0: off; default: "
+                                                  "the app's)")
+    p.add_argument("--fresh", action="store_true", help="with --mix: inputs nobody sent before (new seeds, uploads)")
+    p.add_argument("--sample-only", action="store_true", help="with --fresh: only /sample calls (what batching "
+                                                                "shares)")
+    p.add_argument("--live", action="store_true", help="with --mix: one more visitor runs live trainings meanwhile")
+    p.add_argument("--live-budget", type=int, default=30, help="seconds per live training with --live")
+    p.add_argument("--data-dir", type=Path, default=MNIST_DIR, help="MNIST for the live training (--live)")
     args = p.parse_args(argv)
     if args.mix:
         with tempfile.TemporaryDirectory() as tmp_name:

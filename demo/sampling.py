@@ -9,6 +9,7 @@ from PIL import Image
 
 from vae_models.latent import INTERPOLATIONS
 
+from . import batching
 from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro, read_digit,
                      to_image)
 from .weights import (ModelStore, featured, interpolation_checkpoints, latent_2d_checkpoints,
@@ -35,8 +36,8 @@ def sample_grid(store: ModelStore, model_name: str, num_samples: int, temperatur
     if not 1 <= int(num_samples) <= MAX_SAMPLES or not 0 < float(temperature) <= 3:
         raise ValueError(f"number of samples must be 1-{MAX_SAMPLES} and temperature in (0, 3]")
     model = store.get(model_name)
-    images = model.sample(int(num_samples), temperature=float(temperature), generator=generator(seed))
-    return to_image(images)
+    codes = model.sample_codes(int(num_samples), temperature=float(temperature), generator=generator(seed))
+    return to_image(batching.DECODES.decode(model, codes))  # one pass with the concurrent calls (demo/batching.py)
 
 
 @torch.no_grad()

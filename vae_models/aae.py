@@ -201,18 +201,17 @@ class AAE(VAEFamilyModel):
         return (mixture10_log_density if prior == "mixture10" else swiss_roll_log_density)(z, labels)
 
     @torch.no_grad()
-    def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
-        """Decodes n prior samples (z scaled by temperature). With a supervised prior (Sec. 2.3, Fig. 4), labels[i]
-        picks component i, which holds that digit; without label supervision, labels are an error: the
-        components of an unsupervised prior hold no particular digit."""
+    def sample_codes(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """n prior samples (z scaled by temperature), which `sample` decodes. With a supervised prior (Sec. 2.3,
+        Fig. 4), labels[i] picks component i, which holds that digit; without label supervision, labels are an
+        error: the components of an unsupervised prior hold no particular digit."""
         if labels is not None and not self.config.supervised_prior:
             raise ValueError("this AAE was trained without label supervision (supervised_prior=False): its prior's "
                              "components hold no particular digit, so sample() takes no labels")
         if labels is not None:
             labels = torch.as_tensor(labels)
-        z = self.prior_sample(n, generator, labels=labels)
-        return self.decode(z * temperature)
+        return self.prior_sample(n, generator, labels=labels) * temperature
 
     # -- autoencoder ----------------------------------------------------------------------------------------------
     def encode(self, x: Tensor, labels: Tensor | None = None) -> EncoderOutput:

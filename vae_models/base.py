@@ -206,10 +206,16 @@ class VAEFamilyModel(HubModel):
                generator: torch.Generator | None = None) -> Tensor:
         """n images decoded from prior samples; temperature scales z (1.0 = the prior itself). Labels are an error
         here: a model without label supervision has no way to honour them (label-conditional models override)."""
+        return self.decode(self.sample_codes(n, labels, temperature, generator))
+
+    @torch.no_grad()
+    def sample_codes(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """The codes `sample` decodes: n prior draws, z scaled by temperature. Apart so that a server can decode
+        many visitors' codes in one pass (demo/batching.py)."""
         if labels is not None:
             raise ValueError(f"{type(self).__name__} is not label-conditional: sample() takes no labels")
-        z = self.prior_sample(n, generator) * temperature
-        return self.decode(z, labels)
+        return self.prior_sample(n, generator) * temperature
 
     def log_likelihood(self, logits: Tensor, x: Tensor) -> Tensor:
         """log p(x|z) summed over pixels, (B,), under the config's pixel likelihood (blocks.pixel_log_likelihood)."""

@@ -180,16 +180,16 @@ class CategoricalAAE(VAEFamilyModel):
         return self.config.semi_supervised
 
     @torch.no_grad()
-    def sample(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
-        """Decodes n prior draws (the style z scaled by temperature). With a semi-supervised model labels[i] picks
+    def sample_codes(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """n prior draws (y, z), the style z scaled by temperature, which `sample` decodes. With a semi-supervised model labels[i] picks
         digit labels[i]; a clustering model's clusters hold no particular digit, so labels are an error."""
         if labels is not None and not self.config.semi_supervised:
             raise ValueError("this categorical AAE learnt its clusters without labels (semi_supervised=False): no "
                              "cluster holds a particular digit, so sample() takes no labels")
         code = self.prior_sample(n, generator, labels=labels)
         y, z = self.split_code(code)
-        return self.decode(torch.cat([y, z * temperature], dim=1))
+        return torch.cat([y, z * temperature], dim=1)
 
     # -- the plane picture (a 2-D style) --------------------------------------------------------------------------
     def cluster_heads(self) -> Tensor:
