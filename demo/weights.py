@@ -87,6 +87,14 @@ def label_judge() -> str:
                     "a classifier kind (a model that labels digits)")
 
 
+def path_judge() -> str:
+    """The likelihood checkpoint that judges the interpolation paths' frames with its meter: an unconditional
+    model with a likelihood that is on none of the paths, so that no path is judged by its own model."""
+    return featured((name for name, c in sampler_checkpoints().items()
+                     if checkpoints()[name][1].has_likelihood_bound and not c.interpolation),
+                    "a likelihood model that is not declared interpolation=True")
+
+
 def conditional_sampler() -> str:
     """The label-conditional generative checkpoint the conditional-digits view samples and re-styles with."""
     return featured((name for name, (_, spec) in checkpoints().items() if spec.generative and spec.label_conditional),

@@ -119,8 +119,8 @@ def test_traverse_sweeps_the_most_active_dimensions(client):
 
 
 def test_interpolate_offers_slerp(client):
-    _, ae_lerp, vae_lerp, note = client.predict(None, None, ZERO, None, None, SIX, 5, "lerp", api_name="/interpolate")
-    _, ae_slerp, vae_slerp, note_s = client.predict(None, None, ZERO, None, None, SIX, 5, "slerp",
+    _, ae_lerp, vae_lerp, _, note = client.predict(None, None, ZERO, None, None, SIX, 5, "lerp", api_name="/interpolate")
+    _, ae_slerp, vae_slerp, _, note_s = client.predict(None, None, ZERO, None, None, SIX, 5, "slerp",
                                                     api_name="/interpolate")
     assert "(slerp)" in note_s and "(lerp)" in note
     assert np.abs(gray(vae_lerp) - gray(vae_slerp)).mean() > 0  # the middle of the path differs

@@ -63,10 +63,10 @@ def test_sample_grid_depends_on_seed_model_and_temperature(store):
 
 
 def test_interpolation_ae_and_vae(store):
-    pair, ae_row, vae_row, note = sampling.interpolate(store, None, None, ZERO, None, None, SIX, 7)
+    pair, ae_row, vae_row, _, note = sampling.interpolate(store, None, None, ZERO, None, None, SIX, 7)
     assert ae_row.size == vae_row.size == grid(7, 1) and pair.size == grid(2, 1)
     assert differ(ae_row, vae_row) and "test digit 0" in note and "test digit 13" in note
-    _, ae_other, _, _ = sampling.interpolate(store, None, None, SIX, None, None, ZERO, 7)
+    _, ae_other, *_ = sampling.interpolate(store, None, None, SIX, None, None, ZERO, 7)
     assert differ(ae_row, ae_other)  # a different path for different end points
 
 
@@ -198,7 +198,7 @@ def test_missing_and_mismatched_models_disable_only_their_features(tmp_path):
     with pytest.raises(ModelUnavailable, match="'vae' is unavailable: CheckpointError"):
         sampling.sample_grid(store, "vae", 4, 1.0, 0)
     assert sampling.sample_grid(store, "ae", 4, 1.0, 0).size[0] > 0
-    _, ae_row, vae_row, note = sampling.interpolate(store, None, None, ZERO, None, None, SIX, 4)
+    _, ae_row, vae_row, _, note = sampling.interpolate(store, None, None, ZERO, None, None, SIX, 4)
     assert ae_row is not None and vae_row is None and "'vae' is unavailable" in note
     *_, dvae, vae, table = denoising.denoise(store, None, None, ZERO, "gaussian", 0.2, 0)
     assert dvae is not None and vae is None and "unavailable" in table

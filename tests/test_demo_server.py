@@ -53,7 +53,7 @@ def test_every_endpoint_over_http(server, tmp_path):
     b = image(client.predict("vae", 16, 1.0, 1, api_name="/sample"))
     assert a.shape == (488, 488) and np.abs(a - b).mean() > 0.1
 
-    pair, ae_row, vae_row, note = client.predict(None, None, ZERO, None, None, SIX, 5, api_name="/interpolate")
+    pair, ae_row, vae_row, _, note = client.predict(None, None, ZERO, None, None, SIX, 5, api_name="/interpolate")
     assert image(ae_row).shape == image(vae_row).shape == (128, 4 * 152) and "test digit 13" in note
     assert image(client.predict("avb-2d", 4, api_name="/manifold")).shape == (244, 244)
 

@@ -243,7 +243,7 @@ def test_toy_models_declaring_view_capabilities_are_offered_by_those_views(view_
 
     # Interpolation: one row per checkpoint that declares it; the AE and the VAE have no weights here, the toy does.
     assert labels["interp-toydvae"] == "Toy DVAE: decoded path"
-    _, ae_row, vae_row, toy_row, i_note = sampling.interpolate(store, None, None, zero, None, None, zero, 3)
+    _, ae_row, vae_row, toy_row, _, i_note = sampling.interpolate(store, None, None, zero, None, None, zero, 3)
     assert ae_row is None and vae_row is None and toy_row is not None and "'ae' is unavailable" in i_note
 
 
