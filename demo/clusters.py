@@ -13,7 +13,7 @@ from vae_models import checkpoints
 from .common import bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro, read_digit, \
     test_digits, to_image
 from .priors import read_record
-from .weights import ModelStore, featured
+from .weights import ModelStore, ModelUnavailable, featured
 
 MAX_STYLES = 12
 STYLE_ROWS = 6  # bundled test digits shown under the visitor's own in the style view
@@ -37,16 +37,45 @@ def _check(model_name: str) -> None:
         raise ValueError(f"unknown model {model_name!r}; choose one of {list(choices)}")
 
 
-def cluster_names(store: ModelStore, name: str, model) -> list[str]:
-    """What each cluster is called: its digit for a model trained on labels, else the label evaluation gave it by
-    the paper's rule (eval_results.json), else its index."""
+def cluster_labels(store: ModelStore, name: str, model) -> list[int] | None:
+    """The digit of each cluster: its own for a model trained on labels, else the label evaluation gave it by the
+    paper's rule (eval_results.json), else None."""
     if model.samples_by_label:
-        return [f"digit {k}" for k in range(model.num_clusters)]
+        return list(range(model.num_clusters))
     paper = read_record(store.folder(name), "Clustering error (paper rule)")
     labels = paper.details.get("cluster_labels") if paper else None
-    if isinstance(labels, list) and len(labels) == model.num_clusters:
-        return [f"cluster {k} (a {label})" for k, label in enumerate(labels)]
-    return [f"cluster {k}" for k in range(model.num_clusters)]
+    return labels if isinstance(labels, list) and len(labels) == model.num_clusters else None
+
+
+def cluster_names(store: ModelStore, name: str, model) -> list[str]:
+    """What each cluster is called: "digit d" for a model trained on labels, "cluster k (a d)" with the label
+    evaluation gave it, else "cluster k"."""
+    labels = cluster_labels(store, name, model)
+    if model.samples_by_label:
+        return [f"digit {k}" for k in labels]
+    return [f"cluster {k}" + ("" if labels is None else f" (a {labels[k]})") for k in range(model.num_clusters)]
+
+
+def clustered_right(store: ModelStore, name: str, count: int = 3) -> list[int]:
+    """Up to `count` bundled test digits, of different labels, that the model puts in a cluster of their own label
+    (the view's first example is then one the model gets right); [0, ...] when the model or its labels are
+    missing."""
+    images, labels = test_digits()
+    try:
+        model = store.get(name)
+    except ModelUnavailable:
+        return list(range(count))
+    digits = cluster_labels(store, name, model)
+    if digits is None:
+        return list(range(count))
+    with torch.no_grad():
+        clusters = model.cluster_probabilities(images.to(model.device)).argmax(1).tolist()
+    right, seen = [], set()
+    for i, (k, label) in enumerate(zip(clusters, labels)):
+        if digits[k] == label and label not in seen:
+            right.append(i)
+            seen.add(label)
+    return (right + [i for i in range(len(labels)) if i not in right])[:count]
 
 
 def cluster_table(store: ModelStore, name: str, model) -> str:
@@ -106,7 +135,9 @@ def style_view(store: ModelStore, sketch, upload, example, model_name: str) -> t
     decoded = model.decode_clusters(styles).transpose(0, 1)  # (rows, K, 1, 28, 28)
     rows = torch.cat([digits.unsqueeze(1).cpu(), decoded.cpu()], dim=1)
     names = cluster_names(store, model_name, model)
-    note = (f"Top row: {source}, then bundled test digits 0–{STYLE_ROWS - 1}. The first column is the digit itself; "
+    surest = model.cluster_probabilities(x.to(model.device))[0]
+    note = (f"The model puts {source} in **{names[int(surest.argmax())]}** (q(y|x) = {float(surest.max()):.2f}). "
+            f"Top row: your digit, then bundled test digits 0–{STYLE_ROWS - 1}. The first column is the digit itself; "
             f"the others keep its style z and decode it as each cluster in turn: {', '.join(names)}.")
     return to_image(rows.flatten(0, 1), nrow=model.num_clusters + 1, scale=2), note
 
@@ -134,11 +165,11 @@ def build(store: ModelStore) -> None:
     button.click(bind(clusters_view, store, cached=False), [model, num, seed], [grid, table], api_name="clusters")
 
     gr.Markdown("#### Style and content apart")
-    ex = example_choices()
-    styled0, note0 = first_visit(style_view, store, None, None, ex[0], first, outputs=2)
+    ex, shown = example_choices(), clustered_right(store, first)
+    styled0, note0 = first_visit(style_view, store, None, None, ex[shown[0]], first, outputs=2)
     with gr.Row():
         with gr.Column(scale=1):
-            digit = digit_inputs("Your digit", 0)
+            digit = digit_inputs("Your digit", shown[0])
             style_model = gr.Radio(radio, value=first, label="Model")
             style_button = gr.Button("Keep its style, swap its cluster", variant="primary")
         with gr.Column(scale=2):
@@ -147,5 +178,5 @@ def build(store: ModelStore) -> None:
     note = gr.Markdown(note0)
     style_button.click(bind(style_view, store, cached=False), [*digit, style_model], [styled, note],
                        api_name="styles")
-    digit_examples([digit[2], style_model], [[ex[i], first] for i in (0, 2, 8)],
+    digit_examples([digit[2], style_model], [[ex[i], first] for i in shown],
                    lambda x, m: bind(style_view, store, cached=False)(None, None, x, m), [styled, note])

@@ -82,7 +82,7 @@ def read_digit(sketch, upload, example) -> tuple[torch.Tensor, int | None, str]:
             raise ImageInputError(f"unknown test digit {example!r}")
         images, labels = test_digits()
         i = choices.index(example)
-        return images[i:i + 1], labels[i], f"test digit {i}"
+        return images[i:i + 1], labels[i], f"test digit {i} (a {labels[i]})"  # the truth beside what models say
     raise ImageInputError("no digit given: draw one, upload a picture, or pick a test digit")
 
 

@@ -40,11 +40,12 @@ def same_style(store: ModelStore, sketch, upload, example, label_choice: str):
     every label. Returns (preprocessed input, the ten digits, a note)."""
     if label_choice not in LABEL_CHOICES:
         raise ValueError(f"label must be one of {LABEL_CHOICES}")
-    x, _, source = read_digit(sketch, upload, example)
+    x, known, source = read_digit(sketch, upload, example)
     model = store.get(conditional_sampler())
     if label_choice == AUTO:
         label = int(store.get(label_judge()).predict(x)[0])
-        how = "predicted by the classifier"
+        how = "predicted by the classifier" + ("" if known in (None, label) else
+                                               f", which reads this {known} as a {label}")
     else:
         label, how = int(label_choice), "chosen by you"
     row = model.same_style_all_digits(x, label)

@@ -35,7 +35,7 @@ def denoise(store: ModelStore, sketch, upload, example, kind: str, level: float,
     if all(out is None for out in outputs):
         denoiser, baseline = (store.title(name) for name in denoising_pair())
         raise ValueError(f"neither the {denoiser} nor the {baseline} is available, so there is nothing to denoise with")
-    table = f"PSNR against the clean input ({source}), dB\n\n| image | PSNR |\n|---|---|\n" + "\n".join(rows)
+    table = f"PSNR against the clean input, {source}, dB\n\n| image | PSNR |\n|---|---|\n" + "\n".join(rows)
     return to_image(x), to_image(noisy), *outputs, table
 
 

@@ -84,7 +84,26 @@ def test_the_styles_endpoint_keeps_each_digits_style_and_swaps_its_cluster(serve
     expected = common.to_image(torch.cat([digits.unsqueeze(1), decoded], 1).flatten(0, 1),
                                nrow=model.num_clusters + 1, scale=2)
     assert np.abs(grid - np.asarray(expected.convert("L"), dtype=np.float32)).max() <= 1
-    assert note.startswith("Top row: your upload") and "digit 0, digit 1" in note
+    predicted = int(model.cluster_probabilities(x).argmax())
+    assert note.startswith(f"The model puts your upload in **digit {predicted}**") and "digit 0, digit 1" in note
+
+
+def test_the_style_view_opens_on_digits_the_bundled_opening_model_clusters_right():
+    """Its first example is a digit the model puts in a cluster of the digit's own label, as evaluation labelled
+    the clusters: with the bundled 2-D clustering AAE test digit 0 (a 0) lands in a cluster labelled 5, so it opens
+    on test digit 1 (a 0)."""
+    from demo.clusters import cluster_labels, clustered_right
+    from demo.weights import featured
+
+    store = ModelStore(None, hub=False)
+    first = featured(cluster_checkpoints(), "clusters")
+    model = store.get(first)
+    images, labels = common.test_digits()
+    digits = cluster_labels(store, first, model)
+    clusters = model.cluster_probabilities(images).argmax(1).tolist()
+    shown = clustered_right(store, first)
+    assert digits[clusters[0]] != labels[0] and shown[0] == 1
+    assert all(digits[clusters[i]] == labels[i] for i in shown) and len({labels[i] for i in shown}) == len(shown)
 
 
 def test_a_model_without_clusters_is_a_clear_error(served):

@@ -88,9 +88,9 @@ def test_first_visit_shows_results_in_every_tab_without_a_click(page, shots):
             expect(fresh.get_by_text("Examples: click one to run it").filter(visible=True).first).to_be_visible()
         fresh.screenshot(path=str(shots / f"first_visit_{tab.split()[0].lower()}.png"), full_page=True)
     fresh.get_by_role("tab", name="Denoising", exact=True).click()
-    expect(fresh.get_by_text("PSNR against the clean input (test digit 4)")).to_be_visible()  # the first visit's
+    expect(fresh.get_by_text("PSNR against the clean input, test digit 4 (a 2)")).to_be_visible()  # the first visit's
     fresh.get_by_text("gaussian", exact=True).filter(visible=True).first.click()  # an example: runs on click
-    expect(fresh.get_by_text("PSNR against the clean input (test digit 12)")).to_be_visible()
+    expect(fresh.get_by_text("PSNR against the clean input, test digit 12 (a 6)")).to_be_visible()
     context.close()
 
 
@@ -118,7 +118,7 @@ def test_denoising_tab_with_an_upload(page, shots, tmp_path):
     panel.locator("input[type=file]").set_input_files(str(upload))
     expect(panel.get_by_text(file_name(upload)).first).to_be_visible()
     page.get_by_role("button", name="Corrupt and denoise", exact=True).click()
-    expect(page.get_by_text("PSNR against the clean input (your upload)")).to_be_visible()
+    expect(page.get_by_text("PSNR against the clean input, your upload")).to_be_visible()
     page.screenshot(path=str(shots / "denoising_upload.png"), full_page=True)
 
     bad = tmp_path / "not_a_picture.png"

@@ -141,7 +141,7 @@ def test_drawn_and_uploaded_digits_take_precedence(store, tmp_path):
     rows, cols = (x[0, 0] > 0.5).any(1).nonzero()[:, 0], (x[0, 0] > 0.5).any(0).nonzero()[:, 0]
     assert rows.max() - rows.min() + 1 == 20 and 11 <= cols.min() and cols.max() <= 16  # a centred white "1"
     blank = {"background": None, "layers": [], "composite": np.zeros((280, 280, 4), np.uint8)}
-    assert read_digit(blank, None, ZERO)[2] == "test digit 0"  # an untouched canvas is no input
+    assert read_digit(blank, None, ZERO)[2] == "test digit 0 (a 0)"  # an untouched canvas is no input
     path = tmp_path / "digit.png"
     Image.fromarray(255 - (common.test_digits()[0][13, 0].numpy() * 255).astype(np.uint8)).resize((300, 300)).save(path)
     x, _, source = read_digit(drawing, str(path), ZERO)
@@ -269,6 +269,8 @@ def test_same_style_opens_on_a_digit_the_bundled_classifier_reads_right(tmp_path
     start = conditional.first_recognised(bundled, 6)
     assert start == 7 and int(judge.predict(images[7:8])[0]) == labels[7] == 3
     _, _, note = conditional.same_style(bundled, None, None, example_choices()[start], conditional.AUTO)
-    assert note.startswith("Encoded test digit 7 as a **3**")
+    assert note.startswith("Encoded test digit 7 (a 3) as a **3** (predicted by the classifier)")
+    _, _, missed = conditional.same_style(bundled, None, None, example_choices()[6], conditional.AUTO)
+    assert missed == "Encoded test digit 6 (a 3) as a **5** (predicted by the classifier, which reads this 3 as a 5)."
     without = ModelStore(make_tiny_weights(tmp_path / "w", skip=("classifier",)), hub=False)
     assert conditional.first_recognised(without, 6) == 6
