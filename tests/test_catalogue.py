@@ -20,7 +20,8 @@ def test_the_catalogue_is_the_recipes_in_the_registration_order_of_their_models(
     assert list(checkpoints()) == ["ae", "vae", "vae-2d", "vae-dvae-budget", "cvae", "socvae", "quadrant_nn", "dvae", "dvae-low-noise", "avb", "avb-2d",
                                    "aae", "aae-2d-gaussian", "aae-2d-mixture", "aae-2d-posterior-gaussian",
                                    "aae-2d-posterior-universal", "aae-2d-supervised", "aae-2d-clusters",
-                                   "aae-clusters-16", "aae-clusters-30", "aae-semi-100", "classifier"]
+                                   "aae-clusters-16", "aae-clusters-30", "aae-semi-100", "aae-semi-100-seed1",
+                                   "aae-semi-100-seed2", "classifier"]
     for name, (checkpoint, spec) in checkpoints().items():
         assert checkpoint.name == name and checkpoint.model == spec.name == vae_models.MODELS[spec.name].spec.name
 
