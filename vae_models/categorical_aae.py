@@ -182,8 +182,9 @@ class CategoricalAAE(VAEFamilyModel):
     @torch.no_grad()
     def sample_codes(self, n: int, labels: Tensor | None = None, temperature: float = 1.0,
                      generator: torch.Generator | None = None) -> Tensor:
-        """n prior draws (y, z), the style z scaled by temperature, which `sample` decodes. With a semi-supervised model labels[i] picks
-        digit labels[i]; a clustering model's clusters hold no particular digit, so labels are an error."""
+        """n prior draws (y, z), the style z scaled by temperature, which `sample` decodes. With a semi-supervised
+        model labels[i] picks digit labels[i]; a clustering model's clusters hold no particular digit, so labels are
+        an error."""
         if labels is not None and not self.config.semi_supervised:
             raise ValueError("this categorical AAE learnt its clusters without labels (semi_supervised=False): no "
                              "cluster holds a particular digit, so sample() takes no labels")
