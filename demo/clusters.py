@@ -137,8 +137,8 @@ def style_view(store: ModelStore, sketch, upload, example, model_name: str) -> t
     names = cluster_names(store, model_name, model)
     surest = model.cluster_probabilities(x.to(model.device))[0]
     note = (f"The model puts {source} in **{names[int(surest.argmax())]}** (q(y|x) = {float(surest.max()):.2f}). "
-            f"Top row: your digit, then bundled test digits 0–{STYLE_ROWS - 1}. The first column is the digit itself; "
-            f"the others keep its style z and decode it as each cluster in turn: {', '.join(names)}.")
+            f"Top row: your digit, then bundled test digits 0–{STYLE_ROWS - 1}. The first column is the digit "
+            f"itself; the others keep its style z and decode it as each cluster in turn: {', '.join(names)}.")
     return to_image(rows.flatten(0, 1), nrow=model.num_clusters + 1, scale=2), note
 
 
