@@ -35,23 +35,26 @@ def traversal_choices() -> dict[str, str]:
 
 
 INTRO = f"""### Explore a digit
-**Every model** reconstructs your digit, and each model with a likelihood (VAE, DVAE, AVB) says how digit-like it is,
-with two numbers placed on the MNIST test set's distribution of the same numbers:
-- **log p(x)**, estimated by importance sampling (k = 100); its percentile is the share of test digits the model
-  finds *less* likely. Letters and scribbles land in the bottom tail. But high likelihood is not typicality: a
-  dash, a faint line or an almost empty canvas has few ink pixels to explain, so the model finds it *as likely as a
-  digit or more* (Nalisnick et al. 2019, "Do deep generative models know what they don't know?").
+**Every model** reconstructs your digit, and every model with a likelihood (VAE, DVAE, AVB and AAE) says how
+digit-like it is, with two numbers placed on the MNIST test set's distribution of the same numbers:
+- **log p(x)**, estimated by importance sampling (k = {typicality.NUM_SAMPLES}) with the model's own q(z|x), or, for
+  the AAE, which has a decoder and a prior but no encoder density, by annealed importance sampling (T =
+  {typicality.AIS_STEPS}, {typicality.AIS_CHAINS} chains). Its percentile is the share of test digits the model finds
+  *less* likely. Letters and scribbles land in the bottom tail. But high likelihood is not typicality: a dash, a
+  faint line or an almost empty canvas has few ink pixels to explain, so the model finds it *as likely as a digit or
+  more* (Nalisnick et al. 2019, "Do deep generative models know what they don't know?").
 - **S(x) = −log₂ p(x) − L(x)**, the likelihood corrected for how simple the image is (Serrà et al. 2020, "Input
   complexity and out-of-distribution detection"): L(x) is the number of bits a generic compressor for black-and-white
   images (JBIG-style context model) needs. The model codes a real digit in far fewer bits than the compressor does
   (S very negative); a dash costs the compressor only a few dozen bits but the model about as many as a digit, so
   its S is high; a letter surprises the model but not the compressor, so its S is high too.
 
-The verdict is **typical** when log p(x) is neither in the test digits' bottom {typicality.LOW_TAIL:g} % nor in their
-top {100 - typicality.HIGH_LIKELIHOOD_TAIL:g} % (two specks can be *more* likely than any digit), and S(x) is below
-their top {100 - typicality.HIGH_TAIL:g} %; about 2 % of real test digits fail one of these. The AE and the
-AAE have no likelihood. **Latent traversal** moves one latent dimension at a time from −3 to +3 prior standard
-deviations around your digit's code, for the dimensions that carry the most information (average KL)."""
+**One verdict from all the models.** Each model tests the digit three ways: log p(x) too low, log p(x) too high (two
+specks can be *more* likely than any digit), S(x) too high. The verdict takes the most extreme of all these tests
+over all the models, and flags the digit when it is further out than {typicality.FLAG_RATE:g} % of the real test
+digits' own most extreme test: the models' agreement is measured on the test digits, not assumed. The AE has no
+likelihood. **Latent traversal** moves one latent dimension at a time from −3 to +3 prior standard deviations around
+your digit's code, for the dimensions that carry the most information (average KL)."""
 
 
 # ------------------------------------------------------------------------------------------- every model
@@ -77,37 +80,60 @@ def meter(percentile: float, width: int = 20) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+TESTS_IN_WORDS = {"too unlikely": "log p(x) is lower than for", "too likely": "log p(x) is higher than for",
+                  "too simple": "S(x) is higher than for"}  # "... 99.9 % of the test digits"
+
+
 def meter_row(title: str, a: typicality.Assessment, likelihood: typicality.LikelihoodReference,
-              corrected: typicality.ComplexityReference) -> str:
-    """One model's row of the meter table: both statistics, their percentiles, and the verdict in words."""
-    n = likelihood.size
-    if a.too_unlikely:
-        verdict = f"**atypical, too unlikely**: less likely than {100 - a.likelihood_percentile:.1f} % of the {n} test digits"
-    elif a.too_likely:
-        verdict = (f"**atypical, too likely**: more likely than {a.likelihood_percentile:.1f} % of the {n} test "
-                   "digits; few digits are this easy for the model")
-    elif a.too_simple:
-        verdict = (f"**atypical, too simple for its likelihood**: a generic compressor needs only {a.bits:.0f} bits; "
-                   f"S is higher than for {a.score_percentile:.1f} % of the {n} test digits")
-    else:
-        verdict = (f"**typical**: more likely than {a.likelihood_percentile:.1f} % of the {n} test digits, "
-                   f"and S within theirs")
+              deciding: bool = False) -> str:
+    """One model's row of the meter table: both statistics, their percentiles, and how far out its most extreme
+    test puts the image (in bold on the row that decides the verdict)."""
+    level, test = min((p / typicality.TAIL_SHARES[t], t) for t, p in typicality.tail_probabilities(a).items())
+    share = 100 * (1 - level * typicality.TAIL_SHARES[test])
+    extreme = f"{TESTS_IN_WORDS[test]} {share:.1f} % of the {likelihood.size} test digits"
+    if deciding:
+        extreme = f"**{extreme}**"
     return (f"| {title} | {a.log_px:.1f} (test median {likelihood.median():.1f}) | `{meter(a.likelihood_percentile)}` "
             f"{a.likelihood_percentile:.1f} % | {a.score:+.0f} bits (L = {a.bits:.0f}): `{meter(a.score_percentile)}` "
-            f"{a.score_percentile:.1f} % | {verdict} |")
+            f"{a.score_percentile:.1f} % | {extreme} |")
+
+
+def verdict_line(verdict: typicality.JointVerdict, titles: dict[str, str], size: int) -> str:
+    """The one verdict in words: which model's test decides it, and the joint threshold's false-flag budget."""
+    models = ", ".join(titles.values())
+    threshold = f"the joint threshold, which {typicality.FLAG_RATE:g} % of the {size} test digits cross"
+    if verdict.flagged:
+        return (f"**Verdict over {models}: atypical, {verdict.test}.** The most extreme test of all is the "
+                f"{titles[verdict.model]}'s (in bold): beyond {threshold}.")
+    return (f"**Verdict over {models}: typical.** No model's test puts it beyond {threshold}; the most extreme is "
+            f"the {titles[verdict.model]}'s (in bold).")
+
+
+_JOINT_METERS: dict[tuple, typicality.JointMeter] = {}
+
+
+def joint_meter(references: dict[str, tuple]) -> typicality.JointMeter:
+    """The JointMeter over these models' references, built once per set of reference objects (`_reference` keeps
+    each file's object until the file changes, and the meter keeps the objects its key names alive)."""
+    key = tuple((name, id(likelihood), id(corrected)) for name, (likelihood, corrected) in references.items())
+    if key not in _JOINT_METERS:
+        if len(_JOINT_METERS) >= 8:
+            _JOINT_METERS.pop(next(iter(_JOINT_METERS)))
+        _JOINT_METERS[key] = typicality.JointMeter(references)
+    return _JOINT_METERS[key]
 
 
 @torch.no_grad()
 def every_model(store: ModelStore, sketch, upload, example):
     """(the preprocessed digit, one reconstruction per model (None where unavailable), a Markdown table of the
-    log-likelihoods, the complexity-corrected scores, their test-set percentiles and the verdicts)."""
+    log-likelihoods, the complexity-corrected scores and their test-set percentiles, under one joint verdict)."""
     x, _, source = read_digit(sketch, upload, example)
     with seeded(0):  # the AVB's reconstruction averages noise draws: the same digit, the same picture
         return _every_model(store, x, source)
 
 
 def _every_model(store: ModelStore, x, source: str):
-    images, rows, missing = [], [], []
+    images, rows, missing, metered = [], {}, [], {}
     columns = every_model_checkpoints()
     for name, title in columns.items():
         try:
@@ -118,20 +144,31 @@ def _every_model(store: ModelStore, x, source: str):
             continue
         images.append(to_image(model.reconstruct(x.to(model.device))))
         if not typicality.has_likelihood(model):
-            rows.append(f"| {title} | no likelihood | — | — | — |")
+            rows[name] = f"| {title} | no likelihood | — | — | — |"
             continue
         try:
             likelihood = reference_for(store, name)
             corrected = reference_for(store, name, typicality.ComplexityReference)
         except typicality.ReferenceError as exc:
             log_px = float(typicality.log_likelihood(model, x)[0])
-            rows.append(f"| {title} | {log_px:.1f} | not available ({exc}) | — | — |")
+            rows[name] = f"| {title} | {log_px:.1f} | not available ({exc}) | — | — |"
             continue
-        rows.append(meter_row(title, typicality.assess(model, x, likelihood, corrected)[0], likelihood, corrected))
+        metered[name] = (typicality.assess(model, x, likelihood, corrected)[0], likelihood, corrected)
     if len(missing) == len(columns):
         raise ModelUnavailable(" ".join(missing))
-    table = ("| model | log p(x), nats | log p(x) among test digits | S(x) = −log₂ p(x) − L(x) among test digits | "
-             "verdict |\n|---|---|---|---|---|\n" + "\n".join(rows) +
+    verdict = ""
+    if metered:
+        try:
+            joint = joint_meter({name: (l, c) for name, (_, l, c) in metered.items()})
+            decided = joint.verdict({name: a for name, (a, _, _) in metered.items()})
+            verdict = verdict_line(decided, {name: columns[name] for name in metered}, joint.reference_levels.size)
+        except typicality.ReferenceError as exc:
+            decided, verdict = None, f"No joint verdict: {exc}"
+        for name, (a, likelihood, _) in metered.items():
+            rows[name] = meter_row(columns[name], a, likelihood, deciding=decided is not None and decided.model == name)
+    table = (verdict + "\n\n| model | log p(x), nats | log p(x) among test digits | S(x) = −log₂ p(x) − L(x) among "
+             "test digits | its most extreme test |\n|---|---|---|---|---|\n" +
+             "\n".join(rows[name] for name in columns if name in rows) +
              f"\n\nThe digit is {source}, binarised at {typicality.THRESHOLD} as the models' training data was; L(x) "
              "is its length in bits under a JBIG-style compressor.")
     if missing:

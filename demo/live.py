@@ -32,7 +32,6 @@ from vae_models import CheckpointError, ConfigError, checkpoints, evaluating, lo
 from vae_models.data import DataError, held_out_digits, load_mnist
 from vae_models.metrics import (cluster_probabilities, cluster_shares, importance_sampled_nll, paper_rule_clustering,
                                 prior_mmd)
-from vae_models.typicality import has_likelihood
 
 from .common import generator
 
@@ -234,7 +233,7 @@ class LiveTraining:
         parts = [f"Prior MMD of {len(x)} test codes: {prior_mmd(model, x, n=len(x), generator=generator(1)):.4f}."]
         if model.spec.clusters:
             parts.append(clusters_summary(trainer, x, y))
-        if has_likelihood(model):
+        if model.spec.has_likelihood_bound:
             binary = torch.bernoulli(x[:EVAL_POINTS], generator=generator(0))
             nll = importance_sampled_nll(model, binary, num_samples=EVAL_K).mean()
             parts.append(f"Test NLL ≈ {float(nll):.1f} nats (k = {EVAL_K}, {len(binary)} digits; quick estimate).")

@@ -50,7 +50,7 @@ def tiny_weights_with_references(root: Path) -> Path:
     """The tiny checkpoints of the demo tests, with both meter references computed on the 20 bundled digits."""
     make_tiny_weights(root)
     digits = bundled_digits()[0]
-    for name in ("vae", "dvae", "avb"):
+    for name in ("vae", "dvae", "avb", "aae"):
         model = load_model(str(root / name))
         for ref in typicality.build_references(model, digits, typicality.file_sha256(root / name / "model.safetensors"),
                                                num_samples=8, num_quantiles=21):
@@ -101,10 +101,12 @@ def test_every_model_reconstructs_and_places_the_digit_on_the_test_distribution(
     assert len(recons) == 5 and all(gray(p).shape == (128, 128) for p in [shown, *recons])
     assert set(np.unique(gray(shown))) <= {0.0, 255.0}  # what the models see: the binarised digit
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
-    assert "no likelihood" in rows["AE"] and "no likelihood" in rows["AAE"]
-    for name in ("VAE", "DVAE", "AVB"):
+    assert "no likelihood" in rows["AE"]
+    for name in ("VAE", "DVAE", "AVB", "AAE"):  # the AAE's log p(x) by AIS
         assert " % of the 20 test digits" in rows[name] and "bits (L = " in rows[name], table
-        assert rows[name].count("%") >= 3 and "typical" in rows[name], table  # two percentiles and a verdict
+        assert rows[name].count("%") >= 3, table  # two percentiles and its most extreme test
+    assert sum("**" in rows[name] for name in ("VAE", "DVAE", "AVB", "AAE")) == 1, table  # the deciding row
+    assert table.startswith("**Verdict over VAE, DVAE, AVB, AAE: "), table  # one verdict, over every likelihood model
     assert "test digit 13" in table and "S(x) = −log₂ p(x) − L(x) among test digits" in table
 
 
@@ -186,28 +188,39 @@ def test_the_meter_calls_a_dash_too_simple_and_a_test_digit_typical(tmp_path, mn
     ImageDraw.Draw(dash).line([(60, 140), (220, 140)], fill=0, width=6)
     dash.save(tmp_path / "dash.png")
     store = ModelStore(REPO / "pretrained", hub=False, data_dir=str(mnist_dir))
-    rows = lambda table: {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
-    flagged = rows(explore.every_model(store, None, str(tmp_path / "dash.png"), None)[-1])
-    digit = rows(explore.every_model(store, None, None, SIX)[-1])
-    for name in ("VAE", "DVAE"):
-        assert "**atypical, too simple for its likelihood**" in flagged[name], flagged[name]
-        assert "**typical**: more likely than" in digit[name] and "of the 10000 test digits" in digit[name], digit[name]
+    dash_table = explore.every_model(store, None, str(tmp_path / "dash.png"), None)[-1]
+    digit_table = explore.every_model(store, None, None, SIX)[-1]
+    assert dash_table.startswith("**Verdict over VAE, DVAE, AVB, AAE: atypical, too simple.**"), dash_table
+    assert digit_table.startswith("**Verdict over VAE, DVAE, AVB, AAE: typical.**"), digit_table
+    rows = {line.split("|")[1].strip(): line.split("|") for line in dash_table.splitlines() if line.startswith("| ")}
+    for name in ("VAE", "DVAE"):  # likelihood alone would pass it; S is what flags it
+        assert float(rows[name][3].split("`")[-1].strip(" %")) > 15, rows[name]
+        assert float(rows[name][4].split("`")[-1].strip(" %")) >= 99.9, rows[name]
+        assert "S(x) is higher than for" in rows[name][5], rows[name]
 
 
 
-def test_the_meter_row_names_the_tail_that_holds_the_image():
-    """Each verdict in words, including the upper likelihood tail (an image more likely than almost every digit)."""
+def test_the_meter_row_names_its_most_extreme_test_and_the_verdict_the_deciding_model():
+    """Each model's row says how far out its most extreme test puts the image, including the upper likelihood tail
+    (an image more likely than almost every digit); the verdict line names the model and test that decide it."""
     from demo import explore
 
     likelihood = typicality.LikelihoodReference([-120.0, -90.0, -60.0], 1000, 100, "0" * 64)
-    corrected = typicality.ComplexityReference([-200.0, -150.0, -100.0], 1000, 100, "0" * 64)
-    verdicts = {(0.2, 50.0): "**atypical, too unlikely**: less likely than 99.8 % of the 1000 test digits",
-                (99.7, 50.0): "**atypical, too likely**: more likely than 99.7 % of the 1000 test digits",
-                (50.0, 99.6): "**atypical, too simple for its likelihood**",
-                (50.0, 50.0): "**typical**: more likely than 50.0 % of the 1000 test digits"}
-    for (log_pct, s_pct), words in verdicts.items():
-        row = explore.meter_row("VAE", typicality.Assessment(-70.0, 90.0, -10.0, log_pct, s_pct), likelihood, corrected)
-        assert words in row, row
+    rows = {(0.2, 50.0): "log p(x) is lower than for 99.8 % of the 1000 test digits",
+            (99.7, 50.0): "log p(x) is higher than for 99.7 % of the 1000 test digits",
+            (50.0, 99.6): "S(x) is higher than for 99.6 % of the 1000 test digits",
+            (50.0, 50.0): "S(x) is higher than for 50.0 % of the 1000 test digits"}  # S's budget is twice each tail's
+    for (log_pct, s_pct), words in rows.items():
+        row = explore.meter_row("VAE", typicality.Assessment(-70.0, 90.0, -10.0, log_pct, s_pct), likelihood)
+        assert words in row and "**" not in row, row
+    assert f"**{words}**" in explore.meter_row("VAE", typicality.Assessment(-70.0, 90.0, -10.0, 50.0, 50.0),
+                                               likelihood, deciding=True)
+    titles = {"vae": "VAE", "aae": "AAE"}
+    flagged = explore.verdict_line(typicality.JointVerdict(True, "aae", "too likely", 1e-4, 2e-3), titles, 1000)
+    assert flagged.startswith("**Verdict over VAE, AAE: atypical, too likely.** The most extreme test of all is the AAE's")
+    typical = explore.verdict_line(typicality.JointVerdict(False, "vae", "too simple", 0.2, 2e-3), titles, 1000)
+    assert typical.startswith("**Verdict over VAE, AAE: typical.**") and "the VAE's" in typical
+    assert "the joint threshold, which 1.5 % of the 1000 test digits cross" in typical
 
 def unpack(zip_path, tmp_path) -> Path:
     with zipfile.ZipFile(zip_path) as z:

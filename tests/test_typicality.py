@@ -20,7 +20,7 @@ from vae_models.data import load_mnist
 from vae_models.preprocess import to_mnist
 
 REPO = Path(__file__).resolve().parents[1]
-LIKELIHOOD_EXPORTS = ("vae", "dvae", "avb")  # the app's "every model" models that have a likelihood
+LIKELIHOOD_EXPORTS = ("vae", "dvae", "avb", "aae")  # the app's "every model" models that have a likelihood
 # Capital letters that resemble no digit. Left out: A, B, Q, R, G, Z (pass for 8s, 0s, 6s and 2s), and V and Y,
 # which the meter calls typical under some models (benchmarks/typicality.py lists every case).
 NOT_DIGITS = "KMWXHEFLNPT"
@@ -201,18 +201,47 @@ def test_log_likelihood_is_seeded_prefix_stable_and_leaves_the_global_rng_alone(
         typicality.log_likelihood(build_model("ae", hidden_dims=[16], latent_dim=2), images)
 
 
+def test_each_model_gets_the_estimator_its_declaration_allows():
+    """Importance sampling where the model has an encoder density; AIS for a decoder and a prior without one (the
+    AAE); nothing for the AE, which has no prior to integrate its decoder over."""
+    assert typicality.estimator(build_model("vae", hidden_dims=[16], latent_dim=2)) == "importance sampling"
+    assert typicality.estimator(build_model("avb", hidden_dims=[16], latent_dim=2)) == "importance sampling"
+    assert typicality.estimator(build_model("aae", hidden_dims=[16], latent_dim=2)) == "ais"
+    assert typicality.estimator(build_model("ae", hidden_dims=[16], latent_dim=2)) is None
+
+
+def test_the_aae_log_likelihood_is_the_meters_ais_seeded_and_prefix_stable():
+    from vae_models import ais
+
+    torch.manual_seed(0)
+    model = build_model("aae", hidden_dims=[16], latent_dim=2)
+    images = torch.rand(12, 1, 28, 28)
+    state = torch.get_rng_state()
+    full = typicality.log_likelihood(model, images)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(full[:typicality.BATCH], typicality.log_likelihood(model, images[:typicality.BATCH]))
+    expected = ais.ais_log_likelihood(model, typicality.binarize(images), num_steps=typicality.AIS_STEPS,
+                                      num_chains=typicality.AIS_CHAINS, leapfrog_steps=typicality.AIS_LEAPFROG,
+                                      batch_size=typicality.BATCH, generator=torch.Generator().manual_seed(0)).log_px
+    assert torch.equal(full, expected.double())
+    assert not torch.equal(full, typicality.log_likelihood(model, images, seed=1))
+
+
 @pytest.mark.parametrize("name", LIKELIHOOD_EXPORTS)
 def test_bundled_references_match_the_bundled_weights(name, mnist_dir):
     """Retraining a bundled model without recomputing its references fails here (`python -m train.reference`)."""
     folder = REPO / "pretrained" / name
     ref = typicality.load_reference(folder)  # checks the weights' SHA-256
     corrected = typicality.load_reference(folder, kind=typicality.ComplexityReference)
+    model = load_model(str(folder))
     for r in (ref, corrected):
-        assert r.size == 10_000 and r.dataset == "mnist" and r.split == "test"
-        assert len(r.quantiles) == typicality.NUM_QUANTILES and r.num_samples == typicality.NUM_SAMPLES
+        assert r.size == 10_000 and r.dataset == "mnist" and r.split == "test" and len(r.values) == 10_000
+        assert r.values[:len(r.check_values)] == pytest.approx(r.check_values, abs=0.006)  # rounded to 0.01
+        assert len(r.quantiles) == typicality.NUM_QUANTILES and r.estimator == typicality.estimator(model)
+        assert r.num_samples == (typicality.AIS_CHAINS if r.estimator == "ais" else typicality.NUM_SAMPLES)
     images, _ = load_mnist("test", data_dir=mnist_dir)
     first = images[:len(ref.check_values)].unsqueeze(1).float() / 255.0
-    log_px, _, score = typicality.complexity_corrected(load_model(str(folder)), first, ref.num_samples, ref.seed)
+    log_px, _, score = typicality.complexity_corrected(model, first, ref.num_samples, ref.seed)
     assert log_px.tolist() == pytest.approx(ref.check_values, abs=0.05)
     assert score.tolist() == pytest.approx(corrected.check_values, abs=0.1)
 
@@ -252,6 +281,27 @@ def test_letters_scribbles_and_blank_ish_strokes_are_flagged_and_test_digits_are
         assert flagged <= 12, (name, flagged)  # <= 4 % of 300 (expected 2 %, i.e. 6)
         assert float(np.median([a.likelihood_percentile for a in results])) > 30, name
         assert float(np.median([a.score_percentile for a in results])) < 70, name
+
+
+def test_one_verdict_over_the_four_bundled_models_flags_the_drawings_and_passes_unseen_test_digits(mnist_dir):
+    """The app's verdict with the bundled weights and references of every likelihood model (the AAE's by AIS): the
+    drawn letters, scribbles and strokes are flagged (not the shallow stroke, which it calls typical:
+    benchmarks/meter.py), while test digits outside the check values pass at about the 1.5 % rate the threshold is
+    set at."""
+    folders = {name: REPO / "pretrained" / name for name in LIKELIHOOD_EXPORTS}
+    models = {name: load_model(str(f)) for name, f in folders.items()}
+    meter = typicality.JointMeter({name: (typicality.load_reference(f), typicality.load_reference(
+        f, kind=typicality.ComplexityReference)) for name, f in folders.items()})
+    drawn = torch.stack([to_mnist(letter(c)) for c in NOT_DIGITS] + [to_mnist(scribble(s)) for s in range(8)] +
+                        [to_mnist(b) for name, b in blank_ish().items() if name != "shallow stroke"])
+    digits = load_mnist("test", data_dir=mnist_dir)[0][-300:].unsqueeze(1).float() / 255.0
+
+    def verdicts(images):
+        each = {name: typicality.assess(model, images, *meter.references[name]) for name, model in models.items()}
+        return [meter.verdict({name: each[name][i] for name in models}) for i in range(len(images))]
+
+    assert all(v.flagged for v in verdicts(drawn)), [v for v in verdicts(drawn) if not v.flagged]
+    assert sum(v.flagged for v in verdicts(digits)) <= 10  # <= 3.3 % of 300 (expected 1.5 %, i.e. 4.5)
 
 
 # ------------------------------------------------------------------------------------------- latent tools
@@ -309,3 +359,55 @@ def test_traversal_moves_one_dimension_per_row():
     assert torch.allclose(z[3:, 0], code[0] + offsets) and torch.allclose(z[3:, 1:], code[1:].expand(3, 2))
     with pytest.raises(ValueError, match="outside"):
         latent.traversal(code, [3], offsets)
+
+
+# ------------------------------------------------------------------------------------------- one verdict
+
+
+def references_of(log_px, scores) -> tuple[typicality.LikelihoodReference, typicality.ComplexityReference]:
+    """Both references of a digit set whose values are these, with a quantile at every 0.1 %."""
+    levels = np.linspace(0, 1, 1001)
+    return tuple(kind(quantiles=np.quantile(v, levels).tolist(), size=len(v), num_samples=5, weights_sha256="0" * 64,
+                      values=list(map(float, v)))
+                 for kind, v in ((typicality.LikelihoodReference, log_px), (typicality.ComplexityReference, scores)))
+
+
+def test_the_joint_threshold_flags_the_flag_rate_of_the_reference_digits_whatever_the_models_agreement():
+    """Two models that agree on every digit flag what one of them flags alone; two that disagree completely flag
+    the same share, at a stricter threshold per model: the agreement is measured on the digits, not assumed."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(-100, 10, 4000), rng.normal(-100, 10, 4000)
+    sa, sb = rng.normal(-150, 20, 4000), rng.normal(-150, 20, 4000)
+    alone = typicality.JointMeter({"m": references_of(a, sa)})
+    same = typicality.JointMeter({"m": references_of(a, sa), "twin": references_of(a, sa)})
+    other = typicality.JointMeter({"m": references_of(a, sa), "other": references_of(b, sb)})
+    for meter in (alone, same, other):
+        assert (meter.reference_levels < meter.threshold).mean() == pytest.approx(typicality.FLAG_RATE / 100, abs=2e-3)
+    assert same.threshold == alone.threshold
+    assert other.threshold == pytest.approx(alone.threshold / 2, rel=0.25)  # two independent chances to be extreme
+
+
+def test_the_verdict_is_the_most_extreme_test_over_every_model_weighted_by_its_share():
+    meter = typicality.JointMeter({"vae": references_of(np.arange(1000.0), np.arange(1000.0))})
+    meter.threshold = 0.004
+    meter.references["aae"] = meter.references["vae"]
+    a = typicality.Assessment
+    # 0.2 % in the S tail (share 2): level 0.001; 0.3 % in the low tail (share 1): level 0.003
+    v = meter.verdict({"vae": a(-1, 1, 1, 0.3, 50.0), "aae": a(-1, 1, 1, 50.0, 99.8)})
+    assert (v.flagged, v.model, v.test, v.verdict) == (True, "aae", "too simple", "too simple")
+    assert v.level == pytest.approx(0.001)
+    v = meter.verdict({"vae": a(-1, 1, 1, 99.5, 50.0), "aae": a(-1, 1, 1, 50.0, 99.0)})  # levels 0.005 and 0.005
+    assert not v.flagged and v.verdict == "typical" and v.level == pytest.approx(0.005)
+    with pytest.raises(ValueError, match="need an assessment from each"):
+        meter.verdict({"vae": a(-1, 1, 1, 50.0, 50.0)})
+
+
+def test_the_joint_meter_refuses_references_without_values_or_of_different_digit_sets():
+    with pytest.raises(typicality.ReferenceError, match="no per-digit values"):
+        typicality.JointMeter({"m": (reference([-3.0, -1.0]), typicality.ComplexityReference([1.0, 2.0], 100, 5,
+                                                                                               "0" * 64))})
+    small, large = references_of(np.arange(10.0), np.arange(10.0)), references_of(np.arange(20.0), np.arange(20.0))
+    with pytest.raises(typicality.ReferenceError, match="different digit sets"):
+        typicality.JointMeter({"a": small, "b": large})
+    with pytest.raises(typicality.ReferenceError, match="values must be 100 finite"):
+        reference([-3.0, -1.0], values=[1.0] * 99)

@@ -37,8 +37,14 @@ inputs to deep generative models using typicality"): in-distribution inputs lie 
 floor. AVB's bundled model finds two specks on an empty canvas more likely than 99.8 % of the test digits, while
 their S stays within the digits' (benchmarks/typicality.py). The likelihood test keeps the 1 % budget of test digits
 it had when it was one-sided, split evenly between its two tails (0.5 % each), and S keeps its 1 %. Together they
-flag 1.6-1.8 % of the 10,000 test digits under the bundled models (1.5-1.6 % with the one-sided likelihood test
-before).
+flag 1.6-1.8 % of the 10,000 test digits under each bundled model (`Assessment.typical`).
+
+One verdict over several models (`JointMeter`): the app asks every likelihood model of the family, and the models
+disagree at the margins. The verdict takes the most extreme of all their tests, each weighted by its share of the
+budget above, and flags the image when that is further out than `FLAG_RATE` % of the test digits' own most extreme
+test. The threshold is measured on the test digits' values under all the models together (the references hold them
+one by one), so the models' agreement is measured, not assumed; benchmarks/meter.py counts the false flags out of
+sample and scores kinds of non-digits that the rule was not chosen on.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import complexity
+from . import ais, complexity
 from .metrics import importance_sampled_nll
 
 REFERENCE_FILE = "likelihood_reference.json"
@@ -64,20 +70,35 @@ HIGH_LIKELIHOOD_TAIL = 99.5  # log p(x) above this percentile of the test digits
 HIGH_TAIL = 99.0  # S(x) above this percentile of the test digits': too simple for how likely it is
 THRESHOLD = 0.5  # pixel >= THRESHOLD -> 1
 NUM_SAMPLES = 100  # k of the importance-sampled estimate: ~ms per image for the bundled models
+# A model with a prior and a decoder but no encoder density (the AAE) has a log p(x) too, estimated by AIS
+# (vae_models/ais.py) with this fixed, short schedule: ~0.3 s for one upload and ~50 ms per digit in batches on one
+# core for the bundled AAE. It reads ~1.3 nats lower than T = 300 (a looser lower bound), the same for the reference
+# and the query, so the percentiles compare like with like.
+AIS_STEPS, AIS_CHAINS, AIS_LEAPFROG = 100, 4, 3
 NUM_QUANTILES = 1001  # levels 0, 0.1, ..., 100 %: the tails are resolved to 0.1 %
 BATCH = 10  # images per importance_sampled_nll batch; part of the protocol (it fixes which draws go to which image)
 SEED = 0
 FORMAT_VERSION = 1
+ESTIMATORS = ("importance sampling", "ais")
 
 
 class ReferenceError(ValueError):
     """A reference file that is missing, malformed, or was computed with other weights than these."""
 
 
+def estimator(model: nn.Module) -> str | None:
+    """How the meter estimates the model's log p(x), from its declaration (`spec`, registry.py): "importance
+    sampling" with its own q(z|x) (VAE, DVAE, CVAE, AVB), "ais" for a generative model whose decoder and prior define
+    p(x) without an encoder density (the AAE), None for a model with no p(x) (the AE)."""
+    spec = model.spec
+    if spec.has_likelihood_bound:
+        return "importance sampling"
+    return "ais" if spec.generative and spec.needs_ais else None
+
+
 def has_likelihood(model: nn.Module) -> bool:
-    """Whether the model defines log p(x) through importance weights (VAE, DVAE, CVAE, AVB; not AE or AAE): what its
-    declaration says (`spec.has_likelihood_bound`, registry.py)."""
-    return model.spec.has_likelihood_bound
+    """Whether the model defines a log p(x) the meter can estimate (every model but the AE and the classifiers)."""
+    return estimator(model) is not None
 
 
 def binarize(images: Tensor) -> Tensor:
@@ -87,15 +108,23 @@ def binarize(images: Tensor) -> Tensor:
 
 def log_likelihood(model: nn.Module, images: Tensor, num_samples: int = NUM_SAMPLES, seed: int = SEED,
                    labels: Tensor | None = None, progress: bool = False) -> Tensor:
-    """Estimated log p(x) (N,) in nats, float64, of the binarised images, with k = num_samples importance samples
-    from a fixed seed (the global RNG is left as it was). The first BATCH images get the same draws whatever
-    follows them, so a prefix of a set reproduces its values."""
-    if not has_likelihood(model):
-        raise TypeError(f"{type(model).__name__} defines no likelihood (no importance weights)")
+    """Estimated log p(x) (N,) in nats, float64, of the binarised images, from a fixed seed (the global RNG is left
+    as it was): with k = num_samples importance samples, or, for a model without an encoder density, by AIS with
+    the meter's schedule (AIS_STEPS, AIS_CHAINS; num_samples is then unused). The first BATCH images get the same
+    draws whatever follows them, so a prefix of a set reproduces its values."""
+    how = estimator(model)
+    if how is None:
+        raise TypeError(f"{type(model).__name__} defines no likelihood (no prior to integrate its decoder over)")
+    x = binarize(images.float())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        nll = importance_sampled_nll(model, binarize(images.float()), labels, num_samples=num_samples,
-                                     batch_size=BATCH, chunk=min(num_samples, 500), progress=progress)
+        if how == "ais":
+            result = ais.ais_log_likelihood(model, x, labels, num_steps=AIS_STEPS, num_chains=AIS_CHAINS,
+                                            leapfrog_steps=AIS_LEAPFROG, batch_size=BATCH, progress=progress,
+                                            generator=torch.Generator().manual_seed(seed))
+            return result.log_px.double()
+        nll = importance_sampled_nll(model, x, labels, num_samples=num_samples, batch_size=BATCH,
+                                     chunk=min(num_samples, 500), progress=progress)
     return -nll
 
 
@@ -129,13 +158,17 @@ class LikelihoodReference:
 
     quantiles: list[float]  # log p(x) at levels 0, 1/(m-1), ..., 1 (m = len), non-decreasing
     size: int  # number of reference images
-    num_samples: int  # k of the estimate
+    num_samples: int  # k of the estimate (for estimator "ais", its chains, each of AIS_STEPS steps)
     weights_sha256: str  # of the model.safetensors the values were computed with
     dataset: str = "mnist"
     split: str = "test"
     threshold: float = THRESHOLD
     seed: int = SEED
     check_values: list[float] = field(default_factory=list)  # log p(x) of the first reference images, in order
+    # The value of every reference image, in the reference set's order: what lets the meter calibrate one verdict
+    # over several models (`JointMeter`), since that needs each test digit's values under all of them together.
+    values: list[float] = field(default_factory=list)
+    estimator: str = "importance sampling"  # or "ais" (`estimator(model)`): how log p(x) was estimated
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -144,19 +177,26 @@ class LikelihoodReference:
             raise ReferenceError("quantiles must be at least two finite, non-decreasing values")
         if self.size < 1 or self.num_samples < 1:
             raise ReferenceError(f"size and num_samples must be >= 1, got {self.size}, {self.num_samples}")
+        if self.values and (len(self.values) != self.size or not all(math.isfinite(v) for v in self.values)):
+            raise ReferenceError(f"values must be {self.size} finite numbers (one per reference image)")
+        if self.estimator not in ESTIMATORS:
+            raise ReferenceError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
 
     def percentile(self, log_px: float) -> float:
         """Share (0-100 %) of the reference images whose log p(x) is below `log_px` (linear between quantiles;
         0 below the least likely reference image, 100 above the most likely)."""
         if not math.isfinite(log_px):
             raise ValueError(f"log-likelihood must be finite, got {log_px}")
+        return float(self.percentiles(np.array([log_px]))[0])
+
+    def percentiles(self, values: np.ndarray) -> np.ndarray:
+        """`percentile` of each of many finite values at once."""
         levels = np.linspace(0.0, 100.0, len(self.quantiles))
         q = np.asarray(self.quantiles, dtype=np.float64)
         # Ties (flat stretches of q) would make np.interp pick an arbitrary level: take the middle of the tie.
-        lo, hi = np.searchsorted(q, log_px, side="left"), np.searchsorted(q, log_px, side="right")
-        if hi > lo:
-            return float((levels[lo] + levels[hi - 1]) / 2)
-        return float(np.interp(log_px, q, levels))
+        lo, hi = np.searchsorted(q, values, side="left"), np.searchsorted(q, values, side="right")
+        tied = levels[np.minimum(lo, len(q) - 1)] / 2 + levels[np.maximum(hi - 1, 0)] / 2
+        return np.where(hi > lo, tied, np.interp(values, q, levels))
 
     def median(self) -> float:
         return float(np.quantile(np.asarray(self.quantiles), 0.5))
@@ -188,12 +228,13 @@ class ComplexityReference(LikelihoodReference):
 
 
 def _reference_of(cls, values: Tensor, size: int, weights_sha256: str, num_samples: int, num_quantiles: int,
-                  dataset: str, split: str, num_check: int):
+                  dataset: str, split: str, num_check: int, estimator: str):
     levels = np.linspace(0.0, 1.0, num_quantiles)
     quantiles = np.quantile(values.numpy(), levels)
     return cls(quantiles=[round(float(v), 3) for v in np.maximum.accumulate(quantiles)], size=size,
                num_samples=num_samples, weights_sha256=weights_sha256, dataset=dataset, split=split,
-               check_values=[round(float(v), 4) for v in values[:num_check]])
+               check_values=[round(float(v), 4) for v in values[:num_check]],
+               values=[round(float(v), 2) for v in values], estimator=estimator)
 
 
 def build_reference(model: nn.Module, images: Tensor, weights_sha256: str, num_samples: int = NUM_SAMPLES,
@@ -202,15 +243,17 @@ def build_reference(model: nn.Module, images: Tensor, weights_sha256: str, num_s
     """The reference distribution of `images` (N, 1, 28, 28) in [0, 1] under `model`."""
     values = log_likelihood(model, images, num_samples, SEED, labels, progress=progress)
     return _reference_of(LikelihoodReference, values, len(images), weights_sha256, num_samples, num_quantiles,
-                         dataset, split, num_check)
+                         dataset, split, num_check, estimator(model))
 
 
 def build_references(model: nn.Module, images: Tensor, weights_sha256: str, num_samples: int = NUM_SAMPLES,
                      num_quantiles: int = NUM_QUANTILES, dataset: str = "mnist", split: str = "test",
                      num_check: int = BATCH, progress: bool = False) -> tuple[LikelihoodReference, ComplexityReference]:
     """Both references of `images` (N, 1, 28, 28) in [0, 1] under `model`, from one pass of log p(x)."""
+    if estimator(model) == "ais":
+        num_samples = AIS_CHAINS  # what the record's num_samples means for AIS: its chains (of AIS_STEPS steps)
     log_px, _, score = complexity_corrected(model, images, num_samples, SEED, progress=progress)
-    args = (len(images), weights_sha256, num_samples, num_quantiles, dataset, split, num_check)
+    args = (len(images), weights_sha256, num_samples, num_quantiles, dataset, split, num_check, estimator(model))
     return _reference_of(LikelihoodReference, log_px, *args), _reference_of(ComplexityReference, score, *args)
 
 
@@ -286,3 +329,78 @@ def assess(model: nn.Module, images: Tensor, likelihood: LikelihoodReference,
     log_px, bits, score = complexity_corrected(model, images, likelihood.num_samples, likelihood.seed)
     return [Assessment(float(lp), float(b), float(s), likelihood.percentile(float(lp)), corrected.percentile(float(s)))
             for lp, b, s in zip(log_px, bits, score)]
+
+
+# ------------------------------------------------------------------------------------------- one verdict
+
+FLAG_RATE = 1.5  # % of the reference (test) digits the joint verdict flags: its threshold is set there
+TAIL_SHARES = {"too unlikely": 1.0, "too likely": 1.0, "too simple": 2.0}  # each test's share of that budget
+
+
+def tail_probabilities(a: Assessment) -> dict[str, float]:
+    """How far out in each tail the image lies, as the share of test digits further out (0-1): the lower, the more
+    extreme. Keys are the tests of `TAIL_SHARES`."""
+    return {"too unlikely": a.likelihood_percentile / 100, "too likely": 1 - a.likelihood_percentile / 100,
+            "too simple": 1 - a.score_percentile / 100}
+
+
+def _extremeness(tails: dict[str, float]) -> tuple[float, str]:
+    """The image's most extreme test, weighted by its share of the budget: (tail probability / share, test)."""
+    return min((tails[test] / share, test) for test, share in TAIL_SHARES.items())
+
+
+@dataclass(frozen=True)
+class JointVerdict:
+    """One verdict from every likelihood model: flagged when the most extreme of all the models' tests is further
+    out than the joint threshold allows."""
+
+    flagged: bool
+    model: str  # the model whose test is the most extreme
+    test: str  # which test that is ("too unlikely", "too likely", "too simple")
+    level: float  # its tail probability over its share of the budget (the joint statistic); flagged below threshold
+    threshold: float
+
+    @property
+    def verdict(self) -> str:
+        return self.test if self.flagged else "typical"
+
+
+class JointMeter:
+    """The meter over several likelihood models at once (issue: one verdict, not one per model).
+
+    Each model tests an image three ways (log p(x) too low, too high, S(x) too high; `Assessment`). Over several
+    models these tests are strongly correlated (the models agree on which digits are odd), so a union of the
+    per-model verdicts flags more real digits than any one model does, and a Bonferroni split wastes the budget. The
+    joint statistic is the min-p combination: an image's most extreme test over all models and tests, its tail
+    probability divided by the test's share of the budget (`TAIL_SHARES`). Its threshold is the `FLAG_RATE`
+    percentile of the same statistic over the reference digits themselves, which the references hold one by one
+    (`values`): the dependence between the models is measured, not assumed. The threshold is fitted on the test
+    digits; benchmarks/meter.py fits it on half of them and counts the false flags on the other half."""
+
+    def __init__(self, references: dict[str, tuple[LikelihoodReference, ComplexityReference]]):
+        if not references:
+            raise ReferenceError("the joint meter needs at least one model's references")
+        sizes = set()
+        for name, (likelihood, corrected) in references.items():
+            if not likelihood.values or not corrected.values:
+                raise ReferenceError(f"{name}: its references hold no per-digit values (recompute them with "
+                                     "`python -m train.reference`)")
+            sizes.add((likelihood.dataset, likelihood.split, likelihood.size, corrected.size))
+        if len(sizes) != 1:
+            raise ReferenceError(f"the references are of different digit sets: {sorted(sizes)}")
+        self.references = dict(references)
+        levels = np.full(next(iter(sizes))[2], np.inf)
+        for likelihood, corrected in self.references.values():
+            lp = likelihood.percentiles(np.asarray(likelihood.values)) / 100
+            sp = corrected.percentiles(np.asarray(corrected.values)) / 100
+            for tail, share in zip((lp, 1 - lp, 1 - sp), TAIL_SHARES.values()):
+                levels = np.minimum(levels, tail / share)
+        self.reference_levels = levels
+        self.threshold = float(np.quantile(levels, FLAG_RATE / 100))
+
+    def verdict(self, assessments: dict[str, Assessment]) -> JointVerdict:
+        """The one verdict on an image from each model's Assessment of it (the models of the references)."""
+        if set(assessments) != set(self.references):
+            raise ValueError(f"need an assessment from each of {sorted(self.references)}, got {sorted(assessments)}")
+        level, test, model = min((*_extremeness(tail_probabilities(a)), name) for name, a in assessments.items())
+        return JointVerdict(level < self.threshold, model, test, level, self.threshold)
