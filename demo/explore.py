@@ -88,7 +88,7 @@ def meter_row(title: str, a: typicality.Assessment, likelihood: typicality.Likel
               deciding: bool = False) -> str:
     """One model's row of the meter table: both statistics, their percentiles, and how far out its most extreme
     test puts the image (in bold on the row that decides the verdict)."""
-    level, test = min((p / typicality.TAIL_SHARES[t], t) for t, p in typicality.tail_probabilities(a).items())
+    level, _, test = typicality.most_extreme_test(a)
     share = 100 * (1 - level * typicality.TAIL_SHARES[test])
     extreme = f"{TESTS_IN_WORDS[test]} {share:.1f} % of the {likelihood.size} test digits"
     if deciding:

@@ -398,6 +398,9 @@ def test_the_verdict_is_the_most_extreme_test_over_every_model_weighted_by_its_s
     assert v.level == pytest.approx(0.001)
     v = meter.verdict({"vae": a(-1, 1, 1, 99.5, 50.0), "aae": a(-1, 1, 1, 50.0, 99.0)})  # levels 0.005 and 0.005
     assert not v.flagged and v.verdict == "typical" and v.level == pytest.approx(0.005)
+    # beyond every test digit on two counts under both models: the first test and the first model
+    v = meter.verdict({"aae": a(-1, 1, 1, 0.0, 100.0), "vae": a(-1, 1, 1, 0.0, 100.0)})
+    assert (v.model, v.test, v.level) == ("vae", "too unlikely", 0.0)
     with pytest.raises(ValueError, match="need an assessment from each"):
         meter.verdict({"vae": a(-1, 1, 1, 50.0, 50.0)})
 

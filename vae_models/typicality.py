@@ -344,9 +344,12 @@ def tail_probabilities(a: Assessment) -> dict[str, float]:
             "too simple": 1 - a.score_percentile / 100}
 
 
-def _extremeness(tails: dict[str, float]) -> tuple[float, str]:
-    """The image's most extreme test, weighted by its share of the budget: (tail probability / share, test)."""
-    return min((tails[test] / share, test) for test, share in TAIL_SHARES.items())
+def most_extreme_test(a: Assessment) -> tuple[float, int, str]:
+    """The image's most extreme test, weighted by its share of the budget: (tail probability / share, the test's
+    place in TAIL_SHARES, the test). A tie goes to the earlier test: a letter beyond every test digit on both
+    counts is "too unlikely" before it is "too simple"."""
+    tails = tail_probabilities(a)
+    return min((tails[test] / share, i, test) for i, (test, share) in enumerate(TAIL_SHARES.items()))
 
 
 @dataclass(frozen=True)
@@ -402,5 +405,7 @@ class JointMeter:
         """The one verdict on an image from each model's Assessment of it (the models of the references)."""
         if set(assessments) != set(self.references):
             raise ValueError(f"need an assessment from each of {sorted(self.references)}, got {sorted(assessments)}")
-        level, test, model = min((*_extremeness(tail_probabilities(a)), name) for name, a in assessments.items())
+        order = list(self.references)  # a tie between models goes to the first
+        level, _, test, _, model = min((*most_extreme_test(a), order.index(name), name)
+                                       for name, a in assessments.items())
         return JointVerdict(level < self.threshold, model, test, level, self.threshold)
