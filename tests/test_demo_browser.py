@@ -13,7 +13,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from demo import build_app, common, launch_settings, serving
 
-from demo.tiny_weights import make_tiny_weights
+from .meter_weights import tiny_weights_with_references
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -40,7 +40,7 @@ def shots(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory, mnist_dir):
-    app = build_app(weights_dir=make_tiny_weights(tmp_path_factory.mktemp("weights")), hub=False,
+    app = build_app(weights_dir=tiny_weights_with_references(tmp_path_factory.mktemp("weights")), hub=False,
                     data_dir=mnist_dir)
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
                            **launch_settings())  # as app.py serves it: the upload limit
@@ -87,6 +87,8 @@ def test_first_visit_shows_results_in_every_tab_without_a_click(page, shots):
         if tab != "Adversarial priors":  # every tab with a digit input offers examples
             expect(fresh.get_by_text("Examples: click one to run it").filter(visible=True).first).to_be_visible()
         fresh.screenshot(path=str(shots / f"first_visit_{tab.split()[0].lower()}.png"), full_page=True)
+    fresh.get_by_role("tab", name="Explore a digit", exact=True).click()  # the meter's one verdict, on first visit
+    expect(fresh.get_by_text("Verdict over VAE, DVAE, AVB, AAE:").filter(visible=True).first).to_be_visible()
     fresh.get_by_role("tab", name="Denoising", exact=True).click()
     expect(fresh.get_by_text("PSNR against the clean input, test digit 4 (a 2)")).to_be_visible()  # the first visit's
     fresh.get_by_text("gaussian", exact=True).filter(visible=True).first.click()  # an example: runs on click

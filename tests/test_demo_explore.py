@@ -25,11 +25,12 @@ from gradio_client.utils import Status
 from demo import live
 from demo.common import example_choices
 from demo.common import test_digits as bundled_digits
+from demo.tiny_weights import make_tiny_weights
 from train.recipe import RECIPES_DIR, read_recipe
 from vae_models import checkpoints, get_spec, load_model, typicality
 
-from demo.tiny_weights import make_tiny_weights
 from .hub_server import hub_env, start_hub_server
+from .meter_weights import tiny_weights_with_references
 
 REPO = Path(__file__).resolve().parents[1]
 NEW_ENDPOINTS = {"/every_model", "/traverse", "/train_live", "/stop_live", "/push_live"}
@@ -44,18 +45,6 @@ print("URL", url, flush=True)
 while True:
     time.sleep(3600)
 """
-
-
-def tiny_weights_with_references(root: Path) -> Path:
-    """The tiny checkpoints of the demo tests, with both meter references computed on the 20 bundled digits."""
-    make_tiny_weights(root)
-    digits = bundled_digits()[0]
-    for name in ("vae", "dvae", "avb", "aae"):
-        model = load_model(str(root / name))
-        for ref in typicality.build_references(model, digits, typicality.file_sha256(root / name / "model.safetensors"),
-                                               num_samples=8, num_quantiles=21):
-            typicality.save_reference(ref, root / name)
-    return root
 
 
 @pytest.fixture(scope="module")
