@@ -76,7 +76,8 @@ def split_half(references: dict) -> list[str]:
         log_px[name], scores[name] = lv[count], sv[count]
     meter = typicality.JointMeter(half)
     flagged = joint_flags(meter, log_px, scores)
-    rows = [f"| joint verdict, {len(references)} models | {flagged.sum()}/{len(count)} ({100 * flagged.mean():.2f} %) |"]
+    rows = [f"| joint verdict, {len(references)} models | {flagged.sum()}/{len(count)} "
+            f"({100 * flagged.mean():.2f} %) |"]
     union = np.zeros(len(count), bool)
     for name, (likelihood, corrected) in half.items():
         alone = alone_flags(likelihood, corrected, log_px[name], scores[name])
@@ -105,11 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     folders = {name: Path(args.weights) / name for name in MODELS}
     models = {name: load_model(str(f)) for name, f in folders.items()}
-    references = {name: (typicality.load_reference(f), typicality.load_reference(f, kind=typicality.ComplexityReference))
-                  for name, f in folders.items()}
+    references = {name: (typicality.load_reference(f),
+                         typicality.load_reference(f, kind=typicality.ComplexityReference)) for name, f in folders.items()}
     meter = typicality.JointMeter(references)
-    print(f"### The meter's one verdict over {', '.join(MODELS)}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+    print(f"### The meter's one verdict over {', '.join(MODELS)}: "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}\n")
     print(f"Joint threshold {meter.threshold:.5f} (flags {typicality.FLAG_RATE:g} % of the reference digits); each "
           f"model alone: {OLD_TAILS[0]:g} % + {OLD_TAILS[1]:g} % + {OLD_TAILS[2]:g} % per test.\n")
     print("**Real test digits, fitted on the other half** (out of sample)\n\n| verdict | flagged |\n|---|---|")

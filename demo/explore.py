@@ -6,7 +6,6 @@ dimensions. The models are those that declare each view (`spec`, vae_models/regi
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import torch
 
@@ -15,7 +14,7 @@ from vae_models import checkpoints, latent, typicality
 from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, intro, read_digit, seeded,
                      to_image)
 from .priors import _test_set
-from .weights import (ModelStore, ModelUnavailable, featured, label_judge, sampler_checkpoints,
+from .weights import (ModelStore, ModelUnavailable, featured, label_judge, reference_for, sampler_checkpoints,
                       traversal_checkpoints)
 
 MAX_DIMS, MAX_STEPS, SWEEP = 10, 15, 3.0  # sweep from -SWEEP to +SWEEP prior standard deviations
@@ -58,21 +57,6 @@ your digit's code, for the dimensions that carry the most information (average K
 
 
 # ------------------------------------------------------------------------------------------- every model
-
-
-@functools.lru_cache(maxsize=32)
-def _reference(folder: str, mtime: float, kind: type) -> typicality.LikelihoodReference:
-    return typicality.load_reference(folder, kind=kind)  # mtime in the key: a replaced file is read again
-
-
-def reference_for(store: ModelStore, name: str, kind: type = typicality.LikelihoodReference):
-    """The model's test-set reference of this kind (log p(x) or S(x)), or ReferenceError saying why there is none
-    (or why it is stale)."""
-    folder = store.folder(name)
-    path = Path(folder or "") / kind.FILE
-    if folder is None or not path.is_file():
-        raise typicality.ReferenceError(f"no {kind.FILE} beside the weights")
-    return _reference(str(folder), path.stat().st_mtime, kind)
 
 
 def meter(percentile: float, width: int = 20) -> str:

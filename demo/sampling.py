@@ -13,9 +13,8 @@ from vae_models.latent import INTERPOLATIONS, interpolation_frames, midpoint_dip
 from . import batching
 from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro, read_digit,
                      to_image)
-from .explore import reference_for
 from .weights import (ModelStore, ModelUnavailable, featured, interpolation_checkpoints, label_judge,
-                      latent_2d_checkpoints, path_judge, sampler_checkpoints)
+                      latent_2d_checkpoints, path_judge, reference_for, sampler_checkpoints)
 
 MAX_SAMPLES, MAX_STEPS, MAX_GRID = 100, 16, 30
 

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from vae_models import Checkpoint, ConfigError, ModelSpec, Unsupported, checkpoints
+from vae_models import Checkpoint, ConfigError, ModelSpec, Unsupported, checkpoints, typicality
 from vae_models.data import environment_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -325,3 +325,18 @@ class ModelStore:
             except ModelUnavailable as exc:
                 lines.append(f"- {exc}")
         return ("**Unavailable here** (the rest of the tab works):\n" + "\n".join(lines)) if lines else ""
+
+
+@functools.lru_cache(maxsize=32)
+def _reference(folder: str, mtime: float, kind: type) -> typicality.LikelihoodReference:
+    return typicality.load_reference(folder, kind=kind)  # mtime in the key: a replaced file is read again
+
+
+def reference_for(store: "ModelStore", name: str, kind: type = typicality.LikelihoodReference):
+    """The model's test-set reference of this kind (log p(x) or S(x)), or ReferenceError saying why there is none
+    (or why it is stale)."""
+    folder = store.folder(name)
+    path = Path(folder or "") / kind.FILE
+    if folder is None or not path.is_file():
+        raise typicality.ReferenceError(f"no {kind.FILE} beside the weights")
+    return _reference(str(folder), path.stat().st_mtime, kind)

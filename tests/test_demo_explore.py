@@ -206,7 +206,8 @@ def test_the_meter_row_names_its_most_extreme_test_and_the_verdict_the_deciding_
                                                likelihood, deciding=True)
     titles = {"vae": "VAE", "aae": "AAE"}
     flagged = explore.verdict_line(typicality.JointVerdict(True, "aae", "too likely", 1e-4, 2e-3), titles, 1000)
-    assert flagged.startswith("**Verdict over VAE, AAE: atypical, too likely.** The most extreme test of all is the AAE's")
+    assert flagged.startswith("**Verdict over VAE, AAE: atypical, too likely.** The most extreme test of all is "
+                              "the AAE's")
     typical = explore.verdict_line(typicality.JointVerdict(False, "vae", "too simple", 0.2, 2e-3), titles, 1000)
     assert typical.startswith("**Verdict over VAE, AAE: typical.**") and "the VAE's" in typical
     assert "the joint threshold, which 1.5 % of the 1000 test digits cross" in typical
