@@ -8,8 +8,7 @@ import pytest
 
 from demo import sampling
 from demo.common import example_choices, read_digit
-from demo.explore import reference_for
-from demo.weights import ModelStore, interpolation_checkpoints, label_judge, path_judge
+from demo.weights import ModelStore, interpolation_checkpoints, label_judge, path_judge, reference_for
 from tests.paths import REPO
 from vae_models import typicality
 from vae_models.latent import interpolation_frames
