@@ -23,6 +23,8 @@ from .weights import ModelUnavailable
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SCALE = 4  # grids are enlarged (nearest neighbour) so 28 px digits are visible on screen
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # matplotlib's tab10
 
 
 @functools.cache

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from vae_models import Unsupported
 from vae_models.export import EvalResult, ExportError, read_eval_results
 
-from .common import bind, first_visit, generator, intro, test_digits, to_image
+from .common import PALETTE, bind, first_visit, generator, intro, test_digits, to_image
 from .test_codes import encode, read_test_codes
 from .weights import ModelStore, latent_2d_checkpoints
 
@@ -21,8 +21,6 @@ from .weights import ModelStore, latent_2d_checkpoints
 # prefix. AIS-NLL is the one likelihood every model here has; the IS-NLL bound exists only for Gaussian posteriors.
 METRICS = {"AIS-NLL (nats)": "AIS-NLL", "IS-NLL bound (nats)": "IS-NLL", "classifier FD": "Classifier-feature FD",
            "prior MMD": "Prior MMD", "digit = component": "Conditional accuracy"}
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # matplotlib's tab10
 SIZE, MAX_POINTS = 300, 5000
 
 INTRO = """### Adversarial priors

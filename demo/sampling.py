@@ -11,8 +11,8 @@ from vae_models import ConfigError, checkpoints, typicality
 from vae_models.latent import INTERPOLATIONS, interpolation_frames, midpoint_dip
 
 from . import batching
-from .common import (bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro, read_digit,
-                     to_image)
+from .common import (PALETTE, bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro,
+                     read_digit, to_image)
 from .weights import (ModelStore, ModelUnavailable, featured, interpolation_checkpoints, label_judge,
                       latent_2d_checkpoints, path_judge, reference_for, sampler_checkpoints)
 
@@ -110,8 +110,6 @@ def moon_chart(curves: dict[str, dict[str, list[float]]], judge_title: str) -> I
     """Two panels side by side, one line per path (its colour in the legend): the classifier's confidence (0-1) and
     the meter percentile (0-100) against the frame."""
     from PIL import ImageDraw
-
-    from .priors import PALETTE
 
     titles = {CONFIDENCE: ("classifier's confidence in its top class", 1.0),
               PERCENTILE: (f"log p(x) percentile under the {judge_title}", 100.0)}
