@@ -31,7 +31,7 @@ import torch
 
 from vae_models import checkpoints, judge_checkpoint, load_model, typicality
 from vae_models.data import load_mnist
-from vae_models.latent import interpolation_frames, midpoint_dip
+from vae_models.latent import frame_measures, interpolation_frames, midpoint_dip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,10 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in (n for n, (c, _) in checkpoints().items() if c.interpolation):
         model = load_model(str(weights / name))
         frames = torch.cat([interpolation_frames(model, grey[a:a + 1], grey[b:b + 1], args.steps) for a, b in pairs])
-        with torch.no_grad():
-            confidence = classifier.eval()(frames).softmax(1).max(1).values.view(-1, args.steps)
-        log_px = typicality.log_likelihood(judge, frames)
-        percentile = torch.tensor([reference.percentile(float(v)) for v in log_px]).view(-1, args.steps)
+        measures = frame_measures(classifier, judge, reference, frames)
+        confidence, percentile = (v.view(-1, args.steps) for v in measures)
         for what, values in (("classifier confidence", confidence), (f"{args.judge} meter percentile", percentile)):
             dip = midpoint_dip(values)
             means = " · ".join(f"{float(v):.2f}" if what.startswith("classifier") else f"{float(v):.0f}"

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from vae_models import ConfigError, checkpoints, typicality
-from vae_models.latent import INTERPOLATIONS, interpolation_frames, midpoint_dip
+from vae_models.latent import INTERPOLATIONS, frame_measures, interpolation_frames, midpoint_dip
 
 from . import batching
 from .common import (PALETTE, bind, digit_examples, digit_inputs, example_choices, first_visit, generator, intro,
@@ -81,9 +81,7 @@ def judge_frames(store: ModelStore, frames: dict[str, torch.Tensor]):
         return None, f"The paths are not judged: {exc}"
     curves = {}  # measure -> {path title: values per frame}
     for title, f in frames.items():
-        confidence = classifier(f.to(classifier.device)).softmax(1).max(1).values.cpu().double()
-        log_px = typicality.log_likelihood(likelihood, f)
-        percentile = torch.tensor([reference.percentile(float(v)) for v in log_px], dtype=torch.float64)
+        confidence, percentile = frame_measures(classifier, likelihood, reference, f)
         curves.setdefault(CONFIDENCE, {})[title] = confidence.tolist()
         curves.setdefault(PERCENTILE, {})[title] = percentile.tolist()
     judge_title = checkpoints()[judge][0].title

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from . import typicality
 from .base import evaluating
 from .blocks import kl_standard_normal
 
@@ -104,3 +105,15 @@ def midpoint_dip(values: Tensor) -> Tensor:
     if values.shape[1] % 2 == 0:
         raise ValueError(f"a path needs an odd number of frames to have a middle one, got {values.shape[1]}")
     return (values[:, 0] + values[:, -1]) / 2 - values[:, values.shape[1] // 2]
+
+
+@torch.no_grad()
+def frame_measures(classifier: nn.Module, likelihood: nn.Module, reference, frames: Tensor
+                   ) -> tuple[Tensor, Tensor]:
+    """The moon example's two measures of each frame (N, 1, 28, 28), by models on neither path: the classifier's
+    probability of its top class, and the frame's log p(x) percentile among the reference's digits under the meter
+    of `likelihood` (`typicality.log_likelihood`; `reference` is its LikelihoodReference). Both (N,) float64."""
+    with evaluating(classifier):
+        confidence = classifier(frames.to(classifier.device)).softmax(1).max(1).values.cpu().double()
+    log_px = typicality.log_likelihood(likelihood, frames)
+    return confidence, torch.from_numpy(reference.percentiles(log_px.numpy())).double()
