@@ -21,7 +21,7 @@ def test_the_catalogue_is_the_recipes_in_the_registration_order_of_their_models(
                                    "aae", "aae-2d-gaussian", "aae-2d-mixture", "aae-2d-posterior-gaussian",
                                    "aae-2d-posterior-universal", "aae-2d-supervised", "aae-2d-clusters",
                                    "aae-clusters-16", "aae-clusters-30", "aae-semi-100", "aae-semi-100-seed1",
-                                   "aae-semi-100-seed2", "aae-semi-1000", "classifier"]
+                                   "aae-semi-100-seed2", "aae-semi-1000", "aae-semi-all", "classifier"]
     for name, (checkpoint, spec) in checkpoints().items():
         assert checkpoint.name == name and checkpoint.model == spec.name == vae_models.MODELS[spec.name].spec.name
 
