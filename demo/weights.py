@@ -259,15 +259,17 @@ class ModelStore:
     @functools.cached_property
     def revision(self) -> str:
         """What the results of this store's models depend on, as one SHA-256 (the result cache's key, demo/cache.py):
-        each checkpoint's source and the SHA-256 of its model.safetensors (a Hub snapshot's too: a pin can be a
-        tag), and the MNIST folder the latent scatters may encode. Other weights, other key."""
+        each checkpoint's source and the SHA-256 of every file in its folder (a Hub snapshot's too: a pin can be a
+        tag): the weights, and what is read beside them (the meter's references, eval_results.json, the test
+        codes); and the MNIST folder the latent scatters may encode. Other weights or references, other key."""
         h = hashlib.sha256(f"data_dir={self.data_dir}".encode())
         for name, entry in sorted(self._entries.items()):
             h.update(f"\n{name} {entry.source} ".encode())
-            weights = entry.folder / "model.safetensors" if entry.folder else None
-            if weights is not None and weights.is_file():  # a missing one: its features raise, nothing is stored
-                with open(weights, "rb") as f:
-                    h.update(hashlib.file_digest(f, "sha256").digest())
+            folder = entry.folder if entry.folder is not None and entry.folder.is_dir() else None
+            for path in sorted(folder.iterdir()) if folder else ():  # a missing folder: its features raise
+                if path.is_file():
+                    with open(path, "rb") as f:
+                        h.update(f"{path.name} ".encode() + hashlib.file_digest(f, "sha256").digest())
         return h.hexdigest()
 
     def names(self) -> list[str]:

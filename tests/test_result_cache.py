@@ -167,3 +167,16 @@ def test_every_image_a_cached_endpoint_returns_is_shown_as_png(server):
     images = [block for fn in app.fns.values() if getattr(fn.fn, "result_cache", False)
               for block in fn.outputs if isinstance(block, gr.Image)]
     assert images and all(block.format == "png" for block in images)
+
+
+def test_other_meter_references_beside_the_same_weights_are_a_miss(tmp_path):
+    """The every-model table reads the meter's references beside the weights: the same weights with references
+    written (or rewritten) later are another key, so no table computed without them is served."""
+    from tests.meter_weights import tiny_weights_with_references
+
+    bare = ModelStore(make_tiny_weights(tmp_path / "bare"), hub=False)
+    metered = ModelStore(tiny_weights_with_references(tmp_path / "metered"), hub=False)
+    assert bare.revision != metered.revision
+    reference = tmp_path / "metered" / "vae" / "likelihood_reference.json"
+    reference.write_text(reference.read_text().replace('"size": 20', '"size": 20 '))  # one byte more
+    assert ModelStore(tmp_path / "metered", hub=False).revision != metered.revision
