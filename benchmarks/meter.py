@@ -54,12 +54,7 @@ def alone_flags(likelihood, corrected, log_px: np.ndarray, scores: np.ndarray) -
 
 
 def joint_flags(meter: typicality.JointMeter, log_px: dict, scores: dict) -> np.ndarray:
-    levels = None
-    for name, (likelihood, corrected) in meter.references.items():
-        lp, sp = likelihood.percentiles(log_px[name]) / 100, corrected.percentiles(scores[name]) / 100
-        for tail, share in zip((lp, 1 - lp, 1 - sp), typicality.TAIL_SHARES.values()):
-            levels = tail / share if levels is None else np.minimum(levels, tail / share)
-    return levels < meter.threshold
+    return meter.levels({name: (log_px[name], scores[name]) for name in meter.references}) < meter.threshold
 
 
 def split_half(references: dict) -> list[str]:

@@ -6,8 +6,9 @@ that the app's "how digit-like is this" meter places a digit on.
 
 Only models with an unconditional likelihood get them (an AE folder is an error); the AAE's log p(x) is estimated by
 AIS (`typicality.estimator`), ~10 min for the 10,000 test digits on one core, the others' by importance sampling.
-Each file holds every test digit's value, which the meter's one verdict over all the models is calibrated on. Rerun after retraining: the files record
-the SHA-256 of the weights they were computed with, and the app and the tests refuse a reference of other weights.
+Each file holds every test digit's value, which the meter's one verdict over all the models is calibrated on.
+Rerun after retraining: the files record the SHA-256 of the weights they were computed with, and the app and the
+tests refuse a reference of other weights.
 """
 
 from __future__ import annotations

@@ -392,14 +392,20 @@ class JointMeter:
         if len(sizes) != 1:
             raise ReferenceError(f"the references are of different digit sets: {sorted(sizes)}")
         self.references = dict(references)
-        levels = np.full(next(iter(sizes))[2], np.inf)
-        for likelihood, corrected in self.references.values():
-            lp = likelihood.percentiles(np.asarray(likelihood.values)) / 100
-            sp = corrected.percentiles(np.asarray(corrected.values)) / 100
+        self.reference_levels = self.levels({name: (np.asarray(likelihood.values), np.asarray(corrected.values))
+                                             for name, (likelihood, corrected) in self.references.items()})
+        self.threshold = float(np.quantile(self.reference_levels, FLAG_RATE / 100))
+
+    def levels(self, values: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The joint statistic of many images at once from each model's (log p(x), S(x)) arrays of them: per image,
+        its most extreme test's tail probability over the test's share (flagged below `threshold`)."""
+        levels = None
+        for name, (likelihood, corrected) in self.references.items():
+            lp = likelihood.percentiles(values[name][0]) / 100
+            sp = corrected.percentiles(values[name][1]) / 100
             for tail, share in zip((lp, 1 - lp, 1 - sp), TAIL_SHARES.values()):
-                levels = np.minimum(levels, tail / share)
-        self.reference_levels = levels
-        self.threshold = float(np.quantile(levels, FLAG_RATE / 100))
+                levels = tail / share if levels is None else np.minimum(levels, tail / share)
+        return levels
 
     def verdict(self, assessments: dict[str, Assessment]) -> JointVerdict:
         """The one verdict on an image from each model's Assessment of it (the models of the references)."""
