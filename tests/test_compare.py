@@ -11,7 +11,7 @@ import torch
 from train import compare
 from train import evaluate as evaluation
 from vae_models import load_model
-from vae_models.metrics import importance_sampled_nll
+from vae_models.metrics import elbo, importance_sampled_nll
 from tests.paths import MNIST_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +49,25 @@ def test_the_comparison_record_is_the_difference_of_the_two_models_bounds_on_the
                                                                  round(difference, 4))
     assert record["details"]["std_error"] == round(std_error, 4)
     assert record["details"]["share_better"] == round(float((nll[0] < nll[1]).double().mean()), 4)
+
+
+def test_the_elbo_comparison_is_the_difference_of_the_two_models_bounds_averaged_over_draws(tmp_path):
+    first, second = tmp_path / "dvae", tmp_path / "vae"
+    shutil.copytree(ROOT / "pretrained/dvae", first)
+    shutil.copytree(ROOT / "pretrained/vae", second)
+    assert compare.main([str(first), str(second), "--data-dir", str(MNIST_DIR), "--limit", "12", "--bound", "elbo",
+                         "--num-samples", "3", "--seed", "3"]) == 0
+    _, binary, _ = evaluation.test_set(str(MNIST_DIR), 12, 3)
+    negative_elbo = []
+    for model in (load_model(first), load_model(second)):
+        torch.manual_seed(3)
+        negative_elbo.append(-torch.stack([elbo(model, binary) for _ in range(3)]).mean(0))
+    difference, std_error = compare.paired_difference(*negative_elbo)
+    record = json.loads((first / "eval_results.json").read_text())["results"][-1]
+    assert (record["name"], record["value"]) == ("Negative ELBO minus vae (3 draws, paired)", round(difference, 4))
+    assert record["details"]["std_error"] == round(std_error, 4)
+    assert record["details"]["own_nll"] == round(float(negative_elbo[0].mean()), 4)
+    assert "--bound elbo" in record["command"]
 
 
 def test_a_model_without_an_importance_weighted_bound_is_refused(capsys):

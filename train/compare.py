@@ -1,7 +1,8 @@
-"""Compare two exports' test likelihoods digit by digit: the mean difference of their IS-NLL and its paired
-standard error.
+"""Compare two exports' test likelihoods digit by digit: the mean difference of their IS-NLL (or of their ELBO) and
+its paired standard error.
 
     python -m train.compare runs/reproduce/dvae-low-noise runs/reproduce/vae-dvae-budget --data-dir ../shared/data/mnist
+    python -m train.compare ... --bound elbo --num-samples 10    # the variational bound itself, 10 draws per digit
 
 A claim such as "the denoising criterion improves the bound" (Im et al. 2017) or "AVB fits better than a VAE"
 compares two models on the same test digits. Their own standard errors (~0.3 nats each on 10,000 digits) mostly
@@ -9,7 +10,9 @@ measure how hard the digits are, which both models share; the standard error of 
 sd(d) / sqrt(n) with d_i = NLL_A(x_i) - NLL_B(x_i), is the one that says whether the two differ. Both models are
 scored by the same estimator, minus the k-sample importance-weighted bound (Burda et al. 2015, eq. 8, k = 5000 by
 default), on the same digits, binarised once with one seed (train.evaluate's test set); a negative difference
-means A gives the digits more likelihood.
+means A gives the digits more likelihood. `--bound elbo` compares the evidence lower bounds instead (Kingma & Welling
+2013, eq. 10: the KL in closed form, the reconstruction term averaged over `--num-samples` posterior draws): the
+bound a paper's table may report, where the IS-NLL is closer to log p(x) itself.
 
 The result is written into A's eval_results.json (merged: a record of the same name is replaced) as
 "IS-NLL minus <B's folder name> (k=K, paired)" with the difference as its value and the paired standard error, B's
@@ -29,7 +32,7 @@ import torch
 from vae_models import CheckpointError, ConfigError, load_model
 from vae_models.data import environment_options
 from vae_models.export import EvalResult, ExportError, read_eval_results, training_dataset, write_eval_results
-from vae_models.metrics import importance_sampled_nll
+from vae_models.metrics import elbo, importance_sampled_nll
 
 from .evaluate import gets_is_nll, test_set
 
@@ -49,7 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("second", help="export B, the baseline")
     p.add_argument("--data-dir", default=environment_options()["data_dir"], help="folder with the MNIST IDX files")
     p.add_argument("--data-source", default=environment_options()["source"], choices=["idx", "hub"])
-    p.add_argument("--num-samples", type=int, default=5000, help="importance samples k per test digit")
+    p.add_argument("--bound", choices=["is", "elbo"], default="is",
+                   help="is: the k-sample importance-weighted bound (default); elbo: the evidence lower bound")
+    p.add_argument("--num-samples", type=int, default=5000, help="importance samples k per test digit (--bound elbo: "
+                   "posterior draws averaged per digit)")
     p.add_argument("--limit", type=int, help="use only the first N test digits")
     p.add_argument("--seed", type=int, default=0, help="seed of the binarisation and of the importance samples")
     p.add_argument("--output", default="eval_results.json", help="file name inside A's folder")
@@ -81,21 +87,35 @@ def main(argv: list[str] | None = None) -> int:
     for model in models:
         torch.manual_seed(args.seed)
         scored = binary if model.config.pixel_likelihood.binary else grey
-        nll.append(importance_sampled_nll(model, scored, num_samples=args.num_samples, progress=True))
+        if args.bound == "is":
+            nll.append(importance_sampled_nll(model, scored, num_samples=args.num_samples, progress=True))
+        else:
+            nll.append(-torch.stack([elbo(model, scored) for _ in range(args.num_samples)]).mean(0))
     difference, std_error = paired_difference(*nll)
     k, n, other = args.num_samples, len(binary), Path(args.second).name
+    if args.bound == "is":
+        name = f"IS-NLL minus {other} (k={k}, paired)"
+        what = (f"-log p(x) minus {other}'s, both by the importance-weighted bound (Burda et al. 2015, eq. 8) with "
+                f"k={k}")
+        better = "more likelihood"
+    else:
+        name = f"Negative ELBO minus {other} ({k} draws, paired)"
+        what = (f"negative ELBO minus {other}'s, both the evidence lower bound of Kingma & Welling 2013, eq. 10 (KL "
+                f"in closed form where the posterior is Gaussian), each digit's reconstruction term averaged over {k} "
+                "posterior draws")
+        better = "the better bound"
     record = EvalResult(
-        f"IS-NLL minus {other} (k={k}, paired)", "nll_difference", round(difference, 4), dataset, "test",
-        f"mean over the same test digits of this model's -log p(x) minus {other}'s, both by the importance-weighted "
-        f"bound (Burda et al. 2015, eq. 8) with k={k} on the test set binarised once (seed {args.seed}); std_error is "
-        "the paired one, sd of the per-digit differences / sqrt(n); < 0: this model gives the digits more likelihood",
+        name, "nll_difference", round(difference, 4), dataset, "test",
+        f"mean over the same test digits of this model's {what} on the test set binarised once (seed {args.seed}); "
+        f"std_error is the paired one, sd of the per-digit differences / sqrt(n); < 0: this model gives the digits "
+        f"{better}",
         {"num_images": n, "std_error": round(std_error, 4), "units": "nats", "baseline": other,
          "own_nll": round(float(nll[0].mean()), 4), "baseline_nll": round(float(nll[1].mean()), 4),
          "share_better": round(float((nll[0] < nll[1]).double().mean()), 4)}, command)
     old = read_eval_results(args.first, args.output) or []
     write_eval_results(args.first, [r for r in old if r.name != record.name] + [record], args.output)
     print(f"{Path(args.first).name}: {record.details['own_nll']:.2f}  {other}: {record.details['baseline_nll']:.2f}  "
-          f"difference {difference:+.3f} ± {std_error:.3f} nats (paired s.e., {n} digits, k={k}); "
+          f"difference {difference:+.3f} ± {std_error:.3f} nats (paired s.e., {n} digits, {args.bound} k={k}); "
           f"{record.details['share_better']:.1%} of digits better; written to {Path(args.first) / args.output}")
     return 0
 
