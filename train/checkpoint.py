@@ -157,6 +157,12 @@ def load(folder: Path, model, optimizers, rank: int = 0) -> list[torch.Tensor] |
     torch.set_rng_state(rng["cpu"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state(rng["cuda"])
+    return _moving_average(folder, model, device)
+
+
+def _moving_average(folder: Path, model, device) -> list[torch.Tensor] | None:
+    """The checkpoint's moving average, one tensor per floating-point entry of the model's state_dict in order (the
+    trainer's `averaged` weights), or None when the run keeps none."""
     if not (folder / "ema.safetensors").is_file():
         return None
     ema = _tensors(folder / "ema.safetensors")
@@ -165,3 +171,24 @@ def load(folder: Path, model, optimizers, rank: int = 0) -> list[torch.Tensor] |
             ema[str(i)].shape != w.shape for i, w in enumerate(weights)):
         raise CheckpointError(f"{folder / 'ema.safetensors'} does not fit the model's weights")
     return [ema[str(i)].to(device) for i in range(len(weights))]
+
+
+def checkpoint_folders(output_dir: Path) -> list[Path]:
+    """Every complete checkpoint the run keeps, oldest first."""
+    root = Path(output_dir) / CHECKPOINTS
+    return sorted(p for p in root.glob("step_*") if p.is_dir() and (p / STATE).is_file())
+
+
+def load_weights(folder: Path, model) -> int:
+    """Load a checkpoint's weights into `model` as its export would hold them: the moving average where the run
+    keeps one, else the weights themselves (no optimiser or RNG state). Returns the checkpoint's step."""
+    state = read_state(folder)
+    try:
+        model.load_state_dict(_tensors(folder / "model.safetensors"), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{folder / 'model.safetensors'} does not fit the model: {exc}") from exc
+    ema = _moving_average(folder, model, next(model.parameters()).device)
+    if ema is not None:
+        weights = [t for t in model.state_dict().values() if t.is_floating_point()]
+        torch._foreach_copy_(weights, ema)
+    return state["step"]
