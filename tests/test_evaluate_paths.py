@@ -2,6 +2,7 @@
 .metrics): the same digits, labels, seeds, settings and batches give the same numbers; its metric table, its
 Python call and its command line, and the merging of partial results."""
 
+import dataclasses
 import math
 import shlex
 from pathlib import Path
@@ -365,6 +366,29 @@ def test_avbs_gap_record_is_its_objectives_seeded_elbo_minus_the_ais_log_likelih
     assert (records["AIS-NLL"].dataset, records["AIS-NLL"].split, records["AIS-NLL"].command) == ("mnist", "test", "cmd")
 
 
+def test_a_2d_models_ais_error_is_its_ais_nll_minus_the_quadrature_on_the_same_digits():
+    """AIS on the first 7 of 12 digits; the quadrature on exactly those 7, on Exact-NLL's grid, is what AIS is
+    measured against (per digit, then the mean and its standard error)."""
+    from vae_models.quadrature import latent_grid, quadrature_log_likelihood
+
+    torch.manual_seed(0)
+    model = build_model("vae", hidden_dims=[8], latent_dim=2).eval()
+    settings = dataclasses.replace(ais_settings(limit=7, seed=3), exact_spacing=0.1)
+    data = evaluation.test_set(str(MNIST_DIR), 12, 3)
+    records = {r.name: r for r in evaluation.evaluate(model, ["ais"], data, settings=settings, command="cmd")}
+    _, _, details, nll = evaluation.ais_entry(model, data[1], data[2], settings)
+    exact = -quadrature_log_likelihood(model, data[1][:7], grid=latent_grid(model, spacing=0.1)).log_px
+    error = nll - exact
+    r = records["AIS-NLL minus Exact-NLL"]
+    assert (r.type, r.value) == ("nll_difference", round(float(error.mean()), 4))
+    assert r.details == {"num_images": 7, "std_error": round(float(error.std() / math.sqrt(7)), 4), "units": "nats",
+                         "exact_nll": round(float(exact.mean()), 4), "bdmc_gap": details["bdmc_gap"],
+                         "within_bdmc_gap": abs(float(error.mean())) <= details["bdmc_gap"]}
+    higher = build_model("vae", hidden_dims=[8], latent_dim=3).eval()  # no quadrature beyond 2-D
+    assert "AIS-NLL minus Exact-NLL" not in {r.name for r in evaluation.evaluate(higher, ["ais"], data,
+                                                                                 settings=settings, command="c")}
+
+
 def test_conditional_samples_are_drawn_from_a_generator_seeded_with_the_seed(monkeypatch):
     """The conditional accuracy repeats run to run: its samples come from torch.Generator().manual_seed(--seed)."""
     real, states = evaluation.conditional_accuracy, []
@@ -497,7 +521,7 @@ def test_ais_from_the_posterior_is_recorded_in_the_ais_records_details_and_estim
     torch.manual_seed(0)
     model = build_model("vae", hidden_dims=[8], latent_dim=2).eval()
     data = evaluation.test_set(str(MNIST_DIR), 10, 3)
-    (record,) = evaluation.evaluate(model, ["ais"], data, settings=ais_settings(start="posterior"))
+    record, _ = evaluation.evaluate(model, ["ais"], data, settings=ais_settings(start="posterior"))  # and its error
     assert record.details["start"] == "posterior"
     assert "by annealed importance sampling (Neal 2001; Wu et al. 2017) from the encoder's moment-matched Gaussian " \
            "q(z|x) with HMC transitions" in record.estimator
