@@ -54,7 +54,9 @@ class CategoricalAAEConfig(PixelLikelihoodConfig):
     latent_dim: int = 10  # dimension of the style code z (the paper: 10 for semi-supervised MNIST, 5 for clustering)
     num_clusters: int = 16  # K, the categories of y; a semi-supervised model needs one per digit (10)
     semi_supervised: bool = False  # the classification phase: q(y|x) learns the labels of a labelled minibatch
-    adversarial_weight: float = 1.0  # weight of the encoder's two adversarial terms in the generator loss
+    adversarial_weight: float = 1.0  # weight of the encoder's two adversarial terms in the generator loss (with
+    #   regularisation_phase they are that phase's whole loss, stepped by its own Adam, which a loss's scale does
+    #   not change up to Adam's epsilon: so the weight matters only without that phase)
     classification_weight: float = 1.0  # weight of the labelled minibatch's cross-entropy (semi_supervised only)
     discriminator_hidden_dims: tuple[int, ...] = (1000, 1000)  # widths of each adversary's MLP (D_y and D_z)
     regularisation_phase: bool = True  # the paper's separate regularisation step: the encoder fools both adversaries
