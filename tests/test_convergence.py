@@ -2,6 +2,7 @@
 over the last 10 % of the run."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -65,3 +66,12 @@ def test_a_run_that_held_no_digits_out_is_refused(tmp_path, capsys):
     torch.set_flush_denormal(False)
     assert convergence.main([str(tmp_path / "run"), str(tmp_path / "export"), "--data-dir", str(MNIST_DIR)]) == 2
     assert "names no validation digits" in capsys.readouterr().err
+
+
+def test_a_tampered_checkpoint_is_refused_with_its_path(averaged_run, tmp_path, capsys):
+    run, export = averaged_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "checkpoints" / "step_0000008" / "model.safetensors").write_bytes(b"not safetensors")
+    assert convergence.main([str(copy), str(export), "--data-dir", str(MNIST_DIR), "--limit", "4"]) == 2
+    assert "step_0000008/model.safetensors is not a readable safetensors file" in capsys.readouterr().err

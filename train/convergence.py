@@ -91,22 +91,20 @@ def main(argv: list[str] | None = None) -> int:
         scored = grey if not model.config.pixel_likelihood.binary else \
             torch.bernoulli(grey, generator=torch.Generator().manual_seed(args.seed))
         curve = [(ckpt.read_state(folder)["step"], folder) for folder in folders]
+        if not any(step < total for step, _ in curve):
+            raise ExportError(f"{args.run} keeps no checkpoint before the end of the run")
+        nll = {}
+        for step, folder in curve:
+            ckpt.load_weights(folder, model)
+            nll[step] = validation_nll(model, scored, labels, args.num_samples, args.seed)
+            print(f"step {step:>9,} ({step / total:6.1%}): validation NLL {float(nll[step].mean()):.3f}", flush=True)
     except (CheckpointError, ConfigError, ExportError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    nll = {}
-    for step, folder in curve:
-        ckpt.load_weights(folder, model)
-        nll[step] = validation_nll(model, scored, labels, args.num_samples, args.seed)
-        print(f"step {step:>9,} ({step / total:6.1%}): validation NLL {float(nll[step].mean()):.3f}", flush=True)
     final = load_model(args.export)
     nll[total] = validation_nll(final, scored, labels, args.num_samples, args.seed)
     print(f"step {total:>9,} (export): validation NLL {float(nll[total].mean()):.3f}")
-    start = min((step for step in nll if step < total), key=lambda step: abs(step - (1 - LAST_SHARE) * total),
-                default=None)
-    if start is None:
-        print(f"error: {args.run} keeps no checkpoint before the end of the run", file=sys.stderr)
-        return 2
+    start = min((step for step in nll if step < total), key=lambda step: abs(step - (1 - LAST_SHARE) * total))
     change, std_error = paired_difference(nll[total], nll[start])
     how = ("-log p(x) by quadrature (train.evaluate's Exact-NLL)" if has_exact_likelihood(final) else
            f"the importance-weighted bound, k={args.num_samples}")
