@@ -77,7 +77,7 @@ def test_reproduce_quick_trains_evaluates_and_cards_without_overwriting(tmp_path
     export = out / "vae-2d"
     record = read_training_record(export)
     assert record.command.startswith("python -m train --config recipes/vae-2d.json ") and record.steps == 200
-    assert record.args["optimizer"] == "adam" and record.args["model_config"] == {"hidden_dims": [400, 200],
+    assert record.args["optimizer"] == "adam-fused" and record.args["model_config"] == {"hidden_dims": [400, 200],
                                                                                   "latent_dim": 2}
     results = {r.type: r for r in read_eval_results(export)}
     assert {"nll", "psnr", "classifier_fd", "mmd"} <= set(results) and results["nll"].details["num_images"] == 100
