@@ -237,9 +237,11 @@ def test_evaluate_ais_only_merges_ais_nll_with_its_bdmc_gap(tmp_path):
             str(tmp_path / "none")]
     assert evaluate_main(argv) == 0
     avb = [vars(r) for r in read_eval_results(tmp_path / "avb")]
-    # The proposal-dominated IS-NLL is gone; AIS-NLL and the check of T's KL against it are in.
-    assert [e["name"] for e in avb] == ["Prior MMD", "AIS-NLL", "Objective ELBO minus AIS log-likelihood"]
-    entry, gap = avb[1], avb[2]
+    # The proposal-dominated IS-NLL is gone; AIS-NLL, its error against the quadrature (a 2-D code) and the check
+    # of T's KL against it are in.
+    assert [e["name"] for e in avb] == ["Prior MMD", "AIS-NLL", "AIS-NLL minus Exact-NLL",
+                                        "Objective ELBO minus AIS log-likelihood"]
+    entry, gap = avb[1], avb[3]
     assert gap["value"] == pytest.approx(gap["details"]["objective_elbo"] + entry["value"], abs=1e-3)
     assert entry["type"] == "nll" and 0 < entry["value"] < 784 * math.log(2) * 2
     details = entry["details"]
@@ -259,8 +261,8 @@ def test_evaluate_ais_limit_below_one_batch_scores_exactly_those_digits(tmp_path
             "--ais-batch", "2", "--ais-steps", "4", "--ais-chains", "2", "--bdmc-digits", "2", "--classifier",
             str(tmp_path / "none")]
     assert evaluate_main(argv) == 0
-    ais, gap = [vars(r) for r in read_eval_results(tmp_path / "avb")]
-    assert ais["details"]["num_images"] == 5 and gap["details"]["num_images"] == 5
+    ais, error, gap = [vars(r) for r in read_eval_results(tmp_path / "avb")]
+    assert ais["details"]["num_images"] == error["details"]["num_images"] == gap["details"]["num_images"] == 5
 
 
 @pytest.mark.parametrize("option", [["--device", "no-such-device"], ["--ais-batch", "0"]])

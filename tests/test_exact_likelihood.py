@@ -205,11 +205,12 @@ def test_refining_the_bundled_2d_vaes_grid_moves_log_px_by_less_than_the_stated_
 
 
 def test_every_bundled_exact_nll_moved_less_than_a_hundredth_of_a_nat_when_its_grid_spacing_halved():
-    """The target of the exact likelihood: on all 10,000 test digits, halving the spacing (0.04 -> 0.02) changes
-    the mean -log p(x) by < 0.01 nats, for every bundled 2-D export that records it."""
+    """The target of the exact likelihood: on all 10,000 test digits, halving the spacing (to the default 0.02, or
+    to a finer grid where a sharp posterior needs it) changes the mean -log p(x) by < 0.01 nats, for every bundled
+    2-D export that records it."""
     records = [r for folder in sorted((ROOT / "pretrained").iterdir()) if folder.is_dir()
                for r in read_eval_results(folder) or [] if r.name == "Exact-NLL"]
     assert len(records) >= 7
     for r in records:
-        assert r.details["num_images"] == 10000 and r.details["spacing"] == 0.02
+        assert r.details["num_images"] == 10000 and r.details["spacing"] <= 0.02
         assert r.details["spacing_change_of_mean"] < 0.01
