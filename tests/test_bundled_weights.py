@@ -42,7 +42,8 @@ def test_export_loads_strictly_and_has_its_evaluation(name):
     assert entries, f"{name}: no or empty eval_results.json"
     for entry in entries:
         assert entry.dataset and entry.split and entry.type, entry
-        assert math.isfinite(entry.value) and entry.command.startswith(("python -m train.evaluate", "python -m train.compare"))
+        assert math.isfinite(entry.value) and entry.command.startswith(
+            ("python -m train.evaluate", "python -m train.compare", "python -m train.convergence"))
     card = ModelCard.load(folder / "README.md")
     reported = {(r.metric_name, r.metric_value) for r in card.data.eval_results or []}
     assert reported == {(e.name, e.value) for e in entries}, f"{name}: card and eval_results.json differ"
