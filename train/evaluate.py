@@ -19,7 +19,8 @@ the model declares (`model.spec`, vae_models/registry.py), and a model gets thos
                                                     Gaussian proposal q(z|x)) from the encoder's moment-matched
                                                     Gaussian, with the BDMC gap on digits simulated from the model;
                                                     learned_kl (AVB) also: the objective's ELBO estimate minus the
-                                                    AIS log p(x)
+                                                    AIS log p(x); a 2-D code also: AIS-NLL minus the quadrature's
+                                                    -log p(x) on the same digits (AIS's own error)
     exact (opt-in:         needs_ais and a 2-D      Exact-NLL: -log p(x) (label-conditional: -log p(x|y)) by quadrature
       --exact)             code                     on a grid over the prior's support (vae_models/quadrature.py), with
                                                     what halving the spacing and widening the support changed,
