@@ -7,7 +7,7 @@ computed from. A codes file whose digest does not match the weights beside it is
 encodes the test set itself when it can read it). It travels with the weights: `python -m train.publish` pushes it
 into the model repo, and Hub mode downloads it with the weights at the same pinned revision.
 
-    python -m demo.test_codes pretrained --data-dir ../shared/data/mnist     # (re)write every 2-D export's file
+    python -m demo.test_codes pretrained --data-dir ../shared/data/mnist     # write each 2-D export's file that is missing or stale
 """
 
 from __future__ import annotations
@@ -108,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no export with a 2-D code under {args.root}", file=sys.stderr)
         return 1
     for folder in folders:
-        print(f"wrote {write_test_codes(folder, images, labels)}")
+        if read_test_codes(folder) is not None:  # computed from these very weights: rewriting changes nothing
+            print(f"kept {folder / FILENAME} (in sync with its weights)")
+        else:
+            print(f"wrote {write_test_codes(folder, images, labels)}")
     return 0
 
 

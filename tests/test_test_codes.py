@@ -71,3 +71,20 @@ def test_scatter_from_stored_codes_equals_scatter_from_the_encoded_test_set(tmp_
     # without codes and without the test set, only the 20 bundled digits remain, and the note says so
     bare = priors.latent_scatter(ModelStore(without, hub=False, data_dir=str(tmp_path / "nowhere")), 2000, 3)
     assert "20 of the 20 bundled test digits" in bare[-1]
+
+
+def test_rerunning_the_writer_keeps_codes_in_sync_and_rewrites_stale_ones(tmp_path, mnist_dir):
+    from demo.test_codes import main
+
+    shutil.copytree(PRETRAINED / "vae-2d", tmp_path / "vae-2d")
+    shutil.copytree(PRETRAINED / "aae-2d-gaussian", tmp_path / "aae-2d-gaussian")
+    stale = tmp_path / "aae-2d-gaussian"
+    tiny = make_tiny_weights(tmp_path / "tiny")
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(tiny / "aae-2d-gaussian" / name, stale / name)
+    kept = (tmp_path / "vae-2d" / FILENAME).read_bytes()
+    os.utime(tmp_path / "vae-2d" / FILENAME, ns=(0, 0))
+    assert main([str(tmp_path), "--data-dir", str(mnist_dir)]) == 0
+    in_sync = tmp_path / "vae-2d" / FILENAME
+    assert in_sync.stat().st_mtime_ns == 0 and in_sync.read_bytes() == kept  # not rewritten
+    assert read_test_codes(stale) is not None  # the stale one was recomputed from its new weights
