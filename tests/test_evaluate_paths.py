@@ -14,7 +14,7 @@ from train import evaluate as evaluation
 from train.evaluate import EvalError, EvalSettings
 from vae_models import build_model, load_model
 from vae_models.ais import ais_log_likelihood, bdmc, simulate
-from vae_models.export import EvalResult, read_eval_results
+from vae_models.export import EvalResult, merge_eval_results, read_eval_results
 from tests.paths import MNIST_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,9 +100,12 @@ def test_ais_only_results_replace_their_namesakes_and_a_stale_is_nll_is_dropped(
         write_eval_results(folder, old, "ais.json")  # --output ais.json: the file merged with is that one
         write_eval_results(folder, [record("Other")], "eval_results.json")
         spec = build_model(name, hidden_dims=[8], latent_dim=2).spec
-        merged = evaluation.merged(str(folder), new, spec, "ais.json")
+        merge_eval_results(folder, new, "ais.json", stale=evaluation.stale_for(spec))
+        merged = read_eval_results(folder, "ais.json")
         assert [r.name for r in merged] == kept and merged[-1].value == 88.0
-    assert evaluation.merged(str(tmp_path / "none"), new, spec, "eval_results.json") == new  # nothing to merge with
+        assert [r.name for r in read_eval_results(folder)] == ["Other"]  # the other file is untouched
+    merge_eval_results(tmp_path / "none", new, stale=evaluation.stale_for(spec))
+    assert read_eval_results(tmp_path / "none") == new  # nothing to merge with: the file holds the new records
 
 
 @pytest.fixture(scope="module")

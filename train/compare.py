@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import sys
 from pathlib import Path
 
 import torch
 
 from vae_models import CheckpointError, ConfigError, load_model
-from vae_models.data import environment_options
-from vae_models.export import EvalResult, ExportError, read_eval_results, training_dataset, write_eval_results
+from vae_models.export import EvalResult, ExportError, merge_eval_results, training_dataset
 from vae_models.metrics import elbo, importance_sampled_nll
 
 from .evaluate import gets_is_nll, test_set
+from .options import add_data_options, invocation
 
 
 def paired_difference(nll_a: torch.Tensor, nll_b: torch.Tensor) -> tuple[float, float]:
@@ -50,8 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("first", help="export A (its eval_results.json receives the comparison)")
     p.add_argument("second", help="export B, the baseline")
-    p.add_argument("--data-dir", default=environment_options()["data_dir"], help="folder with the MNIST IDX files")
-    p.add_argument("--data-source", default=environment_options()["source"], choices=["idx", "hub"])
+    add_data_options(p)
     p.add_argument("--bound", choices=["is", "elbo"], default="is",
                    help="is: the k-sample importance-weighted bound (default); elbo: the evidence lower bound")
     p.add_argument("--num-samples", type=int, default=5000, help="importance samples k per test digit (--bound elbo: "
@@ -67,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", "-m", "train.compare", *(sys.argv[1:] if argv is None else argv)])
+    command = invocation("train.compare", argv)
     try:
         models = [load_model(path) for path in (args.first, args.second)]
         datasets = {training_dataset(path) for path in (args.first, args.second)}
@@ -112,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         {"num_images": n, "std_error": round(std_error, 4), "units": "nats", "baseline": other,
          "own_nll": round(float(nll[0].mean()), 4), "baseline_nll": round(float(nll[1].mean()), 4),
          "share_better": round(float((nll[0] < nll[1]).double().mean()), 4)}, command)
-    old = read_eval_results(args.first, args.output) or []
-    write_eval_results(args.first, [r for r in old if r.name != record.name] + [record], args.output)
+    merge_eval_results(args.first, [record], args.output)
     print(f"{Path(args.first).name}: {record.details['own_nll']:.2f}  {other}: {record.details['baseline_nll']:.2f}  "
           f"difference {difference:+.3f} ± {std_error:.3f} nats (paired s.e., {n} digits, {args.bound} k={k}); "
           f"{record.details['share_better']:.1%} of digits better; written to {Path(args.first) / args.output}")

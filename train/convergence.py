@@ -22,21 +22,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import sys
 from pathlib import Path
 
 import torch
 
 from vae_models import CheckpointError, ConfigError, load_model
-from vae_models.data import environment_options
-from vae_models.export import EvalResult, ExportError, read_eval_results, read_training_record, write_eval_results
+from vae_models.export import EvalResult, ExportError, merge_eval_results, read_training_record
 from vae_models.metrics import importance_sampled_nll
 from vae_models.quadrature import quadrature_log_likelihood
 
 from . import checkpoint as ckpt
 from .compare import paired_difference
 from .evaluate import gets_is_nll, has_exact_likelihood, validation_set
+from .options import add_data_options, invocation
 
 LAST_SHARE = 0.1  # "the last 10 % of the run"
 FLAT_TOLERANCE = 0.1  # nats: a change of the mean validation NLL below this over the last 10 % is "flat"
@@ -58,8 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.convergence", description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="the run folder (its checkpoints/)")
     p.add_argument("export", help="the export the run ended with (receives the record)")
-    p.add_argument("--data-dir", default=environment_options()["data_dir"], help="folder with the MNIST IDX files")
-    p.add_argument("--data-source", default=environment_options()["source"], choices=["idx", "hub"])
+    add_data_options(p)
     p.add_argument("--num-samples", type=int, default=1000, help="importance samples k per digit (models scored "
                    "by their bound)")
     p.add_argument("--limit", type=int, help="use only the first N validation digits")
@@ -73,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", "-m", "train.convergence", *(sys.argv[1:] if argv is None else argv)])
+    command = invocation("train.convergence", argv)
     try:
         model = load_model(args.export)
         record = read_training_record(args.export)
@@ -118,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         {"num_images": len(scored), "std_error": round(std_error, 4), "units": "nats", "from_step": start,
          "to_step": total, "flat": abs(change) < FLAT_TOLERANCE,
          "curve": {str(step): round(float(v.mean()), 4) for step, v in sorted(nll.items())}}, command)
-    old = read_eval_results(args.export, args.output) or []
-    write_eval_results(args.export, [r for r in old if r.name != result.name] + [result], args.output)
+    merge_eval_results(args.export, [result], args.output)
     print(f"change over the last {1 - start / total:.1%} of the run: {change:+.4f} ± {std_error:.4f} nats (paired "
           f"s.e.); {'flat' if result.details['flat'] else 'NOT flat'} (tolerance {FLAT_TOLERANCE:g} nats); written to "
           f"{Path(args.export) / args.output}")

@@ -78,8 +78,8 @@ from tqdm.auto import tqdm
 from vae_models import CheckpointError, ConfigError, judge_checkpoint, load_model
 from vae_models.ais import SCHEDULES, STARTS, ais_log_likelihood, bdmc, simulate
 from vae_models.corruption import corrupt
-from vae_models.data import environment_options, held_out_digits, load_mnist
-from vae_models.export import (EvalResult, ExportError, read_eval_results, read_training_record, training_dataset,
+from vae_models.data import held_out_digits, load_mnist
+from vae_models.export import (EvalResult, ExportError, merge_eval_results, read_training_record, training_dataset,
                                write_eval_results)
 from vae_models.metrics import (
     best_example_cluster_labels,
@@ -99,7 +99,7 @@ from vae_models.posterior import ELBO_DRAWS, dataset_elbo, has_elbo
 from vae_models.quadrature import NARROWER_BY, SPACING, latent_grid, quadrature_log_likelihood
 from vae_models.vae import GaussianProposalMixin
 
-from .options import add_field_options, choice, flag
+from .options import add_data_options, add_field_options, choice, flag, invocation
 
 CORRUPTIONS = (("gaussian", 0.25), ("gaussian", 0.5), ("salt_and_pepper", 0.1), ("salt_and_pepper", 0.3),
                ("block", 0.5))
@@ -594,13 +594,10 @@ def evaluate(model, metrics: list[str] | None = None, data=None, *, settings: Ev
             and (validation is not None or not m.needs_validation) for r in m.compute(scoring)]
 
 
-def merged(folder: str, new: list[EvalResult], spec, filename: str) -> list[EvalResult]:
-    """The existing records of `folder` with `new` in place of those of the same name; an IS-NLL record of a model
-    that no longer gets one (avb) is dropped as stale."""
-    old = read_eval_results(folder, filename) or []
-    names = {r.name for r in new}
-    keep = [r for r in old if r.name not in names and not (r.name.startswith("IS-NLL") and not gets_is_nll(spec))]
-    return keep + new
+def stale_for(spec):
+    """Which of an export's existing records no longer hold for a model of `spec`, when new ones are merged: an IS-NLL
+    record of a model that no longer gets one (avb)."""
+    return lambda record: record.name.startswith("IS-NLL") and not gets_is_nll(spec)
 
 
 def load_classifier(path: str, device: str | torch.device = "cpu"):
@@ -624,10 +621,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="*", help="exported model folders (config.json + model.safetensors)")
     p.add_argument("--all", metavar="DIR", help="evaluate every model folder directly inside DIR")
-    p.add_argument("--data-dir", default=environment_options()["data_dir"], help="folder with the MNIST IDX files "
-                   "(default: $VAE_FAMILY_DATA_DIR, else the download cache)")
-    p.add_argument("--data-source", default=environment_options()["source"], choices=["idx", "hub"],
-                   help="idx: IDX files (--data-dir or the download cache); hub: the Hub's parquet dataset repo")
+    add_data_options(p)
     p.add_argument("--limit", type=int, help="use only the first N test images (quick checks)")
     p.add_argument("--classifier", default=f"pretrained/{judge_checkpoint()}",
                    help="the MNIST classifier for FD / conditional accuracy; skipped with a warning if missing")
@@ -677,7 +671,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", "-m", "train.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    command = invocation("train.evaluate", argv)
     try:
         models = {path: (load_model(path).to(args.device), training_dataset(path)) for path in args.checkpoints}
         for model, _ in models.values():  # refuse an impossible request before anything is computed
@@ -703,8 +697,9 @@ def main(argv: list[str] | None = None) -> int:
                            dataset=dataset, command=command, validation=validation,
                            training_args=record.args if record else {})
         if args.merge:
-            results = merged(path, results, model.spec, args.output)
-        write_eval_results(path, results, args.output)
+            merge_eval_results(path, results, args.output, stale=stale_for(model.spec))
+        else:
+            write_eval_results(path, results, args.output)
         rows += [(Path(path).name, model.config.model_type, r.name, r.value) for r in results]
         print(f"wrote {Path(path) / args.output} ({len(results)} results)", file=sys.stderr)
     widths = [max(len(str(row[i])) for row in rows + [("model", "type", "metric", "value")]) for i in range(4)]

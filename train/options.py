@@ -8,6 +8,8 @@ import argparse
 import dataclasses
 import inspect
 import re
+import shlex
+import sys
 import typing
 
 
@@ -58,3 +60,19 @@ def add_field_options(parser, cls, names) -> None:
         parser.add_argument(flag(name), type=_parse_type(str(f.type)), default=default,
                             choices=f.metadata.get("choices"),
                             help=f"{text} (default: {default})" if default is not None else text)
+
+
+def add_data_options(parser) -> None:
+    """--data-dir and --data-source, whose defaults come from the environment ($VAE_FAMILY_DATA_DIR, ...)."""
+    from vae_models.data import environment_options
+
+    env = environment_options()
+    parser.add_argument("--data-dir", default=env["data_dir"], help="folder with the MNIST IDX files (default: "
+                        "$VAE_FAMILY_DATA_DIR, else the download cache)")
+    parser.add_argument("--data-source", default=env["source"], choices=["idx", "hub"],
+                        help="idx: IDX files (--data-dir or the download cache); hub: the Hub's parquet dataset repo")
+
+
+def invocation(module: str, argv: list[str] | None) -> str:
+    """The command a record names as the one that wrote it: `python -m module` with `argv` (sys.argv's when None)."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])

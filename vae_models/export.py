@@ -142,6 +142,16 @@ def write_eval_results(folder: str | os.PathLike, results: list[EvalResult], fil
                        {"schema_version": SCHEMA_VERSION, "results": [r.to_dict() for r in results]})
 
 
+def merge_eval_results(folder: str | os.PathLike, new: list[EvalResult], filename: str = EVAL_RESULTS,
+                       stale=None) -> Path:
+    """Write `new` into the folder's results file in place of its records of the same names, keeping the others
+    (but those `stale(record)` marks as no longer true); the file is created when there is none."""
+    names = {r.name for r in new}
+    kept = [r for r in read_eval_results(folder, filename) or []
+            if r.name not in names and not (stale and stale(r))]
+    return write_eval_results(folder, kept + new, filename)
+
+
 def read_eval_results(folder: str | os.PathLike, filename: str = EVAL_RESULTS) -> list[EvalResult] | None:
     """The folder's results, None when it has no results file; ExportError when the file is malformed."""
     path = Path(folder) / filename
