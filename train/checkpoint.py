@@ -135,15 +135,19 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
 
 
+def _load_model_weights(folder: Path, model) -> None:
+    try:
+        model.load_state_dict(_tensors(folder / "model.safetensors"), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{folder / 'model.safetensors'} does not fit the model: {exc}") from exc
+
+
 def load(folder: Path, model, optimizers, rank: int = 0) -> list[torch.Tensor] | None:
     """Puts the checkpoint's weights, optimiser states and this process's RNG state back; returns the moving average
     (None when the run keeps none). Anything missing, tampered or shaped for another model is a CheckpointError."""
     state = read_state(folder)
     device = next(model.parameters()).device
-    try:
-        model.load_state_dict(_tensors(folder / "model.safetensors"), strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{folder / 'model.safetensors'} does not fit the model: {exc}") from exc
+    _load_model_weights(folder, model)
     rests = state.get("optimizers")
     if not isinstance(rests, list) or len(rests) != len(optimizers):
         raise CheckpointError(f"{folder / STATE} holds {len(rests or [])} optimiser states, the run has {len(optimizers)}")
@@ -183,10 +187,7 @@ def load_weights(folder: Path, model) -> int:
     """Load a checkpoint's weights into `model` as its export would hold them: the moving average where the run
     keeps one, else the weights themselves (no optimiser or RNG state). Returns the checkpoint's step."""
     state = read_state(folder)
-    try:
-        model.load_state_dict(_tensors(folder / "model.safetensors"), strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{folder / 'model.safetensors'} does not fit the model: {exc}") from exc
+    _load_model_weights(folder, model)
     ema = _moving_average(folder, model, next(model.parameters()).device)
     if ema is not None:
         weights = [t for t in model.state_dict().values() if t.is_floating_point()]
