@@ -27,6 +27,8 @@ the model declares (`model.spec`, vae_models/registry.py), and a model gets thos
                                                     measured in the same pass
     elbo (opt-in)          a Gaussian q(z|x) or     Negative ELBO: -ELBO per digit (vae_models/posterior.py), beside
                            learned_kl; p(x) models  Exact-NLL the mean gap KL(q(z|x) || p(z|x)) of the 2-D models
+    active_units (opt-in)  a Gaussian q(z|x), or    Active units: latent dimensions whose posterior mean varies over the
+                           one matched to it        test digits by more than 0.01 (Burda et al. 2015, Sec. 5.2)
     conditional_accuracy   samples_by_label and     conditional accuracy: share of samples asked for digit d labelled d
                            a classifier             (CVAE, label-supervised AAE)
     is_nll                 likelihood "bound"       IS-NLL: -log p(x) (label-conditional: -log p(x|y)) by the k-sample
@@ -79,6 +81,7 @@ from vae_models import CheckpointError, ConfigError, judge_checkpoint, load_mode
 from vae_models.ais import SCHEDULES, STARTS, ais_log_likelihood, bdmc, simulate
 from vae_models.corruption import corrupt
 from vae_models.data import held_out_digits, load_mnist
+from vae_models.latent import ACTIVITY_THRESHOLD, active_units
 from vae_models.export import (EvalResult, ExportError, merge_eval_results, read_training_record, training_dataset,
                                write_eval_results)
 from vae_models.metrics import (
@@ -231,8 +234,8 @@ class Scoring:
                           {"num_images": self.n, **details}, self.command)
 
 
-def supports_posterior_start(model) -> bool:
-    """AIS from q(z|x) needs the model's Gaussian proposal (`posterior_gaussian`): the VAEs' encoders, AVB's
+def has_gaussian_proposal(model) -> bool:
+    """A Gaussian q(z|x) to start AIS from and to take E_q[z|x] of (`posterior_gaussian`): the VAEs' encoders, AVB's
     moment-matched Gaussian."""
     return isinstance(model, GaussianProposalMixin)
 
@@ -415,6 +418,23 @@ def prior_mmd_records(s: Scoring) -> list[EvalResult]:
                      num_samples=m)]
 
 
+def active_units_records(s: Scoring) -> list[EvalResult]:
+    """Burda et al. 2015, Sec. 5.2: unit u is active if Cov_x(E_q[z_u|x]) > 1e-2, over the test digits."""
+    means = []
+    with torch.no_grad():
+        for start in range(0, s.n, 1000):
+            x = s.scored[start:start + 1000].to(s.model.device)
+            y = s.labels[start:start + 1000].to(s.model.device) if s.model.spec.label_conditional else None
+            means.append(s.model.posterior_gaussian(x, y)[0].double().cpu())
+    activity = torch.cat(means).var(dim=0)
+    return [s.result("Active units", "active_units", active_units(activity),
+                     f"latent dimensions u with Cov_x(E_q[z_u|x]) > {ACTIVITY_THRESHOLD:g} over the {s.n} test digits "
+                     f"(Burda et al. 2015, Sec. 5.2), E_q[z|x] the posterior's mean (an implicit posterior's from its "
+                     f"moments); {s.data_note}",
+                     latent_dim=len(activity), threshold=ACTIVITY_THRESHOLD,
+                     activity=[round(float(a), 4) for a in activity.sort(descending=True).values])]
+
+
 def has_variational_bound(model) -> bool:
     """An ELBO to measure (vae_models.posterior.has_elbo: a Gaussian q, or the objective's learned KL) of p(x)."""
     return not model.spec.label_conditional and has_elbo(model, torch.zeros(1, 1, 28, 28))
@@ -502,6 +522,7 @@ METRICS = {m.name: m for m in (
     Metric("ais", lambda model: model.spec.needs_ais, ais_records, default=False),
     Metric("exact", has_exact_likelihood, exact_records, default=False),
     Metric("elbo", has_variational_bound, elbo_records, default=False),
+    Metric("active_units", has_gaussian_proposal, active_units_records, default=False),
     Metric("conditional_accuracy", lambda model: model.spec.generative and model.samples_by_label,
            conditional_accuracy_records, needs_classifier=True),
     Metric("is_nll", lambda model: gets_is_nll(model.spec), is_nll_records),
@@ -525,7 +546,7 @@ def select_metrics(model, names: list[str] | None = None, settings: EvalSettings
     if unknown:
         raise EvalError(f"unknown metrics {unknown}; known: {list(METRICS)}")
     chosen = [m for m in METRICS.values() if (m.default if names is None else m.name in names) and m.applies(model)]
-    if settings.ais_start == "posterior" and METRICS["ais"] in chosen and not supports_posterior_start(model):
+    if settings.ais_start == "posterior" and METRICS["ais"] in chosen and not has_gaussian_proposal(model):
         raise EvalError(f"AIS from the posterior (ais_start='posterior', --ais-start posterior) needs a model with a "
                         f"Gaussian proposal q(z|x) (posterior_gaussian: the VAEs, AVB); a "
                         f"{model.config.model_type!r} model has none: start from the prior")
