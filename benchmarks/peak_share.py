@@ -59,13 +59,43 @@ def flops_per_image(trainer, batch: tuple[torch.Tensor, torch.Tensor], batch_siz
     return counter.get_total_flops() / batch_size
 
 
-def measure(name: str, batch_size: int | None, steps: int, warmup: int, device: str) -> dict:
+def matmul_shapes(shapes: list) -> tuple[int, int, int] | None:
+    """(m, k, n) of a profiled aten::mm ([[m, k], [k, n]]) or aten::addmm ([bias, [m, k], [k, n], ...]) call."""
+    pair = [s for s in shapes if len(s) == 2][:2]
+    if len(pair) == 2 and pair[0][1] == pair[1][0]:
+        return pair[0][0], pair[0][1], pair[1][1]
+    return None
+
+
+def time_by_operation(profiler, steps: int, rows: int = 12) -> tuple[list[list], float]:
+    """The operations that take a training step's time, from torch.profiler averages grouped by input shape: rows
+    [operation, input shapes, calls per step, us per call, GFLOP/s for the matrix products, share of the step] for
+    the `rows` largest by self time, and the share of the step's time spent in matrix products."""
+    events = [e for e in profiler.key_averages(group_by_input_shape=True) if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    products = 0.0
+    out = []
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total):
+        mkn = matmul_shapes(e.input_shapes) if e.key in ("aten::mm", "aten::addmm") else None
+        per_call = e.self_cpu_time_total / e.count  # microseconds
+        if mkn:
+            products += e.self_cpu_time_total
+        if len(out) < rows:
+            rate = f"{2 * mkn[0] * mkn[1] * mkn[2] / per_call / 1e3:.0f}" if mkn else ""
+            shapes = " ".join("x".join(map(str, s)) for s in e.input_shapes if s)
+            out.append([e.key, shapes, f"{e.count / steps:g}", f"{per_call:.0f}", rate,
+                        f"{100 * e.self_cpu_time_total / total:.1f} %"])
+    return out, products / total
+
+
+def measure(name: str, batch_size: int | None, steps: int, warmup: int, device: str, profile: int = 0) -> dict:
     from train.__main__ import config_from_args
     from train.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         args = ["--config", str(REPO_ROOT / "recipes" / f"{name}.json"), "--data-dir", str(MNIST_DIR),
-                "--output-dir", tmp, "--checkpoint-every", "0", "--no-progress-bar", "--max-steps", str(warmup + steps)]
+                "--output-dir", tmp, "--checkpoint-every", "0", "--no-progress-bar",
+                "--max-steps", str(warmup + steps + profile)]
         if batch_size:
             args += ["--batch-size", str(batch_size)]
         cfg = config_from_args(args)
@@ -80,11 +110,22 @@ def measure(name: str, batch_size: int | None, steps: int, warmup: int, device: 
                 torch.cuda.synchronize()
             if record["step"] in (warmup, warmup + steps):
                 times.append(time.perf_counter())
+            if record["step"] == warmup + steps:
+                break
         elapsed = times[-1] - times[0]
+        breakdown = None
+        if profile:  # the next `profile` steps of the same loop, under torch.profiler
+            from torch.profiler import ProfilerActivity
+            from torch.profiler import profile as profiler
+
+            with profiler(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                for _ in loop:
+                    pass
+            breakdown = time_by_operation(prof, profile)
         images, labels = next(trainer._batches(0, 0))
         flops = flops_per_image(trainer, (images, labels), cfg.batch_size)
         return {"recipe": name, "batch": cfg.batch_size, "steps_per_s": steps / elapsed,
-                "images_per_s": steps * cfg.batch_size / elapsed, "flops_per_image": flops}
+                "images_per_s": steps * cfg.batch_size / elapsed, "flops_per_image": flops, "breakdown": breakdown}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--peak-size", type=int, default=2048)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS", help="then profile this many more steps and "
+                   "print where a step's time goes, by operation and input shape (the matrix products with their "
+                   "GFLOP/s)")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
     torch.set_flush_denormal(True)
@@ -104,18 +148,25 @@ def main(argv: list[str] | None = None) -> int:
         batches = sorted({recipe_batch if b == "recipe" else int(b) for b in args.batches})
         for batch in batches:
             before = matmul_peak(args.peak_size, args.device)
-            row = measure(name, batch, args.steps, args.warmup, args.device)
+            row = measure(name, batch, args.steps, args.warmup, args.device, args.profile)
             after = matmul_peak(args.peak_size, args.device)
             peak = (before + after) / 2
             row |= {"peak_gflops": peak / 1e9, "peak_spread": abs(before - after) / peak,
                     "share_of_peak": row["images_per_s"] * row["flops_per_image"] / peak}
             rows.append(row)
-            print(json.dumps(row), file=sys.stderr, flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k != "breakdown"}), file=sys.stderr, flush=True)
     print(header("Training throughput against the fp32 matmul peak"))
     print(table(["recipe", "batch", "MFLOP / image", "images/s", "steps/s", "peak GFLOP/s (spread)", "share of peak"],
                 [[r["recipe"], r["batch"], f"{r['flops_per_image'] / 1e6:.2f}", f"{r['images_per_s']:,.0f}",
                   f"{r['steps_per_s']:,.0f}", f"{r['peak_gflops']:.0f} ({100 * r['peak_spread']:.0f} %)",
                   f"{100 * r['share_of_peak']:.0f} %"] for r in rows]))
+    for r in rows:
+        if r["breakdown"]:
+            ops, share = r["breakdown"]
+            print(f"\n#### Where a step of {r['recipe']} at batch {r['batch']} goes ({args.profile} steps profiled; "
+                  f"matrix products: {100 * share:.0f} % of the time)\n")
+            print(table(["operation", "input shapes", "calls / step", "us / call", "GFLOP/s", "share of the step"],
+                        ops))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
