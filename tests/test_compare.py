@@ -11,6 +11,7 @@ import torch
 from train import compare
 from train import evaluate as evaluation
 from vae_models import load_model
+from vae_models.ais import ais_log_likelihood
 from vae_models.metrics import elbo, importance_sampled_nll
 from tests.paths import MNIST_DIR
 
@@ -73,3 +74,26 @@ def test_the_elbo_comparison_is_the_difference_of_the_two_models_bounds_averaged
 def test_a_model_without_an_importance_weighted_bound_is_refused(capsys):
     assert compare.main([str(ROOT / "pretrained/avb"), str(ROOT / "pretrained/vae"), "--limit", "12"]) == 2
     assert "has no importance-weighted bound" in capsys.readouterr().err
+
+
+def test_the_ais_comparison_scores_an_implicit_posterior_model_by_annealed_importance_sampling(tmp_path):
+    first, second = tmp_path / "avb", tmp_path / "vae"
+    shutil.copytree(ROOT / "pretrained/avb", first)
+    shutil.copytree(ROOT / "pretrained/vae", second)
+    assert compare.main([str(first), str(second), "--data-dir", str(MNIST_DIR), "--limit", "4", "--bound", "ais",
+                         "--seed", "3"]) == 0
+    _, binary, _ = evaluation.test_set(str(MNIST_DIR), 4, 3)
+    settings = evaluation.EvalSettings()
+    nll = [-ais_log_likelihood(load_model(path), binary, generator=torch.Generator().manual_seed(3),
+                               batch_size=settings.ais_batch, **settings.ais).log_px for path in (first, second)]
+    difference, std_error = compare.paired_difference(*nll)
+    record = json.loads((first / "eval_results.json").read_text())["results"][-1]
+    assert (record["name"], record["value"]) == ("AIS-NLL minus vae (paired)", round(difference, 4))
+    assert record["details"]["std_error"] == round(std_error, 4)
+    assert record["details"]["baseline_nll"] == round(float(nll[1].mean()), 4)
+
+
+def test_a_model_without_an_ais_estimate_is_refused(capsys):
+    assert compare.main([str(ROOT / "pretrained/ae"), str(ROOT / "pretrained/vae"), "--limit", "4",
+                         "--bound", "ais"]) == 2
+    assert "has no AIS estimate of log p(x)" in capsys.readouterr().err

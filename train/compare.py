@@ -3,6 +3,7 @@ its paired standard error.
 
     python -m train.compare runs/reproduce/dvae-low-noise runs/reproduce/vae-dvae-budget --data-dir ../shared/data/mnist
     python -m train.compare ... --bound elbo --num-samples 10    # the variational bound itself, 10 draws per digit
+    python -m train.compare runs/reproduce/avb-ac runs/reproduce/vae-avb-budget --bound ais --limit 1000
 
 A claim such as "the denoising criterion improves the bound" (Im et al. 2017) or "AVB fits better than a VAE"
 compares two models on the same test digits. Their own standard errors (~0.3 nats each on 10,000 digits) mostly
@@ -12,7 +13,10 @@ scored by the same estimator, minus the k-sample importance-weighted bound (Burd
 default), on the same digits, binarised once with one seed (train.evaluate's test set); a negative difference
 means A gives the digits more likelihood. `--bound elbo` compares the evidence lower bounds instead (Kingma & Welling
 2013, eq. 10: the KL in closed form, the reconstruction term averaged over `--num-samples` posterior draws): the
-bound a paper's table may report, where the IS-NLL is closer to log p(x) itself.
+bound a paper's table may report, where the IS-NLL is closer to log p(x) itself. `--bound ais` compares -log p(x)
+by annealed importance sampling (vae_models/ais.py, train.evaluate's AIS-NLL settings: 300 steps, 4 chains from the
+prior, one generator seed for both models), the one estimator that also scores AVB, whose implicit posterior has no
+density for an importance-weighted bound.
 
 The result is written into A's eval_results.json (merged: a record of the same name is replaced) as
 "IS-NLL minus <B's folder name> (k=K, paired)" with the difference as its value and the paired standard error, B's
@@ -30,10 +34,14 @@ import torch
 
 from vae_models import CheckpointError, ConfigError, load_model
 from vae_models.export import EvalResult, ExportError, merge_eval_results, training_dataset
+from vae_models.ais import ais_log_likelihood
 from vae_models.metrics import elbo, importance_sampled_nll
 
-from .evaluate import gets_is_nll, test_set
+from .evaluate import EvalSettings, gets_is_nll, test_set
 from .options import add_data_options, invocation
+
+
+AIS = EvalSettings()  # --bound ais: the settings of train.evaluate's AIS-NLL record
 
 
 def paired_difference(nll_a: torch.Tensor, nll_b: torch.Tensor) -> tuple[float, float]:
@@ -50,8 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("first", help="export A (its eval_results.json receives the comparison)")
     p.add_argument("second", help="export B, the baseline")
     add_data_options(p)
-    p.add_argument("--bound", choices=["is", "elbo"], default="is",
-                   help="is: the k-sample importance-weighted bound (default); elbo: the evidence lower bound")
+    p.add_argument("--bound", choices=["is", "elbo", "ais"], default="is",
+                   help="is: the k-sample importance-weighted bound (default); elbo: the evidence lower bound; ais: "
+                   "annealed importance sampling with train.evaluate's settings (--num-samples is not used)")
     p.add_argument("--num-samples", type=int, default=5000, help="importance samples k per test digit (--bound elbo: "
                    "posterior draws averaged per digit)")
     p.add_argument("--limit", type=int, help="use only the first N test digits")
@@ -72,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(datasets) != 1:
             raise ExportError(f"{args.first} and {args.second} were trained on different datasets {sorted(datasets)}")
         for path, model in zip((args.first, args.second), models):
-            if not gets_is_nll(model.spec):
+            if args.bound == "ais" and not model.spec.needs_ais:
+                raise ExportError(f"{path} ({model.config.model_type}) has no AIS estimate of log p(x)")
+            if args.bound != "ais" and not gets_is_nll(model.spec):
                 raise ExportError(f"{path} ({model.config.model_type}) has no importance-weighted bound")
             if model.spec.label_conditional:
                 raise ExportError(f"{path} ({model.config.model_type}) is label-conditional: compare p(x) models")
@@ -87,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         scored = binary if model.config.pixel_likelihood.binary else grey
         if args.bound == "is":
             nll.append(importance_sampled_nll(model, scored, num_samples=args.num_samples, progress=True))
+        elif args.bound == "ais":
+            nll.append(-ais_log_likelihood(model, scored, generator=torch.Generator().manual_seed(args.seed),
+                                           progress=True, batch_size=AIS.ais_batch, **AIS.ais).log_px)
         else:
             nll.append(-torch.stack([elbo(model, scored) for _ in range(args.num_samples)]).mean(0))
     difference, std_error = paired_difference(*nll)
@@ -95,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         name = f"IS-NLL minus {other} (k={k}, paired)"
         what = (f"-log p(x) minus {other}'s, both by the importance-weighted bound (Burda et al. 2015, eq. 8) with "
                 f"k={k}")
+        better = "more likelihood"
+    elif args.bound == "ais":
+        k = AIS.ais_chains
+        name = f"AIS-NLL minus {other} (paired)"
+        what = (f"-log p(x) minus {other}'s, both by annealed importance sampling from the prior "
+                f"({AIS.ais_steps} steps, {AIS.ais_chains} chains, {AIS.ais_leapfrog} leapfrog steps, one seed)")
         better = "more likelihood"
     else:
         name = f"Negative ELBO minus {other} ({k} draws, paired)"
