@@ -17,7 +17,8 @@ VAE_2D = {"model": "vae", "checkpoint": {"title": "VAE (2-D)"}, "model_config": 
 
 def test_the_catalogue_is_the_recipes_in_the_registration_order_of_their_models():
     assert sorted(checkpoints()) == sorted(p.stem for p in RECIPES_DIR.glob("*.json"))
-    assert list(checkpoints()) == ["ae", "vae", "vae-2d", "vae-dvae-budget", "cvae", "socvae", "quadrant_nn", "dvae", "dvae-low-noise", "avb", "avb-2d",
+    assert list(checkpoints()) == ["ae", "vae", "vae-2d", "vae-avb-budget", "vae-dvae-budget", "cvae", "socvae",
+                                   "quadrant_nn", "dvae", "dvae-low-noise", "avb", "avb-2d", "avb-ac",
                                    "aae", "aae-2d-gaussian", "aae-2d-mixture", "aae-2d-posterior-gaussian",
                                    "aae-2d-posterior-universal", "aae-2d-supervised", "aae-2d-clusters",
                                    "aae-clusters-16", "aae-clusters-30", "aae-semi-100", "aae-semi-100-seed1",
