@@ -468,7 +468,7 @@ def test_evaluate_on_an_export_path_gives_the_exact_nll_of_the_library_quadratur
 
 def test_an_unknown_metric_name_is_an_error_that_names_the_known_ones():
     model = build_model("vae", hidden_dims=[8], latent_dim=2)
-    with pytest.raises(EvalError, match=r"unknown metrics \['fid'\]; known: \['ais', 'exact', 'elbo', "
+    with pytest.raises(EvalError, match=r"unknown metrics \['fid'\]; known: \['ais', 'exact', 'elbo', 'active_units', "
                                         r"'conditional_accuracy', 'is_nll', 'cll', 'denoising', 'classifier_fd', "
                                         r"'prior_mmd', 'accuracy', 'clustering', 'semi_supervised'\]"):
         evaluation.evaluate(model, ["prior_mmd", "fid"], evaluation.test_set(str(MNIST_DIR), 10, 0))
